@@ -1,0 +1,3 @@
+"""rgrid: run scripts on rented compute, durably, on Temporal."""
+
+__version__ = "0.1.0"

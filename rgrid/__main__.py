@@ -1,0 +1,3 @@
+from rgrid.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Activities: all I/O of an execution, grouped by where they run."""

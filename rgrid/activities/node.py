@@ -1,0 +1,232 @@
+"""Activities that run ON a node: claim a slot, stage inputs, run, collect outputs.
+
+Each works on one lease; a lease not renewed for `lease_ttl_s` is reaped by the agent,
+so a vanished workflow cannot hold a slot forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from ulid import ULID
+
+from rgrid.activities import names
+from rgrid.errors import RgridError
+from rgrid.infra.logstore import LogChunkWriter
+from rgrid.infra.runtime import RunRequest, Runtime
+from rgrid.infra.storage import Storage, cas_key, output_prefix, safe_relative, sha256_file
+from rgrid.models import (
+    Ack,
+    ClaimNodeInput,
+    CollectOutputsInput,
+    CollectOutputsResult,
+    FileRef,
+    NodeLease,
+    OutputFile,
+    ReleaseNodeInput,
+    RunContainerInput,
+    RunResult,
+    StageInputsInput,
+    StageInputsResult,
+)
+from rgrid.worker.leases import LeaseBook
+
+log = structlog.get_logger()
+
+LOG_FLUSH_S = 0.5  # how stale live logs may be; also the heartbeat cadence
+
+
+class NodeIdentity(BaseModel):
+    """Who this node is, as leases report it."""
+
+    node_id: str
+    hourly_price_microns: int = 0
+
+
+def non_retryable(exc: RgridError) -> ApplicationError:
+    """An ApplicationError Temporal will not retry, typed by the rgrid error class."""
+    return ApplicationError(exc.one_line(), type=type(exc).__name__, non_retryable=True)
+
+
+class NodeActivities:
+    """The node agent's activities; one instance per node."""
+
+    def __init__(
+        self,
+        node: NodeIdentity,
+        book: LeaseBook,
+        runtime: Runtime,
+        storage: Storage,
+        work_root: Path,
+        lease_ttl_s: int = 120,
+    ) -> None:
+        self._node = node
+        self._book = book
+        self._runtime = runtime
+        self._storage = storage
+        self._work_root = work_root
+        self._ttl = timedelta(seconds=lease_ttl_s)
+        self._inputs: dict[str, dict[str, str]] = {}  # lease id -> staged name -> sha256
+
+    @activity.defn(name=names.CLAIM_NODE)
+    async def claim_node(self, request: ClaimNodeInput) -> NodeLease:
+        lease = NodeLease(
+            lease_id=f"{request.execution_id}-{request.attempt}-{ULID()}",
+            node_id=self._node.node_id,
+            queue=names.node_queue(self._node.node_id),
+            expires_at=datetime.now(UTC) + timedelta(seconds=request.lease_ttl_s),
+            hourly_price_microns=self._node.hourly_price_microns,
+            slots=self._book.slots,
+            attempt=request.attempt,
+        )
+        self._book.open(lease)
+        log.info("lease_opened", lease=lease.lease_id, free=self._book.free)
+        return lease
+
+    @activity.defn(name=names.STAGE_INPUTS)
+    async def stage_inputs(self, request: StageInputsInput) -> StageInputsResult:
+        self._renew(request.lease)
+        work = self.work_dir(request.lease)
+        shutil.rmtree(work, ignore_errors=True)  # a retried staging starts clean
+        work.mkdir(parents=True)
+        self.tmp_dir(request.lease).mkdir(parents=True, exist_ok=True)
+        files = [request.script, *request.inputs]
+        try:
+            await asyncio.gather(*(self._stage(work, ref) for ref in files))
+        except RgridError as exc:
+            raise non_retryable(exc) from exc
+        self._inputs[request.lease.lease_id] = {ref.name: ref.sha256 for ref in files}
+        return StageInputsResult(files=len(files), bytes=sum(ref.size for ref in files))
+
+    async def _stage(self, work: Path, ref: FileRef) -> None:
+        dest = work / safe_relative(ref.name)
+        await self._storage.get_file(cas_key(ref.sha256), dest)
+        if ref.executable:
+            dest.chmod(dest.stat().st_mode | stat.S_IXUSR)
+
+    @activity.defn(name=names.RUN_CONTAINER)
+    async def run_container(self, request: RunContainerInput) -> RunResult:
+        lease, spec = request.lease, request.spec
+        self._renew(lease)
+        logs = LogChunkWriter(self._storage, request.execution_id, lease.attempt)
+        run = RunRequest(
+            execution_id=request.execution_id,
+            work_dir=self.work_dir(lease),
+            tmp_dir=self.tmp_dir(lease),
+            script=spec.script.name,
+            args=spec.args,
+            env=spec.env,
+            requirements=spec.requirements,
+            timeout_s=spec.timeout_s,
+            resources=spec.resources,
+        )
+        started = datetime.now(UTC)
+        task = asyncio.create_task(self._runtime.run(run, logs.write))
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=LOG_FLUSH_S)
+                await logs.flush()
+                self._renew(lease)
+                # Heartbeats carry progress and deliver cancellation (cancel kills the run).
+                activity.heartbeat(logs.next_seq)
+            outcome = task.result()
+        except RgridError as exc:
+            raise non_retryable(exc) from exc
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await logs.flush()
+        return RunResult(
+            exit_code=outcome.exit_code,
+            timed_out=outcome.timed_out,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            runtime=self._runtime.name,
+            stderr_tail=logs.last_line("err"),
+        )
+
+    @activity.defn(name=names.COLLECT_OUTPUTS)
+    async def collect_outputs(self, request: CollectOutputsInput) -> CollectOutputsResult:
+        self._renew(request.lease)
+        work = self.work_dir(request.lease)
+        staged = self._inputs.get(request.lease.lease_id, {})
+        result = CollectOutputsResult()
+        uploads = []
+        for path, rel in _walk_regular_files(work, result.skipped):
+            digest = await asyncio.to_thread(sha256_file, path)
+            if staged.get(rel) == digest:
+                continue  # an input or the script, unchanged
+            key = output_prefix(request.execution_id) + rel
+            uploads.append(self._storage.put_file(key, path))
+            result.outputs.append(OutputFile(path=rel, size=path.stat().st_size, sha256=digest))
+        await asyncio.gather(*uploads)
+        for skipped in result.skipped:
+            log.warning("output_skipped", execution=request.execution_id, path=skipped)
+        self._release(request.lease.lease_id)
+        return result
+
+    @activity.defn(name=names.RELEASE_NODE)
+    async def release_node(self, request: ReleaseNodeInput) -> Ack:
+        self._release(request.lease.lease_id)
+        return Ack()
+
+    def reap_expired(self) -> list[str]:
+        """Release leases their executions stopped renewing (the workflow went away)."""
+        expired = self._book.expired(datetime.now(UTC))
+        for lease_id in expired:
+            log.warning("lease_expired", lease=lease_id)
+            self._release(lease_id)
+        return expired
+
+    def work_dir(self, lease: NodeLease) -> Path:
+        """The script's working directory for this lease."""
+        return self._work_root / lease.lease_id / "work"
+
+    def tmp_dir(self, lease: NodeLease) -> Path:
+        """Scratch space outside the work dir, so temp files are not taken for outputs."""
+        return self._work_root / lease.lease_id / "tmp"
+
+    def _renew(self, lease: NodeLease) -> None:
+        if not self._book.extend(lease.lease_id, datetime.now(UTC) + self._ttl):
+            # The slot went to someone else: this attempt must move to another node.
+            raise ApplicationError(
+                f"lease {lease.lease_id} on {lease.node_id} has expired", type="LeaseLost"
+            )
+
+    def _release(self, lease_id: str) -> None:
+        if self._book.close(lease_id) is not None:
+            self._inputs.pop(lease_id, None)
+            shutil.rmtree(self._work_root / lease_id, ignore_errors=True)
+            log.info("lease_released", lease=lease_id, free=self._book.free)
+
+
+def _walk_regular_files(root: Path, skipped: list[str]) -> list[tuple[Path, str]]:
+    """Regular files under root as (path, posix relpath); links and specials go to skipped."""
+    found: list[tuple[Path, str]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        for name in list(dirnames):
+            if (base / name).is_symlink():
+                dirnames.remove(name)
+                skipped.append((base / name).relative_to(root).as_posix())
+        for name in filenames:
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            mode = path.lstat().st_mode
+            if stat.S_ISREG(mode):
+                found.append((path, rel))
+            else:
+                skipped.append(rel)
+    return sorted(found, key=lambda item: item[1])

@@ -1,0 +1,1 @@
+"""The rgrid command line: a thin edge over rgrid.client."""

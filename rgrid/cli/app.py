@@ -1,0 +1,76 @@
+"""The `rgrid` command: every command group registered here, errors caught at one edge."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from rgrid import __version__, logs
+from rgrid.cli import dev, executions, init, run
+from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
+from rgrid.errors import RgridError
+
+app = typer.Typer(
+    name="rgrid",
+    help="Run scripts on rented compute: isolated, durable, priced to the micro-euro.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _global(
+    profile: Annotated[
+        str | None,
+        typer.Option(envvar="RGRID_PROFILE", help="Config profile to use (see `rgrid init`)."),
+    ] = None,
+) -> None:
+    if profile:
+        os.environ["RGRID_PROFILE"] = profile
+
+
+# Options after the script are rgrid's when rgrid knows them, else the script's;
+# everything after `--` is the script's.
+app.command(context_settings={"ignore_unknown_options": True})(run.run)
+app.command()(executions.status)
+app.command()(executions.logs)
+app.command("list")(executions.list_executions)
+app.command()(executions.cancel)
+app.command()(executions.download)
+app.command()(init.init)
+app.add_typer(dev.app, name="dev")
+
+
+@app.command()
+def version() -> None:
+    """Print rgrid's version."""
+    out.print(f"rgrid {__version__}")
+
+
+def main() -> None:
+    """Entry point: run the app; an RgridError becomes one line on stderr, never a traceback."""
+    debug = os.environ.get("RGRID_DEBUG") == "1"
+    logs.configure(json=False, level=10 if debug else 30)
+    try:
+        app()
+    except RgridError as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {exc.one_line()}", markup=True, highlight=False)
+        sys.exit(EXIT_RGRID_ERROR)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_CANCELLED)
+    except Exception as exc:  # the promise: never a traceback unless asked for
+        if debug:
+            raise
+        err.print(
+            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc}: "
+            "rerun with RGRID_DEBUG=1 for details"
+        )
+        sys.exit(EXIT_RGRID_ERROR)

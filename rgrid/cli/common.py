@@ -1,0 +1,45 @@
+"""What every command shares: settings for the chosen profile, a session, async running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from rgrid.cli.output import err
+from rgrid.client.session import Session
+from rgrid.config import Settings, load_settings
+from rgrid.worker.dev import read_stack, start_stack
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    """Settings from env, the selected profile and defaults."""
+    return load_settings()
+
+
+def ensure_stack_for(config: Settings) -> Callable[[], None]:
+    """A callback that starts the embedded stack on first use, saying so."""
+
+    def ensure() -> None:
+        if read_stack(config) is None:
+            with err.status("starting the embedded stack (Temporal dev server, worker, nodes)…"):
+                info = start_stack(config)
+            err.print(f"[dim]embedded stack ready; Web UI at {info.ui_url}[/dim]")
+
+    return ensure
+
+
+def with_session(body: Callable[[Session], Awaitable[T]]) -> T:
+    """Run an async command body with a session that is closed afterwards."""
+
+    async def main() -> T:
+        config = settings()
+        session = Session(config, ensure_stack=ensure_stack_for(config))
+        try:
+            return await body(session)
+        finally:
+            await session.close()
+
+    return asyncio.run(main())

@@ -1,0 +1,46 @@
+"""`rgrid dev start|status|stop`: the embedded stack, explicitly."""
+
+from __future__ import annotations
+
+import typer
+
+from rgrid.cli.common import settings
+from rgrid.cli.output import err, out
+from rgrid.worker.dev import read_stack, start_stack, stop_stack
+
+app = typer.Typer(help="The embedded stack: Temporal dev server, control worker, local nodes.")
+
+
+@app.command()
+def start() -> None:
+    """Start the embedded stack in the background (a no-op if it runs)."""
+    config = settings()
+    if read_stack(config) is None:
+        with err.status("starting the embedded stack…"):
+            info = start_stack(config)
+    else:
+        info = read_stack(config)
+        assert info is not None
+    out.print(f"Temporal  {info.address}")
+    out.print(f"Web UI    {info.ui_url}")
+    out.print(f"nodes     {', '.join(info.nodes)}")
+    out.print(f"state     {config.dev_dir}")
+
+
+@app.command()
+def status() -> None:
+    """Say whether the embedded stack runs, and where."""
+    info = read_stack(settings())
+    if info is None:
+        out.print("not running: `rgrid dev start` starts it")
+        raise typer.Exit(1)
+    out.print(f"running (pid {info.pid}); Temporal {info.address}; Web UI {info.ui_url}")
+
+
+@app.command()
+def stop() -> None:
+    """Stop the embedded stack and its node agents."""
+    if stop_stack(settings()):
+        out.print("stopped")
+    else:
+        out.print("not running")

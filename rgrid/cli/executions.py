@@ -1,0 +1,176 @@
+"""Commands about executions that exist: status, logs, list, cancel, download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rgrid.cli.common import with_session
+from rgrid.cli.output import (
+    EXIT_RGRID_ERROR,
+    cost,
+    err,
+    out,
+    phase_text,
+    print_json,
+    when,
+    write_record,
+)
+from rgrid.client.outputs import download_outputs
+from rgrid.client.parse import parse_pairs
+from rgrid.client.session import Session
+from rgrid.client.watch import cancel as cancel_execution
+from rgrid.client.watch import current_status, follow_logs
+from rgrid.errors import UserInputError
+from rgrid.infra.logstore import LogRecord
+from rgrid.models import Phase
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def status(
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show an execution's phase, node, times, exit code, attempts and cost."""
+
+    async def body(session: Session) -> None:
+        found = await current_status(session, execution_id)
+        if json_output:
+            print_json(found.model_dump(mode="json"))
+            return
+        table = Table(show_header=False, box=None)
+        duration = f"{found.duration_s:.1f}s" if found.duration_s is not None else "-"
+        rows = [
+            ("id", found.execution_id),
+            ("phase", phase_text(found.phase)),
+            ("script", " ".join([found.script, *found.args])),
+            ("node", found.node_id or "-"),
+            ("runtime", found.runtime or "-"),
+            ("attempts", str(found.attempts)),
+            ("created", when(found.created_at)),
+            ("started", when(found.started_at)),
+            ("finished", when(found.finished_at)),
+            ("duration", duration),
+            ("exit code", "-" if found.exit_code is None else str(found.exit_code)),
+            ("cost", cost(found)),
+            ("tags", ", ".join(f"{k}={v}" for k, v in found.tags.items()) or "-"),
+            ("outputs", str(len(found.outputs))),
+        ]
+        if found.error:
+            rows.append(("error", found.error))
+        for key, value in rows:
+            table.add_row(f"[bold]{key}[/bold]", value)
+        out.print(table)
+
+    with_session(body)
+
+
+def logs(
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the execution ends.")
+    ] = False,
+    stdout_only: Annotated[bool, typer.Option("--stdout-only", help="Only stdout.")] = False,
+    stderr_only: Annotated[bool, typer.Option("--stderr-only", help="Only stderr.")] = False,
+) -> None:
+    """Print an execution's output, from storage (works after its node is gone)."""
+    if stdout_only and stderr_only:
+        raise UserInputError("--stdout-only and --stderr-only exclude each other", "pick one")
+
+    def sink(record: LogRecord) -> None:
+        if (stdout_only and record.stream != "out") or (stderr_only and record.stream != "err"):
+            return
+        write_record(record)
+
+    async def body(session: Session) -> None:
+        await (await session.ledger()).get(execution_id)  # unknown ids fail clearly
+        await follow_logs(session, execution_id, sink, follow)
+
+    with_session(body)
+
+
+def list_executions(
+    status_filter: Annotated[
+        Phase | None, typer.Option("--status", "-s", help="Only executions in this phase.")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="Only with this KEY=VALUE tag.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """List recent executions, newest first."""
+    tags = parse_pairs(metadata or [], "--metadata")
+
+    async def body(session: Session) -> None:
+        rows = await (await session.ledger()).recent(limit=limit, phase=status_filter, tags=tags)
+        if json_output:
+            print_json([row.model_dump(mode="json") for row in rows])
+            return
+        if not rows:
+            err.print("no executions yet: try `rgrid run examples/hello.py`")
+            return
+        table = Table("phase", "script", "created", "exit", "cost", "tags")
+        table.add_column("id", no_wrap=True)  # ids are copied from here: never cut them
+        for row in rows:
+            table.add_row(
+                phase_text(row.phase),
+                row.script,
+                when(row.created_at),
+                "-" if row.exit_code is None else str(row.exit_code),
+                cost(row),
+                ", ".join(f"{k}={v}" for k, v in row.tags.items()),
+                row.execution_id,
+            )
+        out.print(table)
+
+    with_session(body)
+
+
+def cancel(
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+) -> None:
+    """Stop a running execution (its script is killed within seconds)."""
+
+    async def body(session: Session) -> int:
+        with err.status(f"cancelling {execution_id}…"):
+            final = await cancel_execution(session, execution_id)
+        err.print(f"{execution_id}: {phase_text(final.phase)}")
+        return 0 if final.phase.terminal else EXIT_RGRID_ERROR
+
+    raise typer.Exit(with_session(body))
+
+
+def download(
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Where to put the files.")
+    ] = Path("outputs"),
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List outputs; download nothing.")
+    ] = False,
+    file: Annotated[str | None, typer.Option(help="Only this output (its relative path).")] = None,
+) -> None:
+    """Download an execution's outputs (after `rgrid run --remote-only`, or again)."""
+
+    async def body(session: Session) -> None:
+        found = await (await session.ledger()).get(execution_id)
+        outputs = [o for o in found.outputs if file is None or o.path == file]
+        if file is not None and not outputs:
+            raise UserInputError(f"{execution_id} has no output {file!r}", "see --list")
+        if list_only:
+            for output in outputs:
+                out.print(f"{output.size:>12}  {output.path}")
+            return
+        written, refused = await download_outputs(
+            session.storage, execution_id, outputs, output_dir
+        )
+        for name in refused:
+            err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
+        err.print(f"{len(written)} file(s) in {output_dir}/")
+
+    with_session(body)

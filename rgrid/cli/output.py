@@ -1,0 +1,73 @@
+"""Shared consoles and renderers, so every command prints the same way."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+
+from rgrid.infra.logstore import LogRecord
+from rgrid.models import ExecutionStatus, Phase
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PHASE_STYLE = {
+    Phase.SUCCEEDED: "green",
+    Phase.FAILED: "red",
+    Phase.TIMED_OUT: "red",
+    Phase.CANCELLED: "yellow",
+}
+
+# Exit codes of rgrid itself, apart from the script's own (as docker run and timeout do).
+EXIT_RGRID_ERROR = 125
+EXIT_TIMED_OUT = 124
+EXIT_CANCELLED = 130
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+
+
+def write_record(record: LogRecord) -> None:
+    """Pass the script's output through unchanged, to the stream it was written to."""
+    stream = sys.stdout.buffer if record.stream == "out" else sys.stderr.buffer
+    stream.write(record.data)
+    stream.flush()
+
+
+def phase_text(phase: Phase) -> str:
+    """A phase, coloured by outcome."""
+    style = PHASE_STYLE.get(phase)
+    return f"[{style}]{phase.value}[/{style}]" if style else phase.value
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp for tables: local time, to the second."""
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def cost(status: ExecutionStatus) -> str:
+    """An execution's cost for humans."""
+    return _format_microns(status.cost_microns)
+
+
+def _format_microns(amount: int) -> str:  # TEMP until rgrid.infra.pricing lands
+    whole, frac = divmod(amount, 1_000_000)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"€{whole}.{digits}"
+
+
+def exit_code_for(status: ExecutionStatus) -> int:
+    """The process exit code that reports an execution's outcome."""
+    if status.phase is Phase.TIMED_OUT:
+        return EXIT_TIMED_OUT
+    if status.phase is Phase.CANCELLED:
+        return EXIT_CANCELLED
+    if status.exit_code is not None:
+        return status.exit_code
+    return 0 if status.phase is Phase.SUCCEEDED else EXIT_RGRID_ERROR

@@ -1,0 +1,151 @@
+"""`rgrid run`: submit a script, stream its output, bring its outputs home."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rgrid.cli.common import with_session
+from rgrid.cli.output import cost, err, exit_code_for, out, phase_text, print_json, write_record
+from rgrid.client import submit
+from rgrid.client.outputs import download_outputs
+from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
+from rgrid.client.session import Session
+from rgrid.client.watch import wait_for_result
+from rgrid.models import ExecutionStatus
+
+
+def run(
+    script: Annotated[Path, typer.Argument(help="The script to run (.py, or .js for Node).")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Arguments for the script; any that is a file is uploaded."),
+    ] = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option("--input", "-i", help="Extra file to stage in the work dir (repeatable)."),
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the script (repeatable).")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option("--metadata", "-m", help="KEY=VALUE tag on the execution (repeatable)."),
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Kill the script after this long, e.g. 90s, 10m, 1h.")
+    ] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPUs for the script (default 1).")] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit, e.g. 512m, 2g (default 1g).")
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="auto, process, or an image such as python:3.11.")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
+    ] = 0,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Where outputs are downloaded.")
+    ] = Path("outputs"),
+    remote_only: Annotated[
+        bool, typer.Option("--remote-only", help="Leave outputs in storage; do not download.")
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Print the execution id and return at once.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of streaming.")
+    ] = False,
+) -> None:
+    """Run a script on a node: stream its output live, then download what it wrote."""
+    request = submit.RunRequest(
+        script=script,
+        args=args or [],
+        extra_inputs=inputs or [],
+        env=parse_pairs(env or [], "--env", env_keys=True),
+        tags=parse_pairs(metadata or [], "--metadata"),
+        timeout_s=parse_duration(timeout) if timeout else None,
+        cpus=cpus,
+        memory_mb=parse_memory_mb(memory) if memory else None,
+        runtime=runtime,
+        retries=retries,
+    )
+
+    async def body(session: Session) -> int:
+        spec, report = await submit.prepare(session, request, Path.cwd())
+        handle = await submit.start(session, spec)
+        if detach:
+            if json_output:
+                print_json({"id": handle.id, "status": "queued"})
+            else:
+                out.print(handle.id)
+            return 0
+        if not json_output:
+            err.print(f"[bold]{handle.id}[/bold]")
+            if report.uploaded:
+                err.print(
+                    f"[dim]uploaded {report.uploaded} file(s), {report.uploaded_bytes} bytes; "
+                    f"{report.already_stored} already stored[/dim]"
+                )
+        status = await wait_for_result(session, handle.id, None if json_output else write_record)
+        local: list[Path] = []
+        if not remote_only and status.outputs:
+            local, refused = await download_outputs(
+                session.storage, status.execution_id, status.outputs, output_dir
+            )
+            for name in refused:
+                err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
+        if json_output:
+            print_json(_json_result(status, local, report))
+        else:
+            _print_summary(status, local, output_dir, remote_only)
+        return exit_code_for(status)
+
+    raise typer.Exit(with_session(body))
+
+
+def _json_result(
+    status: ExecutionStatus, local: list[Path], report: submit.UploadReport
+) -> dict[str, object]:
+    return {
+        "id": status.execution_id,
+        "status": status.phase.value,
+        "exit_code": status.exit_code,
+        "outputs": [str(path) for path in local],
+        "remote_outputs": [o.path for o in status.outputs],
+        "cost_microns": status.cost_microns,
+        "duration_s": status.duration_s,
+        "node": status.node_id,
+        "attempts": status.attempts,
+        "error": status.error,
+        "uploaded_files": report.uploaded,
+        "already_stored_files": report.already_stored,
+    }
+
+
+def _print_summary(
+    status: ExecutionStatus, local: list[Path], output_dir: Path, remote_only: bool
+) -> None:
+    duration = f"{status.duration_s:.1f}s" if status.duration_s is not None else "-"
+    line = (
+        f"{phase_text(status.phase)} in {duration} on {status.node_id or '-'}, cost {cost(status)}"
+    )
+    if status.error and status.phase.value != "succeeded":
+        line += f" ({status.error})"
+    err.print(line)
+    if remote_only and status.outputs:
+        kept = len(status.outputs)
+        err.print(f"{kept} output(s) kept in storage: `rgrid download {status.execution_id}`")
+    elif local:
+        err.print(f"{len(local)} output(s) in {output_dir}/")
+        for path in local[:20]:
+            err.print(f"  {_relative(path)}", style="dim")
+        if len(local) > 20:
+            err.print(f"  … and {len(local) - 20} more", style="dim")
+
+
+def _relative(path: Path) -> Path:
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path

@@ -1,0 +1,37 @@
+"""Bringing an execution's outputs home, never writing outside the target directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import structlog
+
+from rgrid.errors import UnsafePathError
+from rgrid.infra.storage import Storage, output_prefix, safe_relative
+from rgrid.models import OutputFile
+
+log = structlog.get_logger()
+
+
+async def download_outputs(
+    storage: Storage, execution_id: str, outputs: list[OutputFile], target: Path
+) -> tuple[list[Path], list[str]]:
+    """Download outputs under `target`; returns written paths and refused names."""
+    written: list[Path] = []
+    refused: list[str] = []
+    root = target.resolve()
+    for output in outputs:
+        try:
+            dest = root / safe_relative(output.path)
+        except UnsafePathError:
+            refused.append(output.path)
+            continue
+        # A link already in the target dir must not redirect a write elsewhere.
+        if not dest.parent.resolve().is_relative_to(root) or dest.is_symlink():
+            refused.append(output.path)
+            continue
+        await storage.get_file(output_prefix(execution_id) + output.path, dest)
+        written.append(dest)
+    for name in refused:
+        log.warning("output_refused", execution=execution_id, path=name)
+    return written, refused

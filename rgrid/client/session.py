@@ -1,0 +1,43 @@
+"""A Session holds what a client needs: settings, storage, Temporal and the ledger,
+each opened on first use (so `rgrid list` never waits for Temporal)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio.client import Client
+
+from rgrid.config import Settings
+from rgrid.infra.db import Ledger
+from rgrid.infra.storage import Storage, open_storage
+from rgrid.infra.temporal import connect
+
+
+class Session:
+    """Lazily opened connections to the parts of one rgrid deployment."""
+
+    def __init__(self, settings: Settings, ensure_stack: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.storage: Storage = open_storage(settings.effective_storage_url)
+        self._ensure_stack = ensure_stack
+        self._client: Client | None = None
+        self._ledger: Ledger | None = None
+
+    async def temporal(self) -> Client:
+        """The Temporal client; starts the embedded stack first when that is the setup."""
+        if self._client is None:
+            if self.settings.embedded and self._ensure_stack is not None:
+                self._ensure_stack()
+            self._client = await connect(self.settings)
+        return self._client
+
+    async def ledger(self) -> Ledger:
+        """The execution ledger."""
+        if self._ledger is None:
+            self._ledger = await Ledger.open(self.settings.effective_database_url)
+        return self._ledger
+
+    async def close(self) -> None:
+        """Release what was opened."""
+        if self._ledger is not None:
+            await self._ledger.close()

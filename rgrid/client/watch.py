@@ -1,0 +1,106 @@
+"""Following an execution: its logs from storage while it runs, and its final status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from rgrid.client.session import Session
+from rgrid.errors import NotFoundError
+from rgrid.infra.logstore import LogRecord, read_new_records
+from rgrid.models import ExecutionStatus, Phase
+
+POLL_S = 0.2
+
+RecordSink = Callable[[LogRecord], None]
+
+
+async def wait_for_result(
+    session: Session, execution_id: str, sink: RecordSink | None = None
+) -> ExecutionStatus:
+    """Stream logs to `sink` (if given) until the execution ends; return its final status."""
+    client = await session.temporal()
+    handle = client.get_workflow_handle(execution_id, result_type=ExecutionStatus)
+    result = asyncio.create_task(handle.result())
+    seen: set[str] = set()
+    try:
+        while not result.done():
+            await asyncio.wait({result}, timeout=POLL_S)
+            if sink is not None:
+                for record in await read_new_records(session.storage, execution_id, seen):
+                    sink(record)
+        if sink is not None:  # chunks flushed just before the end
+            for record in await read_new_records(session.storage, execution_id, seen):
+                sink(record)
+        return result.result()
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.details:
+            return ExecutionStatus.model_validate(cause.details[0])
+        return await (await session.ledger()).get(execution_id)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise NotFoundError(f"no execution {execution_id!r}", "see `rgrid list`") from err
+        raise
+    finally:
+        result.cancel()
+
+
+async def current_status(session: Session, execution_id: str) -> ExecutionStatus:
+    """The ledger's record, with the live phase from the workflow while it runs."""
+    status = await (await session.ledger()).get(execution_id)
+    if status.phase.terminal:
+        return status
+    try:
+        client = await session.temporal()
+        handle = client.get_workflow_handle(execution_id)
+        return await handle.query("status", result_type=ExecutionStatus)
+    except (RPCError, Exception):  # the ledger's answer is still right, only older
+        return status
+
+
+async def follow_logs(session: Session, execution_id: str, sink: RecordSink, follow: bool) -> None:
+    """Everything logged so far; with follow, keep tailing until the execution ends."""
+    seen: set[str] = set()
+    for record in await read_new_records(session.storage, execution_id, seen):
+        sink(record)
+    if not follow:
+        return
+    client = await session.temporal()
+    handle = client.get_workflow_handle(execution_id)
+    while True:
+        description = await handle.describe()
+        for record in await read_new_records(session.storage, execution_id, seen):
+            sink(record)
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            for record in await read_new_records(session.storage, execution_id, seen):
+                sink(record)
+            return
+        await asyncio.sleep(POLL_S)
+
+
+async def cancel(session: Session, execution_id: str, wait_s: float = 30.0) -> ExecutionStatus:
+    """Request cancellation and wait (bounded) until the execution has stopped."""
+    client = await session.temporal()
+    handle = client.get_workflow_handle(execution_id)
+    try:
+        await handle.cancel()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise NotFoundError(f"no execution {execution_id!r}", "see `rgrid list`") from err
+        raise
+    ledger = await session.ledger()
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while asyncio.get_running_loop().time() < deadline:
+        description = await handle.describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            break
+        await asyncio.sleep(POLL_S)
+    try:
+        return await ledger.get(execution_id)
+    except NotFoundError:
+        return ExecutionStatus(execution_id=execution_id, phase=Phase.CANCELLED)

@@ -1,0 +1,160 @@
+"""Settings: environment (RGRID_*) over the config file's profile over defaults.
+
+The config file is TOML in the XDG config dir, one table per profile:
+`[profiles.default]`, `[profiles.team]`, chosen by `--profile` or RGRID_PROFILE.
+With nothing configured every part is the embedded default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from rgrid.errors import ConfigError
+
+
+def xdg_dir(var: str, fallback: str) -> Path:
+    """An XDG base directory with its standard fallback under HOME."""
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def config_file_path() -> Path:
+    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
+    explicit = os.environ.get("RGRID_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
+
+
+def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:
+    """The settings of one profile from the config file, or {} if it has none."""
+    path = path or config_file_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}", f"fix or remove it ({exc})") from exc
+    profiles = data.get("profiles", {})
+    if name != "default" and name not in profiles:
+        raise ConfigError(
+            f"no profile named {name!r} in {path}", f"create it with `rgrid init --profile {name}`"
+        )
+    return dict(profiles.get(name, {}))
+
+
+class _ProfileSource(PydanticBaseSettingsSource):
+    """Reads the selected profile of the config file (below env, above defaults)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        profile = os.environ.get("RGRID_PROFILE", "default")
+        return read_profile(profile)
+
+
+class Settings(BaseSettings):
+    """Everything rgrid can be configured with; see README for the variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RGRID_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: xdg_dir("XDG_DATA_HOME", ".local/share") / "rgrid")
+    profile: str = "default"
+
+    # Temporal: unset address means "the embedded dev server".
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_api_key: str | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+
+    # Ledger and storage: unset means SQLite and a directory under `home`.
+    database_url: str | None = None
+    storage_url: str | None = None
+
+    # Embedded stack.
+    dev_port: int = 7233
+    dev_ui_port: int | None = None
+    dev_ip: str = "127.0.0.1"
+
+    # Nodes.
+    provider: Literal["local"] = "local"
+    node_class: str = "local"
+    local_nodes: int = 1
+    local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    local_hourly_price_microns: int = 0
+    lease_ttl_s: int = 120
+
+    # Defaults for a run.
+    runtime: str = "auto"
+    timeout_s: int = 3600
+    cpus: float = 1.0
+    memory_mb: int = 1024
+    project: str = "default"
+    max_node_attempts: int = 3
+    queue_timeout_s: int = 3600
+    heartbeat_timeout_s: int = 30
+
+    debug: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ProfileSource(settings_cls))
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Temporal address is configured: rgrid runs its own stack."""
+        return self.temporal_address is None
+
+    @property
+    def effective_temporal_address(self) -> str:
+        """The Temporal frontend to dial."""
+        return self.temporal_address or f"{self.dev_ip}:{self.dev_port}"
+
+    @property
+    def effective_ui_port(self) -> int:
+        """The Web UI port of the embedded server (Temporal's own default: gRPC + 1000)."""
+        return self.dev_ui_port or self.dev_port + 1000
+
+    @property
+    def effective_database_url(self) -> str:
+        """The ledger's SQLAlchemy URL."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'ledger.db'}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        """Where inputs, logs and outputs are stored."""
+        return self.storage_url or (self.home / "storage").as_uri()
+
+    @property
+    def dev_dir(self) -> Path:
+        """State of the embedded stack: pid file, server db, logs."""
+        return self.home / "dev"
+
+    @property
+    def node_dir(self) -> Path:
+        """Work and cache dirs of local nodes."""
+        return self.home / "nodes"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env, config file and defaults, with explicit overrides on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

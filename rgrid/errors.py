@@ -1,0 +1,74 @@
+"""Error taxonomy: every error a user can cause has a code, a message and a hint.
+
+Adapters translate vendor exceptions into these (`raise ... from exc`); the CLI prints
+`message` and `hint` on one line. Activities turn non-retryable ones into
+`ApplicationError(type=<class name>, non_retryable=True)`.
+"""
+
+from __future__ import annotations
+
+
+class RgridError(Exception):
+    """Base of every error rgrid reports to a user."""
+
+    code = "error"
+    retryable = False
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The single line the CLI prints: what happened, then what to do."""
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class UserInputError(RgridError):
+    """A bad path, glob, option value or argument."""
+
+    code = "bad_input"
+
+
+class NotFoundError(RgridError):
+    """An execution, file or object that does not exist."""
+
+    code = "not_found"
+
+
+class ConfigError(RgridError):
+    """Settings that cannot work (bad URL, missing credentials)."""
+
+    code = "config"
+
+
+class ServiceUnavailableError(RgridError):
+    """Temporal, the database or storage does not answer."""
+
+    code = "unavailable"
+    retryable = True
+
+
+class EmbeddedStackError(RgridError):
+    """The embedded dev stack could not start or stop."""
+
+    code = "embedded_stack"
+
+
+class StorageError(RgridError):
+    """Object storage failed to read or write."""
+
+    code = "storage"
+    retryable = True
+
+
+class UnsafePathError(RgridError):
+    """A path that would escape its directory (`..`, absolute, or through a link)."""
+
+    code = "unsafe_path"
+
+
+class DependencyInstallError(RgridError):
+    """The script's dependencies could not be installed; retrying will not help."""
+
+    code = "dependency_install"

@@ -1,0 +1,175 @@
+"""The ledger: one row per execution, in SQLite (default) or Postgres.
+
+Rows only move forward: a late or replayed write never takes a terminal execution back
+to a running phase.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import DateTime, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import Column, Field, SQLModel, String, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rgrid.errors import NotFoundError
+from rgrid.models import TERMINAL_PHASES, ExecutionStatus, OutputFile, Phase
+
+
+class ExecutionRow(SQLModel, table=True):
+    """The ledger row of one execution."""
+
+    __tablename__ = "executions"
+
+    id: str = Field(primary_key=True)
+    phase: str = Field(index=True)
+    script: str = ""
+    args_json: str = "[]"
+    tags_json: str = "{}"
+    project: str = Field(default="default", index=True)
+    batch_id: str | None = Field(default=None, sa_column=Column(String, index=True))
+    node_id: str | None = None
+    runtime: str | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    created_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), index=True)
+    )
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    cost_microns: int = 0
+    error: str | None = None
+    stderr_tail: str = ""
+    outputs_json: str = "[]"
+
+    def to_status(self) -> ExecutionStatus:
+        """The row as the model the CLI renders."""
+        return ExecutionStatus(
+            execution_id=self.id,
+            phase=Phase(self.phase),
+            script=self.script,
+            args=json.loads(self.args_json),
+            tags=json.loads(self.tags_json),
+            project=self.project,
+            batch_id=self.batch_id,
+            node_id=self.node_id,
+            runtime=self.runtime,
+            attempts=self.attempts,
+            exit_code=self.exit_code,
+            created_at=_utc(self.created_at),
+            started_at=_utc(self.started_at),
+            finished_at=_utc(self.finished_at),
+            cost_microns=self.cost_microns,
+            error=self.error,
+            stderr_tail=self.stderr_tail,
+            outputs=[OutputFile.model_validate(o) for o in json.loads(self.outputs_json)],
+        )
+
+
+def _row_values(status: ExecutionStatus) -> dict[str, object]:
+    return {
+        "phase": status.phase.value,
+        "script": status.script,
+        "args_json": json.dumps(status.args),
+        "tags_json": json.dumps(status.tags, sort_keys=True),
+        "project": status.project,
+        "batch_id": status.batch_id,
+        "node_id": status.node_id,
+        "runtime": status.runtime,
+        "attempts": status.attempts,
+        "exit_code": status.exit_code,
+        "created_at": status.created_at,
+        "started_at": status.started_at,
+        "finished_at": status.finished_at,
+        "cost_microns": status.cost_microns,
+        "error": status.error,
+        "stderr_tail": status.stderr_tail,
+        "outputs_json": json.dumps([o.model_dump() for o in status.outputs]),
+    }
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything rgrid stores is UTC.
+    return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+
+class Ledger:
+    """Reads and writes execution rows."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str) -> Ledger:
+        """Connect and create the tables if missing."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        await self.engine.dispose()
+
+    async def upsert(self, status: ExecutionStatus) -> None:
+        """Write an execution's state, never moving a terminal row backwards."""
+        async with AsyncSession(self.engine) as session:
+            row = await session.get(ExecutionRow, status.execution_id, with_for_update=True)
+            if row is None:
+                row = ExecutionRow(id=status.execution_id, phase=status.phase.value)
+            elif Phase(row.phase) in TERMINAL_PHASES and not status.phase.terminal:
+                return
+            for key, value in _row_values(status).items():
+                setattr(row, key, value)
+            session.add(row)
+            await session.commit()
+
+    async def get(self, execution_id: str) -> ExecutionStatus:
+        """One execution, or NotFoundError."""
+        async with AsyncSession(self.engine) as session:
+            row = await session.get(ExecutionRow, execution_id)
+        if row is None:
+            raise NotFoundError(
+                f"no execution {execution_id!r}", "see `rgrid list` for recent executions"
+            )
+        return row.to_status()
+
+    async def recent(
+        self,
+        limit: int = 20,
+        phase: Phase | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> list[ExecutionStatus]:
+        """Newest executions first, filtered by phase and tags."""
+        query = select(ExecutionRow).order_by(col(ExecutionRow.created_at).desc())
+        if phase is not None:
+            query = query.where(ExecutionRow.phase == phase.value)
+        async with AsyncSession(self.engine) as session:
+            rows = (await session.exec(query)).all()
+        found = []
+        for row in rows:
+            status = row.to_status()
+            if tags and any(status.tags.get(k) != v for k, v in tags.items()):
+                continue
+            found.append(status)
+            if len(found) >= limit:
+                break
+        return found
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    # WAL lets the CLI read while the worker writes; busy_timeout waits out short locks.
+    cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,1 @@
+"""Node providers: where node agents come from (local subprocesses, Hetzner Cloud)."""

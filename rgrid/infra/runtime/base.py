@@ -1,0 +1,42 @@
+"""The Runtime Protocol: what a node needs to run a script, whatever isolates it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from rgrid.models import Resources
+
+OutputSink = Callable[[Literal["out", "err"], bytes], None]
+
+
+class RunRequest(BaseModel):
+    """One run of a script already staged in `work_dir`."""
+
+    execution_id: str
+    work_dir: Path
+    tmp_dir: Path
+    script: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    requirements: list[str] = Field(default_factory=list)
+    timeout_s: int = 3600
+    resources: Resources = Field(default_factory=Resources)
+
+
+class RunOutcome(BaseModel):
+    """How the script ended: its exit code, or None when it was killed for its timeout."""
+
+    exit_code: int | None
+    timed_out: bool = False
+
+
+class Runtime(Protocol):
+    """Runs a script; cancelling `run` kills it and everything it started."""
+
+    name: str
+
+    async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome: ...

@@ -1,0 +1,187 @@
+"""The process runtime: the script runs as a subprocess in its own session, in a venv
+built with uv for its dependency set, with a scrubbed environment and OS limits.
+
+It isolates less than a container (same user, same filesystem) and is meant for the
+embedded default on a laptop or CI; the docker runtime is the isolating one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+from uv import find_uv_bin
+
+from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
+
+log = structlog.get_logger()
+
+KILL_GRACE_S = 2.0
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+NODE_SUFFIXES = (".js", ".mjs", ".cjs")
+
+
+class ProcessRuntime:
+    """Runs scripts as local subprocesses; venvs are cached per dependency set."""
+
+    name = "process"
+
+    def __init__(self, cache_dir: Path, python: str = sys.executable) -> None:
+        self._venvs = cache_dir / "venvs"
+        self._python = python
+        self._building: dict[str, asyncio.Lock] = {}
+
+    async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
+        argv, path_dirs = await self._command(request)
+        env = {
+            "PATH": os.pathsep.join([*path_dirs, "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(request.work_dir),
+            "TMPDIR": str(request.tmp_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",  # so output streams live instead of at exit
+            **request.env,
+            "RGRID_EXECUTION_ID": request.execution_id,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=request.work_dir,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group, so we can kill all it starts
+            preexec_fn=_limits(request),
+        )
+        assert proc.stdout and proc.stderr
+        pumps = [
+            asyncio.create_task(_pump(proc.stdout, "out", sink)),
+            asyncio.create_task(_pump(proc.stderr, "err", sink)),
+        ]
+        try:
+            async with asyncio.timeout(request.timeout_s):
+                exit_code = await proc.wait()
+                # Children left behind would hold the pipes open: end them, then drain.
+                await _kill_group(proc)
+                await asyncio.gather(*pumps)
+            return RunOutcome(exit_code=exit_code)
+        except TimeoutError:
+            await _kill_group(proc)
+            return RunOutcome(exit_code=None, timed_out=True)
+        finally:
+            # Also on cancellation: nothing the script started may outlive the run.
+            await _kill_group(proc)
+            for pump in pumps:
+                pump.cancel()
+
+    async def _command(self, request: RunRequest) -> tuple[list[str], list[str]]:
+        if request.script.endswith(NODE_SUFFIXES):
+            node = shutil.which("node")
+            if node is None:
+                raise UserInputError(
+                    "this node has no Node.js for a .js script",
+                    "install node or use --runtime docker",
+                )
+            return [node, request.script, *request.args], []
+        venv = await self.venv_for(request.requirements)
+        return [str(venv / "bin" / "python"), request.script, *request.args], [str(venv / "bin")]
+
+    async def venv_for(self, requirements: list[str]) -> Path:
+        """The venv for a dependency set, built once per node and reused."""
+        key = hashlib.sha256(json.dumps([self._python, sorted(requirements)]).encode()).hexdigest()[
+            :24
+        ]
+        target = self._venvs / key
+        if (target / ".complete").exists():
+            return target
+        lock = self._building.setdefault(key, asyncio.Lock())
+        async with lock:  # concurrent runs needing the same new venv build it once
+            if not (target / ".complete").exists():
+                await self._build_venv(target, requirements)
+        return target
+
+    async def _build_venv(self, target: Path, requirements: list[str]) -> None:
+        building = target.with_name(target.name + f".building-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        uv = find_uv_bin()
+        # --relocatable: the venv is built under a temporary name, then renamed into place.
+        await _check_call(
+            [uv, "venv", "--quiet", "--relocatable", "--python", self._python, str(building)]
+        )
+        if requirements:
+            await _check_call(
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--python",
+                    str(building / "bin" / "python"),
+                    *requirements,
+                ],
+                install_error=True,
+            )
+        (building / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        building.rename(target)
+        log.info("venv_built", path=str(target), requirements=requirements)
+
+
+def _limits(request: RunRequest):  # type: ignore[no-untyped-def]
+    memory = request.resources.memory_mb * 1024 * 1024
+    cpu_seconds = int(request.timeout_s * max(request.resources.cpus, 1)) + 5
+
+    def apply() -> None:
+        # Runs in the child between fork and exec: only async-signal-safe work here.
+        # If the agent dies, the script dies with it instead of running on unowned.
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+    return apply
+
+
+async def _pump(stream: asyncio.StreamReader, name: str, sink: OutputSink) -> None:
+    while chunk := await stream.read(65536):
+        sink(name, chunk)  # type: ignore[arg-type]
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    if proc.returncode is None:
+        try:
+            async with asyncio.timeout(KILL_GRACE_S):
+                await proc.wait()
+        except TimeoutError:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:
+        await proc.wait()
+
+
+async def _check_call(argv: list[str], install_error: bool = False) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        tail = "; ".join(out.decode(errors="replace").strip().splitlines()[-3:])
+        if install_error:
+            raise DependencyInstallError(
+                "installing the script's dependencies failed", tail or "see the node's log"
+            )
+        raise RuntimeError(f"{argv[0]} failed: {tail}")

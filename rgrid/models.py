@@ -1,0 +1,203 @@
+"""Pydantic models that cross workflow, activity and CLI boundaries.
+
+Every field added later needs a default, so histories recorded by running workflows
+still decode (STYLE.md rule 1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Phase(StrEnum):
+    """Where an execution is in its life; the last four are terminal."""
+
+    QUEUED = "queued"
+    STAGING = "staging"
+    RUNNING = "running"
+    COLLECTING = "collecting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the execution can change no more."""
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.TIMED_OUT})
+
+
+class FileRef(BaseModel):
+    """A file staged into the work dir: its relative path there and its stored content."""
+
+    name: str
+    sha256: str
+    size: int
+    executable: bool = False
+
+
+class Resources(BaseModel):
+    """Limits a run gets on its node."""
+
+    cpus: float = 1.0
+    memory_mb: int = 1024
+
+
+class ExecutionSpec(BaseModel):
+    """Everything a node needs to run one script once."""
+
+    script: FileRef
+    args: list[str] = Field(default_factory=list)
+    inputs: list[FileRef] = Field(default_factory=list)
+    runtime: str = "auto"
+    requirements: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: int = 3600
+    resources: Resources = Field(default_factory=Resources)
+    tags: dict[str, str] = Field(default_factory=dict)
+    project: str = "default"
+    node_class: str = "local"
+    retries: int = 0
+    max_node_attempts: int = 3
+    queue_timeout_s: int = 3600
+    heartbeat_timeout_s: int = 30
+    batch_id: str | None = None
+
+
+class NodeLease(BaseModel):
+    """A slot held on one node for one execution attempt."""
+
+    lease_id: str
+    node_id: str
+    queue: str
+    expires_at: datetime
+    hourly_price_microns: int = 0
+    slots: int = 1
+    attempt: int = 1
+
+
+class ClaimNodeInput(BaseModel):
+    execution_id: str
+    attempt: int
+    lease_ttl_s: int = 120
+
+
+class StageInputsInput(BaseModel):
+    lease: NodeLease
+    execution_id: str
+    script: FileRef
+    inputs: list[FileRef] = Field(default_factory=list)
+
+
+class StageInputsResult(BaseModel):
+    files: int
+    bytes: int
+
+
+class RunContainerInput(BaseModel):
+    lease: NodeLease
+    execution_id: str
+    spec: ExecutionSpec
+
+
+class RunResult(BaseModel):
+    exit_code: int | None
+    timed_out: bool = False
+    started_at: datetime
+    finished_at: datetime
+    runtime: str = "process"
+    stderr_tail: str = ""
+
+    @property
+    def duration_s(self) -> float:
+        """Wall-clock seconds the script ran."""
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class CollectOutputsInput(BaseModel):
+    lease: NodeLease
+    execution_id: str
+
+
+class OutputFile(BaseModel):
+    """A file the script produced, stored under the execution's output prefix."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class CollectOutputsResult(BaseModel):
+    outputs: list[OutputFile] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)
+
+
+class ReleaseNodeInput(BaseModel):
+    lease: NodeLease
+
+
+class Ack(BaseModel):
+    """An empty answer, so every call still returns one model."""
+
+
+class PlanInput(BaseModel):
+    execution_id: str
+    spec: ExecutionSpec
+
+
+class PlanResult(BaseModel):
+    estimate_microns: int = 0
+
+
+class CostInput(BaseModel):
+    lease: NodeLease
+    slot_seconds: float
+
+
+class CostResult(BaseModel):
+    cost_microns: int
+    provisional: bool = True
+
+
+class ExecutionStatus(BaseModel):
+    """What `rgrid status` shows; the workflow's `status` query returns it."""
+
+    execution_id: str
+    phase: Phase = Phase.QUEUED
+    script: str = ""
+    args: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    project: str = "default"
+    batch_id: str | None = None
+    node_id: str | None = None
+    runtime: str | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cost_microns: int = 0
+    error: str | None = None
+    stderr_tail: str = ""
+    outputs: list[OutputFile] = Field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the script ran, once it has started and ended."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class RecordInput(BaseModel):
+    status: ExecutionStatus
+
+
+class AddTagsInput(BaseModel):
+    tags: dict[str, str]

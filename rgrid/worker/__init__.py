@@ -1,0 +1,1 @@
+"""Processes: the control worker, the node agent and the embedded dev stack."""

@@ -1,0 +1,22 @@
+"""The control worker: all workflows, and the activities that touch the ledger."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from rgrid.activities.control import ControlActivities
+from rgrid.activities.names import CONTROL_QUEUE
+from rgrid.infra.db import Ledger
+from rgrid.workflows import WORKFLOWS
+
+
+def build_control_worker(client: Client, ledger: Ledger, task_queue: str = CONTROL_QUEUE) -> Worker:
+    """A worker for the control queue (tests pass their own queue name)."""
+    control = ControlActivities(ledger)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[control.plan, control.record, control.compute_cost],
+    )

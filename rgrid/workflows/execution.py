@@ -1,0 +1,269 @@
+"""ExecutionWorkflow: one script, one node slot, durable from submit to recorded cost.
+
+claim a slot on any node of the class (Temporal's matching is the scheduler), then stage,
+run and collect on that node's own queue. A node that vanishes shows up as a
+schedule-to-start or heartbeat timeout, and the attempt moves to another node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from rgrid.activities import names
+    from rgrid.models import (
+        AddTagsInput,
+        ClaimNodeInput,
+        CollectOutputsInput,
+        CollectOutputsResult,
+        CostInput,
+        CostResult,
+        ExecutionSpec,
+        ExecutionStatus,
+        NodeLease,
+        Phase,
+        PlanInput,
+        PlanResult,
+        RecordInput,
+        ReleaseNodeInput,
+        RunContainerInput,
+        RunResult,
+        StageInputsInput,
+        StageInputsResult,
+    )
+
+# Work pinned to a node must start promptly: a node that holds our lease polls its queue.
+NODE_PICKUP = timedelta(seconds=30)
+LOCAL = dict(
+    start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=5)
+)
+NODE_STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+    non_retryable_error_types=["UserInputError", "UnsafePathError", "NotFoundError"],
+)
+
+
+class NodeLost(Exception):
+    """The leased node stopped answering; the attempt must move elsewhere."""
+
+
+@workflow.defn(name="ExecutionWorkflow")
+class ExecutionWorkflow:
+    def __init__(self) -> None:
+        self._status = ExecutionStatus(execution_id="")
+
+    @workflow.query(name="status")
+    def status(self) -> ExecutionStatus:
+        return self._status
+
+    @workflow.signal(name="add_tags")
+    def add_tags(self, request: AddTagsInput) -> None:
+        self._status.tags.update(request.tags)
+
+    @workflow.run
+    async def run(self, spec: ExecutionSpec) -> ExecutionStatus:
+        info = workflow.info()
+        self._status = ExecutionStatus(
+            execution_id=info.workflow_id,
+            script=spec.script.name,
+            args=spec.args,
+            tags=dict(spec.tags),
+            project=spec.project,
+            batch_id=spec.batch_id,
+            created_at=workflow.now(),
+        )
+        await self._record()
+        await workflow.execute_local_activity(
+            names.PLAN,
+            PlanInput(execution_id=info.workflow_id, spec=spec),
+            result_type=PlanResult,
+            **LOCAL,
+        )
+        try:
+            run, outputs, lease = await self._attempts(spec)
+        except asyncio.CancelledError:
+            self._status.phase = Phase.CANCELLED
+            self._status.finished_at = workflow.now()
+            await self._record()
+            raise
+        except ApplicationError as err:
+            self._status.phase = Phase.FAILED
+            self._status.error = err.message
+            self._status.finished_at = workflow.now()
+            await self._record()
+            raise
+        cost = await workflow.execute_local_activity(
+            names.COMPUTE_COST,
+            CostInput(lease=lease, slot_seconds=run.duration_s),
+            result_type=CostResult,
+            **LOCAL,
+        )
+        self._status.cost_microns = cost.cost_microns
+        self._status.outputs = outputs.outputs
+        self._status.exit_code = run.exit_code
+        self._status.stderr_tail = run.stderr_tail
+        self._status.started_at = run.started_at
+        self._status.finished_at = run.finished_at
+        if run.timed_out:
+            self._status.phase = Phase.TIMED_OUT
+            self._status.error = f"timed out after {spec.timeout_s} s"
+        elif run.exit_code == 0:
+            self._status.phase = Phase.SUCCEEDED
+        else:
+            self._status.phase = Phase.FAILED
+            self._status.error = f"script exited with code {run.exit_code}"
+        await self._record()
+        if self._status.phase is not Phase.SUCCEEDED:
+            # The workflow fails (red in the Web UI); the details carry the full status.
+            raise ApplicationError(
+                self._status.error or "failed",
+                self._status,
+                type="ScriptTimedOut" if run.timed_out else "ScriptFailed",
+                non_retryable=True,
+            )
+        return self._status
+
+    async def _attempts(
+        self, spec: ExecutionSpec
+    ) -> tuple[RunResult, CollectOutputsResult, NodeLease]:
+        """Claim a node and run there; on a lost node, or a failure the user asked to retry,
+        go again, at most max_node_attempts + retries times."""
+        node_losses = 0
+        script_retries = 0
+        while True:
+            self._status.attempts += 1
+            self._status.phase = Phase.QUEUED
+            lease = await self._claim(spec)
+            try:
+                run, outputs = await self._run_on(lease, spec)
+            except NodeLost as lost:
+                node_losses += 1
+                workflow.logger.warning("node lost: %s", lost)
+                if node_losses >= spec.max_node_attempts:
+                    raise ApplicationError(
+                        f"gave up after {node_losses} lost nodes: {lost}",
+                        type="NodesLost",
+                        non_retryable=True,
+                    ) from None
+                continue
+            if run.exit_code not in (0, None) and script_retries < spec.retries:
+                script_retries += 1
+                continue
+            return run, outputs, lease
+
+    async def _claim(self, spec: ExecutionSpec) -> NodeLease:
+        try:
+            lease = await workflow.execute_activity(
+                names.CLAIM_NODE,
+                ClaimNodeInput(
+                    execution_id=self._status.execution_id, attempt=self._status.attempts
+                ),
+                result_type=NodeLease,
+                task_queue=names.shared_node_queue(spec.node_class),
+                schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            raise ApplicationError(
+                f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
+                type="NoNodeAvailable",
+                non_retryable=True,
+            ) from err
+        self._status.node_id = lease.node_id
+        return lease
+
+    async def _run_on(
+        self, lease: NodeLease, spec: ExecutionSpec
+    ) -> tuple[RunResult, CollectOutputsResult]:
+        execution_id = self._status.execution_id
+        try:
+            self._status.phase = Phase.STAGING
+            await workflow.execute_activity(
+                names.STAGE_INPUTS,
+                StageInputsInput(
+                    lease=lease, execution_id=execution_id, script=spec.script, inputs=spec.inputs
+                ),
+                result_type=StageInputsResult,
+                task_queue=lease.queue,
+                schedule_to_start_timeout=NODE_PICKUP,
+                start_to_close_timeout=timedelta(minutes=30),
+                retry_policy=NODE_STEP_RETRY,
+            )
+            self._status.phase = Phase.RUNNING
+            self._status.started_at = workflow.now()
+            await self._record()
+            run = await workflow.execute_activity(
+                names.RUN_CONTAINER,
+                RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
+                result_type=RunResult,
+                task_queue=lease.queue,
+                schedule_to_start_timeout=NODE_PICKUP,
+                # The runtime enforces the script's own timeout; this bounds building its env.
+                start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
+                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            self._status.runtime = run.runtime
+            self._status.phase = Phase.COLLECTING
+            outputs = await workflow.execute_activity(
+                names.COLLECT_OUTPUTS,
+                CollectOutputsInput(lease=lease, execution_id=execution_id),
+                result_type=CollectOutputsResult,
+                task_queue=lease.queue,
+                schedule_to_start_timeout=NODE_PICKUP,
+                start_to_close_timeout=timedelta(minutes=30),
+                retry_policy=NODE_STEP_RETRY,
+            )
+            return run, outputs
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # The workflow was cancelled and the node has killed the script.
+                await self._release(lease)
+                raise asyncio.CancelledError() from err
+            if _node_lost(err):
+                raise NodeLost(f"{lease.node_id}: {err.cause}") from err
+            await self._release(lease)
+            if isinstance(err.cause, ApplicationError):
+                raise ApplicationError(
+                    err.cause.message, type=err.cause.type, non_retryable=True
+                ) from err
+            raise ApplicationError(
+                str(err.cause or err), type="NodeError", non_retryable=True
+            ) from err
+        except asyncio.CancelledError:
+            await self._release(lease)
+            raise
+
+    async def _release(self, lease: NodeLease) -> None:
+        """Free the slot now rather than at lease expiry; best effort, the node may be gone."""
+        try:
+            await workflow.execute_activity(
+                names.RELEASE_NODE,
+                ReleaseNodeInput(lease=lease),
+                task_queue=lease.queue,
+                schedule_to_start_timeout=timedelta(seconds=10),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            pass
+
+    async def _record(self) -> None:
+        await workflow.execute_local_activity(
+            names.RECORD, RecordInput(status=self._status), **LOCAL
+        )
+
+
+def _node_lost(err: ActivityError) -> bool:
+    cause = err.cause
+    if isinstance(cause, TimeoutError):
+        return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
+    return isinstance(cause, ApplicationError) and cause.type == "LeaseLost"

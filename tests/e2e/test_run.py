@@ -1,0 +1,212 @@
+"""`rgrid run` as a user types it, on the embedded stack."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+
+def script(directory: Path, name: str, body: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_run_streams_output_downloads_outputs_and_reports_cost(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "hello.py",
+        """
+        import os, sys
+        print("hello from", os.environ["RGRID_EXECUTION_ID"])
+        print("a warning", file=sys.stderr)
+        os.makedirs("out/deep", exist_ok=True)
+        open("out/deep/result.txt", "w").write("42\\n")
+    """,
+    )
+    result = cli("run", "hello.py", cwd=work)
+    assert result.code == 0, result.stderr
+    first_line = result.stderr.splitlines()[0]
+    assert first_line.startswith("exec-")
+    assert f"hello from {first_line}" in result.stdout
+    assert "a warning" in result.stderr
+    assert "succeeded" in result.stderr and "cost €0.00" in result.stderr
+    assert (work / "outputs" / "out" / "deep" / "result.txt").read_text() == "42\n"
+    assert not (work / "outputs" / "hello.py").exists()
+
+
+def test_file_arguments_are_uploaded_and_inputs_are_not_outputs(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "count.py",
+        """
+        import sys
+        words = sum(len(open(p).read().split()) for p in sys.argv[1:])
+        open("count.txt", "w").write(str(words))
+        print(sys.argv[1:])
+    """,
+    )
+    (work / "data").mkdir()
+    (work / "data" / "doc.txt").write_text("one two three\n")
+    (work / "extra.csv").write_text("a,b\n")
+    result = cli("run", "count.py", "data/doc.txt", "-i", "extra.csv", "--json", cwd=work)
+    assert result.code == 0, result.stderr
+    payload = result.json()
+    assert payload["status"] == "succeeded"
+    assert payload["exit_code"] == 0
+    assert payload["cost_microns"] == 0
+    assert payload["duration_s"] > 0
+    assert [Path(p).name for p in payload["outputs"]] == ["count.txt"]
+    assert (work / "outputs" / "count.txt").read_text() == "3"
+
+
+def test_second_run_of_same_inputs_uploads_nothing(cli: Cli, work: Path) -> None:
+    script(work, "same.py", "print('same')\n")
+    (work / "in.txt").write_text("payload " * 1000)
+    first = cli("run", "same.py", "in.txt", "--json", cwd=work)
+    second = cli("run", "same.py", "in.txt", "--json", cwd=work)
+    assert first.code == second.code == 0
+    assert second.json()["uploaded_files"] == 0
+    assert second.json()["already_stored_files"] == 2
+    assert first.json()["id"] != second.json()["id"]
+
+
+def test_failing_script_propagates_exit_code_and_shows_stderr(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "fail.py",
+        """
+        import sys
+        open("partial.txt", "w").write("kept")
+        print("something broke", file=sys.stderr)
+        sys.exit(3)
+    """,
+    )
+    result = cli("run", "fail.py", cwd=work)
+    assert result.code == 3
+    assert "something broke" in result.stderr
+    assert "failed" in result.stderr and "exited with code 3" in result.stderr
+    assert (work / "outputs" / "partial.txt").read_text() == "kept"
+    assert "Traceback" not in result.stderr
+
+
+def test_timeout_kills_the_script(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "slow.py",
+        """
+        import time
+        print("started", flush=True)
+        time.sleep(60)
+    """,
+    )
+    began = time.monotonic()
+    result = cli("run", "slow.py", "--timeout", "2s", "--json", cwd=work)
+    assert time.monotonic() - began < 30
+    assert result.code == 124
+    assert result.json()["status"] == "timed_out"
+
+
+def test_cancel_stops_a_running_script_within_seconds(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "forever.py",
+        """
+        import os, time
+        open(os.environ["PIDFILE"], "w").write(str(os.getpid()))
+        while True:
+            time.sleep(0.1)
+    """,
+    )
+    pidfile = work / "pid"
+    started = cli("run", "forever.py", "--detach", "-e", f"PIDFILE={pidfile}", cwd=work)
+    assert started.code == 0, started.stderr
+    execution_id = started.stdout.strip()
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(pidfile.read_text())
+    began = time.monotonic()
+    cancelled = cli("cancel", execution_id)
+    assert cancelled.code == 0, cancelled.stderr
+    assert "cancelled" in cancelled.stderr
+    assert time.monotonic() - began < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    status = cli("status", execution_id, "--json")
+    assert status.json()["phase"] == "cancelled"
+
+
+def test_symlinks_in_the_work_dir_are_not_collected(cli: Cli, work: Path) -> None:
+    secret = work / "secret.txt"
+    secret.write_text("do not copy")
+    script(
+        work,
+        "links.py",
+        f"""
+        import os
+        os.symlink({str(secret)!r}, "leak.txt")
+        os.symlink("/", "rootdir")
+        open("real.txt", "w").write("ok")
+    """,
+    )
+    result = cli("run", "links.py", "--json", cwd=work)
+    assert result.code == 0, result.stderr
+    assert [Path(p).name for p in result.json()["outputs"]] == ["real.txt"]
+    assert not (work / "outputs" / "leak.txt").exists()
+
+
+def test_status_logs_and_list_after_the_run(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "talk.py",
+        """
+        import sys
+        print("to stdout")
+        print("to stderr", file=sys.stderr)
+    """,
+    )
+    run = cli("run", "talk.py", "-m", "team=geo", "--json", cwd=work)
+    execution_id = run.json()["id"]
+
+    status = cli("status", execution_id)
+    assert "succeeded" in status.stdout and "local-1" in status.stdout
+    assert "team=geo" in status.stdout
+
+    logs = cli("logs", execution_id, "--stdout-only")
+    assert logs.stdout == "to stdout\n" and logs.stderr == ""
+    logs = cli("logs", execution_id, "--stderr-only")
+    assert logs.stderr == "to stderr\n" and logs.stdout == ""
+
+    listed = cli("list", "-m", "team=geo", "--json")
+    assert [row["execution_id"] for row in listed.json()] == [execution_id]
+    newest = cli("list", "-n", "1", "--json").json()
+    assert newest[0]["execution_id"] == execution_id
+    failed_only = cli("list", "-s", "failed", "--json").json()
+    assert all(row["phase"] == "failed" for row in failed_only)
+
+
+def test_logs_follow_tails_a_running_execution_to_its_end(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "ticks.py",
+        """
+        import time
+        for i in range(3):
+            print("tick", i, flush=True)
+            time.sleep(0.5)
+    """,
+    )
+    started = cli("run", "ticks.py", "--detach", cwd=work)
+    execution_id = started.stdout.strip()
+    followed = cli("logs", execution_id, "--follow", timeout=60)
+    assert followed.stdout == "tick 0\ntick 1\ntick 2\n"
