@@ -15,12 +15,10 @@ app = typer.Typer(help="The embedded stack: Temporal dev server, control worker,
 def start() -> None:
     """Start the embedded stack in the background (a no-op if it runs)."""
     config = settings()
-    if read_stack(config) is None:
+    info = read_stack(config)
+    if info is None:
         with err.status("starting the embedded stack…"):
             info = start_stack(config)
-    else:
-        info = read_stack(config)
-        assert info is not None
     out.print(f"Temporal  {info.address}")
     out.print(f"Web UI    {info.ui_url}")
     out.print(f"nodes     {', '.join(info.nodes)}")

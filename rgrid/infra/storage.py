@@ -7,6 +7,7 @@ file is stored once whatever its name; logs and outputs live under the execution
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import os
 import shutil
@@ -106,7 +107,7 @@ class LocalStorage:
     async def list(self, prefix: str) -> list[ObjectInfo]:
         return await asyncio.to_thread(self._list, prefix)
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str) -> builtins.list[ObjectInfo]:
         base = self.root / safe_relative(prefix.rstrip("/") or ".")
         if not base.is_dir():
             return []

@@ -39,9 +39,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Work pinned to a node must start promptly: a node that holds our lease polls its queue.
 NODE_PICKUP = timedelta(seconds=30)
-LOCAL = dict(
-    start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=5)
-)
+LOCAL_TIMEOUT = timedelta(seconds=30)
+LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 NODE_STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=3,
@@ -83,7 +82,8 @@ class ExecutionWorkflow:
             names.PLAN,
             PlanInput(execution_id=info.workflow_id, spec=spec),
             result_type=PlanResult,
-            **LOCAL,
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=LOCAL_RETRY,
         )
         try:
             run, outputs, lease = await self._attempts(spec)
@@ -102,7 +102,8 @@ class ExecutionWorkflow:
             names.COMPUTE_COST,
             CostInput(lease=lease, slot_seconds=run.duration_s),
             result_type=CostResult,
-            **LOCAL,
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=LOCAL_RETRY,
         )
         self._status.cost_microns = cost.cost_microns
         self._status.outputs = outputs.outputs
@@ -258,7 +259,10 @@ class ExecutionWorkflow:
 
     async def _record(self) -> None:
         await workflow.execute_local_activity(
-            names.RECORD, RecordInput(status=self._status), **LOCAL
+            names.RECORD,
+            RecordInput(status=self._status),
+            start_to_close_timeout=LOCAL_TIMEOUT,
+            retry_policy=LOCAL_RETRY,
         )
 
 

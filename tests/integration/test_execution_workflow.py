@@ -1,0 +1,171 @@
+"""ExecutionWorkflow against a real Temporal server, with real node agents.
+
+Set RGRID_RECORD_HISTORIES=1 to (re)write tests/histories/*.json from these runs; the
+replay test then checks that today's workflow code still accepts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from rgrid.client import submit
+from rgrid.client.session import Session
+from rgrid.config import Settings
+from rgrid.infra.db import Ledger
+from rgrid.infra.providers.local import LocalProvider
+from rgrid.models import ExecutionStatus, Phase
+from tests.integration.conftest import agent
+
+pytestmark = pytest.mark.integration
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+
+
+async def start(
+    settings: Settings, tmp_path: Path, body: str, **request: object
+) -> WorkflowHandle[object, ExecutionStatus]:
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(body))
+    session = Session(settings)
+    spec, _ = await submit.prepare(session, submit.RunRequest(script=script, **request), tmp_path)  # type: ignore[arg-type]
+    return await submit.start(session, spec)
+
+
+async def record_history(handle: WorkflowHandle[object, ExecutionStatus], name: str) -> None:
+    if os.environ.get("RGRID_RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+async def wait_for_phase(
+    handle: WorkflowHandle[object, ExecutionStatus], phase: Phase, timeout: float = 30
+) -> ExecutionStatus:
+    async with asyncio.timeout(timeout):
+        while True:
+            status = await handle.query("status", result_type=ExecutionStatus)
+            if status.phase is phase:
+                return status
+            await asyncio.sleep(0.1)
+
+
+async def test_successful_run_is_recorded_with_outputs(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "node-a"):
+        handle = await start(settings, tmp_path, "open('out.txt', 'w').write('ok')\n")
+        result = await handle.result()
+    assert result.phase is Phase.SUCCEEDED
+    assert [o.path for o in result.outputs] == ["out.txt"]
+    row = await control.get(handle.id)
+    assert row.phase is Phase.SUCCEEDED and row.node_id == "node-a" and row.attempts == 1
+    await record_history(handle, "succeeded")
+
+
+async def test_script_failure_is_not_retried_unless_asked(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    body = """
+        import os, pathlib, sys
+        marker = pathlib.Path(os.environ['MARKER'])
+        runs = int(marker.read_text()) + 1 if marker.exists() else 1
+        marker.write_text(str(runs))
+        sys.exit(2)
+    """
+    marker = tmp_path / "runs"
+    async with agent(client, settings, "node-a"):
+        handle = await start(settings, tmp_path, body, env={"MARKER": str(marker)})
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        assert isinstance(failure.value.cause, ApplicationError)
+        assert failure.value.cause.type == "ScriptFailed"
+        assert marker.read_text() == "1"
+        await record_history(handle, "script_failed")
+
+        retried = await start(settings, tmp_path, body, env={"MARKER": str(marker)}, retries=2)
+        with pytest.raises(WorkflowFailureError):
+            await retried.result()
+    assert marker.read_text() == "4"  # 1 + the first run and 2 retries of the second
+    assert (await control.get(retried.id)).attempts == 3
+
+
+async def test_timeout_and_cancel_end_in_their_own_phases(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "node-a", slots=2):
+        timed = await start(settings, tmp_path, "import time; time.sleep(30)\n", timeout_s=1)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await timed.result()
+        assert isinstance(failure.value.cause, ApplicationError)
+        assert failure.value.cause.type == "ScriptTimedOut"
+        await record_history(timed, "timed_out")
+
+        sleeper = await start(settings, tmp_path, "import time; time.sleep(30)\n")
+        await wait_for_phase(sleeper, Phase.RUNNING)
+        await sleeper.cancel()
+        with pytest.raises(WorkflowFailureError) as cancelled:
+            await sleeper.result()
+        assert isinstance(cancelled.value.cause, CancelledError)
+        await record_history(sleeper, "cancelled")
+    assert (await control.get(timed.id)).phase is Phase.TIMED_OUT
+    assert (await control.get(sleeper.id)).phase is Phase.CANCELLED
+
+
+async def test_a_run_on_a_killed_node_completes_on_another(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    provider = LocalProvider(settings, tmp_path)
+    settings.node_dir.mkdir(parents=True, exist_ok=True)
+    provider.start_node("doomed-1", 1)
+    provider.start_node("doomed-2", 1)
+    try:
+        handle = await start(
+            settings, tmp_path, "import time; time.sleep(2); open('done', 'w').write('y')\n"
+        )
+        running = await wait_for_phase(handle, Phase.RUNNING)
+        assert running.node_id is not None
+        provider.kill_node(running.node_id)
+        result = await handle.result()
+    finally:
+        provider.stop_all()
+    assert result.phase is Phase.SUCCEEDED
+    assert result.attempts == 2
+    assert result.node_id != running.node_id
+    assert [o.path for o in result.outputs] == ["done"]
+    await record_history(handle, "node_lost")
+
+
+async def test_no_node_of_the_class_fails_clearly_after_the_queue_timeout(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    settings.queue_timeout_s = 2
+    handle = await start(settings, tmp_path, "print('never runs')\n")
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "NoNodeAvailable"
+    assert "node took the run within 2 s" in failure.value.cause.message
+    assert (await control.get(handle.id)).phase is Phase.FAILED
+
+
+async def test_a_node_runs_no_more_executions_than_it_has_slots(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "one-slot", slots=1):
+        first = await start(settings, tmp_path, "import time; time.sleep(1.5)\n")
+        second = await start(settings, tmp_path, "import time; time.sleep(1.5)\n")
+        await wait_for_phase(first, Phase.RUNNING)
+        waiting = await second.query("status", result_type=ExecutionStatus)
+        assert waiting.phase is Phase.QUEUED
+        results = sorted(
+            [await first.result(), await second.result()], key=lambda s: s.started_at or 0
+        )
+    assert results[0].finished_at and results[1].started_at
+    assert results[1].started_at >= results[0].finished_at

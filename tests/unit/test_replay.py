@@ -1,0 +1,27 @@
+"""Recorded histories of real runs still replay against today's workflow code, so a change
+cannot break executions that are in flight when it is deployed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from rgrid.workflows import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+
+
+def test_histories_exist_for_every_outcome() -> None:
+    names = {path.stem for path in HISTORIES}
+    assert {"succeeded", "script_failed", "timed_out", "cancelled", "node_lost"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)

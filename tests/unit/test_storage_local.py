@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rgrid.errors import NotFoundError, UnsafePathError
+from rgrid.infra.logstore import LogChunkWriter, read_new_records
+from rgrid.infra.storage import LocalStorage, safe_relative
+
+
+async def test_round_trip_and_listing(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    await storage.put_bytes("a/b/c.txt", b"hello")
+    source = tmp_path / "f"
+    source.write_bytes(b"x" * 10)
+    await storage.put_file("a/d", source)
+    assert await storage.exists("a/b/c.txt")
+    assert not await storage.exists("a/zz")
+    assert [(o.key, o.size) for o in await storage.list("a/")] == [("a/b/c.txt", 5), ("a/d", 10)]
+    await storage.get_file("a/d", tmp_path / "out" / "d")
+    assert (tmp_path / "out" / "d").read_bytes() == b"x" * 10
+    with pytest.raises(NotFoundError):
+        await storage.get_bytes("missing")
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a/../../b", "", "a\\b"])
+def test_keys_that_escape_are_refused(key: str) -> None:
+    with pytest.raises(UnsafePathError):
+        safe_relative(key)
+
+
+async def test_logs_keep_order_streams_and_raw_bytes_across_chunks(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    writer = LogChunkWriter(storage, "exec-1", attempt=1)
+    writer.write("out", b"one\n")
+    writer.write("err", b"oops \xff\xfe\n")
+    await writer.flush()
+    writer.write("out", b"two\n")
+    await writer.flush()
+    seen: set[str] = set()
+    records = await read_new_records(storage, "exec-1", seen)
+    assert [(r.stream, r.data) for r in records] == [
+        ("out", b"one\n"),
+        ("err", b"oops \xff\xfe\n"),
+        ("out", b"two\n"),
+    ]
+    assert await read_new_records(storage, "exec-1", seen) == []
+    assert writer.last_line("err").startswith("oops")
+
+
+async def test_a_retried_attempt_does_not_overwrite_earlier_logs(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    for attempt in (1, 2):
+        writer = LogChunkWriter(storage, "exec-1", attempt=attempt)
+        writer.write("out", f"attempt {attempt}\n".encode())
+        await writer.flush()
+    records = await read_new_records(storage, "exec-1", set())
+    assert [r.data for r in records] == [b"attempt 1\n", b"attempt 2\n"]
