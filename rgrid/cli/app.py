@@ -54,23 +54,38 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: run the app; an RgridError becomes one line on stderr, never a traceback."""
+    code = _run()
+    # Skip interpreter finalization: temporalio's Rust runtime threads can abort a
+    # short-lived client process there (temporalio/sdk-python#300). Nothing is pending.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run() -> int:
     debug = os.environ.get("RGRID_DEBUG") == "1"
     logs.configure(json=False, level=10 if debug else 30)
     try:
         app()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        err.print(str(exc.code))
+        return 1
     except RgridError as exc:
         if debug:
             traceback.print_exc()
         err.print(f"[red]error:[/red] {exc.one_line()}", markup=True, highlight=False)
-        sys.exit(EXIT_RGRID_ERROR)
+        return EXIT_RGRID_ERROR
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(EXIT_CANCELLED)
+        return EXIT_CANCELLED
     except Exception as exc:  # the promise: never a traceback unless asked for
         if debug:
-            raise
+            traceback.print_exc()
         err.print(
             f"[red]error:[/red] unexpected {type(exc).__name__}: {exc}: "
             "rerun with RGRID_DEBUG=1 for details"
         )
-        sys.exit(EXIT_RGRID_ERROR)
+        return EXIT_RGRID_ERROR
+    return 0

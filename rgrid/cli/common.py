@@ -8,8 +8,8 @@ from typing import TypeVar
 
 from rgrid.cli.output import err
 from rgrid.client.session import Session
+from rgrid.client.stack import read_stack, start_stack
 from rgrid.config import Settings, load_settings
-from rgrid.worker.dev import read_stack, start_stack
 
 T = TypeVar("T")
 

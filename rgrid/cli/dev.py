@@ -6,7 +6,7 @@ import typer
 
 from rgrid.cli.common import settings
 from rgrid.cli.output import err, out
-from rgrid.worker.dev import read_stack, start_stack, stop_stack
+from rgrid.client.stack import read_stack, start_stack, stop_stack
 
 app = typer.Typer(help="The embedded stack: Temporal dev server, control worker, local nodes.")
 

@@ -12,6 +12,7 @@ from rgrid.cli.common import with_session
 from rgrid.cli.output import (
     EXIT_RGRID_ERROR,
     cost,
+    duration,
     err,
     out,
     phase_text,
@@ -43,7 +44,6 @@ def status(
             print_json(found.model_dump(mode="json"))
             return
         table = Table(show_header=False, box=None)
-        duration = f"{found.duration_s:.1f}s" if found.duration_s is not None else "-"
         rows = [
             ("id", found.execution_id),
             ("phase", phase_text(found.phase)),
@@ -54,7 +54,7 @@ def status(
             ("created", when(found.created_at)),
             ("started", when(found.started_at)),
             ("finished", when(found.finished_at)),
-            ("duration", duration),
+            ("duration", duration(found)),
             ("exit code", "-" if found.exit_code is None else str(found.exit_code)),
             ("cost", cost(found)),
             ("tags", ", ".join(f"{k}={v}" for k, v in found.tags.items()) or "-"),

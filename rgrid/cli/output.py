@@ -62,6 +62,14 @@ def _format_microns(amount: int) -> str:  # TEMP until rgrid.infra.pricing lands
     return f"€{whole}.{digits}"
 
 
+def duration(status: ExecutionStatus) -> str:
+    """How long the script ran, precise enough that short runs do not read as 0."""
+    seconds = status.duration_s
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+
+
 def exit_code_for(status: ExecutionStatus) -> int:
     """The process exit code that reports an execution's outcome."""
     if status.phase is Phase.TIMED_OUT:

@@ -8,13 +8,22 @@ from typing import Annotated
 import typer
 
 from rgrid.cli.common import with_session
-from rgrid.cli.output import cost, err, exit_code_for, out, phase_text, print_json, write_record
+from rgrid.cli.output import (
+    cost,
+    duration,
+    err,
+    exit_code_for,
+    out,
+    phase_text,
+    print_json,
+    write_record,
+)
 from rgrid.client import submit
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.session import Session
 from rgrid.client.watch import wait_for_result
-from rgrid.models import ExecutionStatus
+from rgrid.models import ExecutionStatus, Phase
 
 
 def run(
@@ -129,11 +138,9 @@ def _json_result(
 def _print_summary(
     status: ExecutionStatus, local: list[Path], output_dir: Path, remote_only: bool
 ) -> None:
-    duration = f"{status.duration_s:.1f}s" if status.duration_s is not None else "-"
-    line = (
-        f"{phase_text(status.phase)} in {duration} on {status.node_id or '-'}, cost {cost(status)}"
-    )
-    if status.error and status.phase.value != "succeeded":
+    node = status.node_id or "-"
+    line = f"{phase_text(status.phase)} in {duration(status)} on {node}, cost {cost(status)}"
+    if status.error and status.phase is not Phase.SUCCEEDED:
         line += f" ({status.error})"
     err.print(line)
     if remote_only and status.outputs:

@@ -4,13 +4,16 @@ each opened on first use (so `rgrid list` never waits for Temporal)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 
 from rgrid.config import Settings
-from rgrid.infra.db import Ledger
 from rgrid.infra.storage import Storage, open_storage
 from rgrid.infra.temporal import connect
+
+if TYPE_CHECKING:
+    from rgrid.infra.db import Ledger
 
 
 class Session:
@@ -34,6 +37,10 @@ class Session:
     async def ledger(self) -> Ledger:
         """The execution ledger."""
         if self._ledger is None:
+            # Imported here: SQLAlchemy adds a third of a second to every command's start,
+            # and `rgrid run` needs the ledger only when an execution did not succeed.
+            from rgrid.infra.db import Ledger
+
             self._ledger = await Ledger.open(self.settings.effective_database_url)
         return self._ledger
 

@@ -8,6 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -19,7 +20,6 @@ from rgrid.errors import UserInputError
 from rgrid.infra import temporal
 from rgrid.infra.storage import Storage, cas_key, sha256_file
 from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Resources
-from rgrid.workflows import ExecutionWorkflow
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.
@@ -184,12 +184,14 @@ async def prepare(
 
 async def start(
     session: Session, spec: ExecutionSpec, execution_id: str | None = None
-) -> WorkflowHandle[ExecutionWorkflow, ExecutionStatus]:
+) -> WorkflowHandle[Any, ExecutionStatus]:
     """Start the ExecutionWorkflow for a prepared spec (inputs are already stored)."""
     client = await session.temporal()
+    # By name: importing the workflow module would only slow the CLI down.
     return await client.start_workflow(
-        ExecutionWorkflow.run,
+        "ExecutionWorkflow",
         spec,
+        result_type=ExecutionStatus,
         id=execution_id or new_execution_id(),
         task_queue=CONTROL_QUEUE,
         search_attributes=TypedSearchAttributes(

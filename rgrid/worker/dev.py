@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import structlog
 import yaml
-from pydantic import BaseModel
 
 from rgrid import logs
+from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError
 from rgrid.infra.db import Ledger
@@ -34,23 +33,6 @@ from rgrid.infra.temporal import connect
 from rgrid.worker.control import build_control_worker
 
 log = structlog.get_logger()
-
-START_TIMEOUT_S = 60.0
-
-
-class StackInfo(BaseModel):
-    """What a running embedded stack tells the CLI about itself."""
-
-    pid: int
-    address: str
-    ui_url: str
-    nodes: list[str]
-    started_at: float
-
-
-def stack_file(settings: Settings) -> Path:
-    """Where a running stack describes itself."""
-    return settings.dev_dir / "stack.json"
 
 
 def temporal_binary() -> str:
@@ -97,106 +79,6 @@ def dev_server_argv(settings: Settings) -> list[str]:
     for key, value in config.get("dynamic_config", {}).items():
         argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     return argv
-
-
-def port_free(ip: str, port: int) -> bool:
-    """True if nothing listens on ip:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError:
-            return False
-    return True
-
-
-def check_ports(settings: Settings) -> None:
-    """EmbeddedStackError naming the first port another program holds."""
-    for port, var in (
-        (settings.dev_port, "RGRID_DEV_PORT"),
-        (settings.effective_ui_port, "RGRID_DEV_UI_PORT"),
-    ):
-        if not port_free(settings.dev_ip, port):
-            raise EmbeddedStackError(
-                f"port {port} is taken by another program",
-                f"stop it, or set {var} to a free port",
-            )
-
-
-def read_stack(settings: Settings) -> StackInfo | None:
-    """The running stack's description, if its process is alive."""
-    path = stack_file(settings)
-    try:
-        info = StackInfo.model_validate_json(path.read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        return None
-    return info
-
-
-def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> StackInfo:
-    """Start the stack in the background (or return the running one) and wait until ready."""
-    running = read_stack(settings)
-    if running is not None:
-        return running
-    check_ports(settings)
-    settings.dev_dir.mkdir(parents=True, exist_ok=True)
-    log_path = settings.dev_dir / "stack.log"
-    with log_path.open("ab") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rgrid.worker.dev"],
-            stdout=log_file,
-            stderr=log_file,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the CLI that started it
-            env={**os.environ, "RGRID_HOME": str(settings.home)},
-        )
-    deadline = time.monotonic() + quiet_wait
-    while time.monotonic() < deadline:
-        info = read_stack(settings)
-        if info is not None and info.pid == proc.pid:
-            return info
-        if proc.poll() is not None:
-            raise EmbeddedStackError(
-                f"the embedded stack exited while starting: {_last_error(log_path)}",
-                f"see {log_path}",
-            )
-        time.sleep(0.1)
-    proc.terminate()
-    raise EmbeddedStackError(
-        f"the embedded stack did not become ready in {quiet_wait:.0f} s", f"see {log_path}"
-    )
-
-
-def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
-    """Stop the running stack; False if none was running."""
-    info = read_stack(settings)
-    if info is None:
-        return False
-    os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(info.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.killpg(info.pid, signal.SIGKILL)
-    stack_file(settings).unlink(missing_ok=True)
-    return True
-
-
-def _last_error(log_path: Path) -> str:
-    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("ERROR: "):
-            return line.removeprefix("ERROR: ")
-    return lines[-1] if lines else "no output"
 
 
 async def serve(settings: Settings) -> None:
