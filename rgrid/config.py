@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
     heartbeat_timeout_s: int = 30
+    batch_page_size: int = 200
 
     debug: bool = False
 

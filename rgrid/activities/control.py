@@ -1,13 +1,26 @@
-"""Control activities (run by the control worker, as local activities): plan, record, cost."""
+"""Control activities (run by the control worker, as local activities): plan, record, cost,
+and reading a batch's item manifest."""
 
 from __future__ import annotations
+
+import json
 
 import structlog
 from temporalio import activity
 
 from rgrid.activities import names
 from rgrid.infra.db import Ledger
-from rgrid.models import CostInput, CostResult, PlanInput, PlanResult, RecordInput
+from rgrid.infra.storage import Storage
+from rgrid.models import (
+    BatchItem,
+    CostInput,
+    CostResult,
+    LoadItemsInput,
+    LoadItemsResult,
+    PlanInput,
+    PlanResult,
+    RecordInput,
+)
 
 log = structlog.get_logger()
 
@@ -17,8 +30,10 @@ MS_PER_HOUR = 3_600_000
 class ControlActivities:
     """Activities that touch the ledger; nodes never get database credentials."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, storage: Storage) -> None:
         self._ledger = ledger
+        self._storage = storage
+        self._manifests: dict[str, list[BatchItem]] = {}
 
     @activity.defn(name=names.PLAN)
     async def plan(self, request: PlanInput) -> PlanResult:
@@ -42,3 +57,14 @@ class ControlActivities:
         used_ms = round(request.slot_seconds * 1000)
         cost = lease.hourly_price_microns * used_ms // (MS_PER_HOUR * max(lease.slots, 1))
         return CostResult(cost_microns=cost, provisional=True)
+
+    @activity.defn(name=names.LOAD_ITEMS)
+    async def load_items(self, request: LoadItemsInput) -> LoadItemsResult:
+        items = self._manifests.get(request.manifest_key)
+        if items is None:  # manifests never change once written, so keep the last few
+            raw = json.loads(await self._storage.get_bytes(request.manifest_key))
+            items = [BatchItem.model_validate(item) for item in raw]
+            if len(self._manifests) > 16:
+                self._manifests.clear()
+            self._manifests[request.manifest_key] = items
+        return LoadItemsResult(items=[items[i] for i in request.indices])

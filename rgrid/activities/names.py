@@ -1,10 +1,14 @@
-"""Activity names shared by workflows and workers, and the task queues they run on."""
+"""Names shared by workflows, workers and clients: activities, task queues, and the
+search attributes rgrid sets (registered by the dev server; see temporal-dev.yaml)."""
+
+from temporalio.common import SearchAttributeKey
 
 CONTROL_QUEUE = "rgrid"
 
 PLAN = "plan"
 RECORD = "record"
 COMPUTE_COST = "compute_cost"
+LOAD_ITEMS = "load_items"
 
 CLAIM_NODE = "claim_node"
 STAGE_INPUTS = "stage_inputs"
@@ -21,3 +25,9 @@ def shared_node_queue(node_class: str) -> str:
 def node_queue(node_id: str) -> str:
     """The queue only one node polls: the work of executions it has leased a slot to."""
     return f"rgrid-node-{node_id}"
+
+
+# Filterable in the Web UI, e.g. `RgridProject = "geo"`.
+PROJECT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridProject")
+SCRIPT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridScript")
+BATCH_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridBatchId")

@@ -41,6 +41,7 @@ app.command()(executions.status)
 app.command()(executions.logs)
 app.command("list")(executions.list_executions)
 app.command()(executions.cancel)
+app.command()(executions.retry)
 app.command()(executions.download)
 app.command()(init.init)
 app.add_typer(dev.app, name="dev")
@@ -83,8 +84,9 @@ def _run() -> int:
     except Exception as exc:  # the promise: never a traceback unless asked for
         if debug:
             traceback.print_exc()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
         err.print(
-            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc}: "
+            f"[red]error:[/red] unexpected {type(exc).__name__}: {first_line}: "
             "rerun with RGRID_DEBUG=1 for details"
         )
         return EXIT_RGRID_ERROR

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from rgrid.cli.batch import follow_batch, render_status
 from rgrid.cli.common import with_session
 from rgrid.cli.output import (
     EXIT_RGRID_ERROR,
@@ -20,6 +22,9 @@ from rgrid.cli.output import (
     when,
     write_record,
 )
+from rgrid.cli.run import follow_execution
+from rgrid.client import batch, submit
+from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_pairs
 from rgrid.client.session import Session
@@ -27,18 +32,25 @@ from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
-from rgrid.models import Phase
+from rgrid.models import ExecutionSpec, Phase
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def status(
-    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+    execution_id: Annotated[str, typer.Argument(help="An execution id, or a batch id.")],
     json_output: JsonOption = False,
 ) -> None:
-    """Show an execution's phase, node, times, exit code, attempts and cost."""
+    """Show an execution's phase, node, times, exit code, attempts, cost; or a batch's counts."""
 
     async def body(session: Session) -> None:
+        if execution_id.startswith("batch-"):
+            progress = await batch.progress(session, execution_id)
+            if json_output:
+                print_json(progress.model_dump(mode="json", exclude={"state"}))
+            else:
+                render_status(progress)
+            return
         found = await current_status(session, execution_id)
         if json_output:
             print_json(found.model_dump(mode="json"))
@@ -101,12 +113,16 @@ def list_executions(
         list[str] | None, typer.Option("--metadata", "-m", help="Only with this KEY=VALUE tag.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
+    batches: Annotated[bool, typer.Option("--batches", help="List batches instead.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """List recent executions, newest first."""
+    """List recent executions (or batches), newest first."""
     tags = parse_pairs(metadata or [], "--metadata")
 
     async def body(session: Session) -> None:
+        if batches:
+            await _list_batches(session, limit, json_output)
+            return
         rows = await (await session.ledger()).recent(limit=limit, phase=status_filter, tags=tags)
         if json_output:
             print_json([row.model_dump(mode="json") for row in rows])
@@ -131,10 +147,95 @@ def list_executions(
     with_session(body)
 
 
-def cancel(
-    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+async def _list_batches(session: Session, limit: int, json_output: bool) -> None:
+    client = await session.temporal()
+    found = [
+        execution
+        async for execution in client.list_workflows("WorkflowType = 'BatchWorkflow'", limit=limit)
+    ]
+    if json_output:
+        print_json(
+            [
+                {
+                    "id": execution.id,
+                    "status": execution.status.name.lower() if execution.status else None,
+                    "started": execution.start_time,
+                    "closed": execution.close_time,
+                }
+                for execution in found
+            ]
+        )
+        return
+    if not found:
+        err.print("no batches yet: try `rgrid run SCRIPT --batch 'data/*.csv'`")
+        return
+    table = Table("status", "started", "closed")
+    table.add_column("id", no_wrap=True)
+    for execution in found:
+        status = execution.status.name.lower() if execution.status else "-"
+        table.add_row(status, when(execution.start_time), when(execution.close_time), execution.id)
+    out.print(table)
+
+
+def retry(
+    target: Annotated[
+        str | None, typer.Argument(help="An execution id (exec-…) or a batch id (batch-…).")
+    ] = None,
+    batch_id: Annotated[
+        str | None, typer.Option("--batch", "-b", help="A batch whose failed items to re-run.")
+    ] = None,
+    failed_only: Annotated[
+        bool, typer.Option("--failed-only", help="Re-run only the batch's failed items.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Re-run an execution that succeeded.")
+    ] = False,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Where outputs are downloaded.")
+    ] = Path("outputs"),
+    flat: Annotated[bool, typer.Option("--flat", help="Batch outputs in one dir.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Stop a running execution (its script is killed within seconds)."""
+    """Run a failed execution again, or a batch's failed items inside the same batch."""
+    batch_id = batch_id or (target if target and target.startswith("batch-") else None)
+    if batch_id is None and target is None:
+        raise UserInputError("nothing to retry", "give an execution id or --batch BATCH_ID")
+
+    async def body(session: Session) -> int:
+        if batch_id is not None:
+            if not failed_only:
+                raise UserInputError(
+                    "a batch is retried with --failed-only",
+                    "to run every item again, start the batch again with `rgrid run --batch`",
+                )
+            requeued = await batch.retry_failed(session, batch_id)
+            err.print(f"{batch_id}: {requeued} failed item(s) queued again")
+            items = await batch.load_items(session, batch_id)
+            live = sys.stderr.isatty() and not json_output
+            return await follow_batch(
+                session, batch_id, items, live, output_dir, flat, False, json_output
+            )
+        assert target is not None
+        previous = await (await session.ledger()).get(target)
+        if previous.phase is Phase.SUCCEEDED and not force:
+            raise UserInputError(f"{target} succeeded", "use --force to run it again")
+        if not previous.phase.terminal:
+            raise UserInputError(f"{target} is still {previous.phase.value}", "wait for it")
+        spec = await started_input(await session.temporal(), target, ExecutionSpec)
+        handle = await submit.start(session, spec)
+        if not json_output:
+            err.print(f"[bold]{handle.id}[/bold] (retry of {target})")
+        return await follow_execution(
+            session, handle.id, output_dir, False, json_output, submit.UploadReport()
+        )
+
+    raise typer.Exit(with_session(body))
+
+
+def cancel(
+    execution_id: Annotated[str, typer.Argument(help="An execution or batch id.")],
+) -> None:
+    """Stop a running execution or batch (scripts are killed within seconds)."""
 
     async def body(session: Session) -> int:
         with err.status(f"cancelling {execution_id}…"):

@@ -53,10 +53,10 @@ def when(value: datetime | None) -> str:
 
 def cost(status: ExecutionStatus) -> str:
     """An execution's cost for humans."""
-    return _format_microns(status.cost_microns)
+    return format_cost(status.cost_microns)
 
 
-def _format_microns(amount: int) -> str:  # TEMP until rgrid.infra.pricing lands
+def format_cost(amount: int) -> str:  # TEMP until rgrid.infra.pricing lands
     whole, frac = divmod(amount, 1_000_000)
     digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
     return f"€{whole}.{digits}"

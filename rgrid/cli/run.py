@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from rgrid.cli.batch import run_batch
 from rgrid.cli.common import with_session
 from rgrid.cli.output import (
     cost,
@@ -68,6 +69,28 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming.")
     ] = False,
+    batch_patterns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--batch",
+            help="Run once per file matching this glob (repeatable; ** recurses); "
+            "the file is appended after ARGS.",
+        ),
+    ] = None,
+    parallel: Annotated[int, typer.Option(help="With --batch: how many items run at once.")] = 10,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="With --batch: start nothing more after a failure.")
+    ] = False,
+    flat: Annotated[
+        bool,
+        typer.Option("--flat", help="With --batch: one output dir, names prefixed by input stem."),
+    ] = False,
+    watch: Annotated[
+        bool | None,
+        typer.Option(
+            "--watch/--no-watch", "-w", help="With --batch: live progress (default on a terminal)."
+        ),
+    ] = None,
 ) -> None:
     """Run a script on a node: stream its output live, then download what it wrote."""
     request = submit.RunRequest(
@@ -82,6 +105,25 @@ def run(
         runtime=runtime,
         retries=retries,
     )
+
+    if batch_patterns:
+
+        async def batch_body(session: Session) -> int:
+            return await run_batch(
+                session,
+                request,
+                batch_patterns,
+                parallel,
+                fail_fast,
+                flat,
+                watch,
+                output_dir,
+                remote_only,
+                detach,
+                json_output,
+            )
+
+        raise typer.Exit(with_session(batch_body))
 
     async def body(session: Session) -> int:
         spec, report = await submit.prepare(session, request, Path.cwd())
@@ -99,21 +141,35 @@ def run(
                     f"[dim]uploaded {report.uploaded} file(s), {report.uploaded_bytes} bytes; "
                     f"{report.already_stored} already stored[/dim]"
                 )
-        status = await wait_for_result(session, handle.id, None if json_output else write_record)
-        local: list[Path] = []
-        if not remote_only and status.outputs:
-            local, refused = await download_outputs(
-                session.storage, status.execution_id, status.outputs, output_dir
-            )
-            for name in refused:
-                err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
-        if json_output:
-            print_json(_json_result(status, local, report))
-        else:
-            _print_summary(status, local, output_dir, remote_only)
-        return exit_code_for(status)
+        return await follow_execution(
+            session, handle.id, output_dir, remote_only, json_output, report
+        )
 
     raise typer.Exit(with_session(body))
+
+
+async def follow_execution(
+    session: Session,
+    execution_id: str,
+    output_dir: Path,
+    remote_only: bool,
+    json_output: bool,
+    report: submit.UploadReport,
+) -> int:
+    """Stream an execution's output, download its outputs, summarise; the exit code."""
+    status = await wait_for_result(session, execution_id, None if json_output else write_record)
+    local: list[Path] = []
+    if not remote_only and status.outputs:
+        local, refused = await download_outputs(
+            session.storage, status.execution_id, status.outputs, output_dir
+        )
+        for name in refused:
+            err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
+    if json_output:
+        print_json(_json_result(status, local, report))
+    else:
+        _print_summary(status, local, output_dir, remote_only)
+    return exit_code_for(status)
 
 
 def _json_result(

@@ -14,15 +14,20 @@ log = structlog.get_logger()
 
 
 async def download_outputs(
-    storage: Storage, execution_id: str, outputs: list[OutputFile], target: Path
+    storage: Storage,
+    execution_id: str,
+    outputs: list[OutputFile],
+    target: Path,
+    prefix: str = "",
 ) -> tuple[list[Path], list[str]]:
-    """Download outputs under `target`; returns written paths and refused names."""
+    """Download outputs under `target` (names prefixed by `prefix`); returns written paths
+    and refused names."""
     written: list[Path] = []
     refused: list[str] = []
     root = target.resolve()
     for output in outputs:
         try:
-            dest = root / safe_relative(output.path)
+            dest = root / safe_relative(prefix + output.path)
         except UnsafePathError:
             refused.append(output.path)
             continue

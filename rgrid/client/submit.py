@@ -14,10 +14,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from ulid import ULID
 
+from rgrid.activities import names
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
-from rgrid.infra import temporal
 from rgrid.infra.storage import Storage, cas_key, sha256_file
 from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Resources
 
@@ -73,7 +73,7 @@ def staged_name(path: Path, cwd: Path) -> str:
         return path.name
 
 
-def _check_readable(path: Path, what: str) -> None:
+def check_readable(path: Path, what: str) -> None:
     if not path.exists():
         raise UserInputError(f"{what} not found: {path}", "check the path")
     if path.is_dir():
@@ -85,20 +85,20 @@ def _check_readable(path: Path, what: str) -> None:
 def collect_files(request: RunRequest, cwd: Path) -> tuple[Path, list[str], dict[str, Path]]:
     """Validate the script and file arguments; returns the script, the args as the script
     will see them, and the staged name of every file to upload."""
-    _check_readable(request.script, "script")
+    check_readable(request.script, "script")
     files: dict[str, Path] = {request.script.name: request.script}
     args: list[str] = []
     for arg in request.args:
         path = Path(arg)
         if path.exists() or looks_like_path(arg):
-            _check_readable(path, "input file")
+            check_readable(path, "input file")
             name = staged_name(path, cwd)
             _add(files, name, path)
             args.append(name)
         else:
             args.append(arg)
     for path in request.extra_inputs:
-        _check_readable(path, "input file")
+        check_readable(path, "input file")
         _add(files, staged_name(path, cwd), path)
     return request.script, args, files
 
@@ -196,8 +196,8 @@ async def start(
         task_queue=CONTROL_QUEUE,
         search_attributes=TypedSearchAttributes(
             [
-                SearchAttributePair(temporal.PROJECT, spec.project),
-                SearchAttributePair(temporal.SCRIPT, spec.script.name),
+                SearchAttributePair(names.PROJECT_ATTRIBUTE, spec.project),
+                SearchAttributePair(names.SCRIPT_ATTRIBUTE, spec.script.name),
             ]
         ),
     )

@@ -32,6 +32,7 @@ class ExecutionRow(SQLModel, table=True):
     tags_json: str = "{}"
     project: str = Field(default="default", index=True)
     batch_id: str | None = Field(default=None, sa_column=Column(String, index=True))
+    batch_item: int | None = None
     node_id: str | None = None
     runtime: str | None = None
     attempts: int = 0
@@ -56,6 +57,7 @@ class ExecutionRow(SQLModel, table=True):
             tags=json.loads(self.tags_json),
             project=self.project,
             batch_id=self.batch_id,
+            batch_item=self.batch_item,
             node_id=self.node_id,
             runtime=self.runtime,
             attempts=self.attempts,
@@ -78,6 +80,7 @@ def _row_values(status: ExecutionStatus) -> dict[str, object]:
         "tags_json": json.dumps(status.tags, sort_keys=True),
         "project": status.project,
         "batch_id": status.batch_id,
+        "batch_item": status.batch_item,
         "node_id": status.node_id,
         "runtime": status.runtime,
         "attempts": status.attempts,
@@ -164,6 +167,17 @@ class Ledger:
             if len(found) >= limit:
                 break
         return found
+
+    async def of_batch(self, batch_id: str) -> list[ExecutionStatus]:
+        """Every execution of a batch, oldest first (retries come after the first try)."""
+        query = (
+            select(ExecutionRow)
+            .where(ExecutionRow.batch_id == batch_id)
+            .order_by(col(ExecutionRow.created_at))
+        )
+        async with AsyncSession(self.engine) as session:
+            rows = (await session.exec(query)).all()
+        return [row.to_status() for row in rows]
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

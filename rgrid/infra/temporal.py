@@ -5,17 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client, TLSConfig
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from rgrid.config import Settings
 from rgrid.errors import ServiceUnavailableError
-
-# Filterable in the Web UI, e.g. `RgridProject = "geo"`; registered by the dev server.
-PROJECT = SearchAttributeKey.for_keyword("RgridProject")
-SCRIPT = SearchAttributeKey.for_keyword("RgridScript")
-BATCH_ID = SearchAttributeKey.for_keyword("RgridBatchId")
-SEARCH_ATTRIBUTES = {PROJECT.name: "Keyword", SCRIPT.name: "Keyword", BATCH_ID.name: "Keyword"}
 
 
 async def connect(settings: Settings, timeout_s: float = 10.0) -> Client:

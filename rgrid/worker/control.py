@@ -8,15 +8,18 @@ from temporalio.worker import Worker
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.infra.db import Ledger
+from rgrid.infra.storage import Storage
 from rgrid.workflows import WORKFLOWS
 
 
-def build_control_worker(client: Client, ledger: Ledger, task_queue: str = CONTROL_QUEUE) -> Worker:
+def build_control_worker(
+    client: Client, ledger: Ledger, storage: Storage, task_queue: str = CONTROL_QUEUE
+) -> Worker:
     """A worker for the control queue (tests pass their own queue name)."""
-    control = ControlActivities(ledger)
+    control = ControlActivities(ledger, storage)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[control.plan, control.record, control.compute_cost],
+        activities=[control.plan, control.record, control.compute_cost, control.load_items],
     )

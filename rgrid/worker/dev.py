@@ -29,6 +29,7 @@ from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers.local import LocalProvider
+from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.worker.control import build_control_worker
 
@@ -101,7 +102,9 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with build_control_worker(client, ledger):
+        async with build_control_worker(
+            client, ledger, open_storage(settings.effective_storage_url)
+        ):
             info = StackInfo(
                 pid=os.getpid(),
                 address=settings.effective_temporal_address,

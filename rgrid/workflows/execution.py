@@ -12,7 +12,13 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from rgrid.activities import names
@@ -25,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         CostResult,
         ExecutionSpec,
         ExecutionStatus,
+        ItemDone,
         NodeLease,
         Phase,
         PlanInput,
@@ -75,6 +82,7 @@ class ExecutionWorkflow:
             tags=dict(spec.tags),
             project=spec.project,
             batch_id=spec.batch_id,
+            batch_item=spec.batch_item,
             created_at=workflow.now(),
         )
         await self._record()
@@ -90,13 +98,13 @@ class ExecutionWorkflow:
         except asyncio.CancelledError:
             self._status.phase = Phase.CANCELLED
             self._status.finished_at = workflow.now()
-            await self._record()
+            await self._finish()
             raise
         except ApplicationError as err:
             self._status.phase = Phase.FAILED
             self._status.error = err.message
             self._status.finished_at = workflow.now()
-            await self._record()
+            await self._finish()
             raise
         cost = await workflow.execute_local_activity(
             names.COMPUTE_COST,
@@ -119,7 +127,7 @@ class ExecutionWorkflow:
         else:
             self._status.phase = Phase.FAILED
             self._status.error = f"script exited with code {run.exit_code}"
-        await self._record()
+        await self._finish()
         if self._status.phase is not Phase.SUCCEEDED:
             # The workflow fails (red in the Web UI); the details carry the full status.
             raise ApplicationError(
@@ -256,6 +264,27 @@ class ExecutionWorkflow:
             )
         except ActivityError:
             pass
+
+    async def _finish(self) -> None:
+        """Record the terminal state; a batch's child also reports it to its batch."""
+        await self._record()
+        parent = workflow.info().parent
+        if parent is None or self._status.batch_item is None:
+            return
+        report = ItemDone(
+            index=self._status.batch_item,
+            execution_id=self._status.execution_id,
+            phase=self._status.phase,
+            exit_code=self._status.exit_code,
+            cost_microns=self._status.cost_microns,
+        )
+        try:
+            # By workflow id only: the batch may have continued as new since.
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                "item_done", report
+            )
+        except FailureError:
+            workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)
 
     async def _record(self) -> None:
         await workflow.execute_local_activity(

@@ -5,18 +5,22 @@ each other's work."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
+from rgrid.activities.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
 from rgrid.config import Settings
 from rgrid.infra.db import Ledger
-from rgrid.infra.temporal import BATCH_ID, PROJECT, SCRIPT
+from rgrid.infra.storage import LocalStorage
 from rgrid.worker.agent import build_workers
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
@@ -27,7 +31,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
-        search_attributes=[PROJECT, SCRIPT, BATCH_ID],
+        search_attributes=[PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE, BATCH_ID_ATTRIBUTE],
         ui=False,
     )
     async with env:
@@ -42,7 +46,8 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 async def control(temporal_env: WorkflowEnvironment, shared_home: Path) -> AsyncIterator[Ledger]:
     ledger = await Ledger.open(f"sqlite+aiosqlite:///{shared_home / 'ledger.db'}")
-    async with build_control_worker(temporal_env.client, ledger):
+    storage = LocalStorage(shared_home / "storage")
+    async with build_control_worker(temporal_env.client, ledger, storage):
         yield ledger
     await ledger.close()
 
@@ -71,6 +76,19 @@ async def agent(
         for worker in workers:
             await stack.enter_async_context(worker)
         yield
+
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With RGRID_RECORD_HISTORIES=1, keep the run's history for the replay tests."""
+    if os.environ.get("RGRID_RECORD_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        # The workflow id goes along: workflows derive child ids from it.
+        record = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
+        (HISTORIES / f"{name}.json").write_text(json.dumps(record, indent=1))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ replay test then checks that today's workflow code still accepts them.
 from __future__ import annotations
 
 import asyncio
-import os
 import textwrap
 from pathlib import Path
 
@@ -21,11 +20,9 @@ from rgrid.config import Settings
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models import ExecutionStatus, Phase
-from tests.integration.conftest import agent
+from tests.integration.conftest import agent, record_history
 
 pytestmark = pytest.mark.integration
-
-HISTORIES = Path(__file__).parent.parent / "histories"
 
 
 async def start(
@@ -36,13 +33,6 @@ async def start(
     session = Session(settings)
     spec, _ = await submit.prepare(session, submit.RunRequest(script=script, **request), tmp_path)  # type: ignore[arg-type]
     return await submit.start(session, spec)
-
-
-async def record_history(handle: WorkflowHandle[object, ExecutionStatus], name: str) -> None:
-    if os.environ.get("RGRID_RECORD_HISTORIES") == "1":
-        history = await handle.fetch_history()
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 async def wait_for_phase(

@@ -3,6 +3,7 @@ cannot break executions that are in flight when it is deployed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 def test_histories_exist_for_every_outcome() -> None:
     names = {path.stem for path in HISTORIES}
     assert {"succeeded", "script_failed", "timed_out", "cancelled", "node_lost"} <= names
+    assert {"batch_after_continue_as_new", "batch_item_failed", "batch_retried"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    record = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(record["workflow_id"], record["history"])
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)

@@ -1,0 +1,216 @@
+"""BatchWorkflow: one child ExecutionWorkflow per input file, at most `parallel` at once.
+
+After Temporal's sliding-window batch sample: children report their end by signal to the
+batch's workflow id (duplicates are ignored), and the batch continues as new every
+`page_size` children so a 10,000-file batch keeps a bounded history. Items live in a
+manifest in storage, read a page at a time; only indices and counts are carried along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from rgrid.activities import names
+    from rgrid.models import (
+        BatchInput,
+        BatchItem,
+        BatchProgress,
+        BatchState,
+        ExecutionStatus,
+        ItemDone,
+        LoadItemsInput,
+        LoadItemsResult,
+        Phase,
+        RetryFailedInput,
+        RetryFailedResult,
+        SetParallelInput,
+    )
+
+
+def item_execution_id(batch_id: str, index: int, retry: int) -> str:
+    """The id of an item's child execution; a retry gets a suffix of its own."""
+    base = f"exec-{batch_id.removeprefix('batch-')}-{index}"
+    return f"{base}-r{retry}" if retry else base
+
+
+@workflow.defn(name="BatchWorkflow")
+class BatchWorkflow:
+    # State comes from the input in __init__, so signals delivered with the start
+    # (a pause sent right away) act on it instead of being overwritten by run().
+    @workflow.init
+    def __init__(self, request: BatchInput) -> None:
+        self._spec = request.spec
+        self._state = request.state or BatchState(parallel=request.spec.parallel)
+        self._items: dict[int, BatchItem] = {}
+        self._started_this_run = 0
+
+    @workflow.run
+    async def run(self, request: BatchInput) -> BatchProgress:
+        spec = self._spec
+        if self._state.started_at is None:
+            self._state.started_at = workflow.now()
+        try:
+            while True:
+                await workflow.wait_condition(lambda: self._can_start() or self._finished())
+                if self._finished():
+                    break
+                if self._started_this_run >= spec.page_size:
+                    # Handlers must finish first, or their effect would be lost.
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    workflow.continue_as_new(BatchInput(spec=spec, state=self._state))
+                await self._start_next()
+        except asyncio.CancelledError:
+            await self._cancel_running()
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        final = self.progress()
+        final.state = self._state
+        return final
+
+    @workflow.query(name="progress")
+    def progress(self) -> BatchProgress:
+        state, total = self._state, self._spec.total
+        finished = state.succeeded + len(state.failed)
+        return BatchProgress(
+            batch_id=workflow.info().workflow_id,
+            total=total,
+            queued=max(total - finished - len(state.running), 0),
+            running=len(state.running),
+            succeeded=state.succeeded,
+            failed=len(state.failed),
+            cached=state.cached,
+            cost_microns=state.cost_microns,
+            parallel=state.parallel,
+            paused=state.paused,
+            stopped=state.stopped,
+            done=self._finished(),
+            started_at=state.started_at,
+        )
+
+    @workflow.signal(name="item_done")
+    def item_done(self, report: ItemDone) -> None:
+        state = self._state
+        if state.running.get(report.index) != report.execution_id:
+            return  # a duplicate, or a report from an attempt we no longer wait for
+        del state.running[report.index]
+        state.cost_microns += report.cost_microns
+        if report.phase is Phase.SUCCEEDED:
+            state.succeeded += 1
+        else:
+            state.failed.append(report.index)
+            if self._spec.fail_fast:
+                state.stopped = True
+
+    @workflow.signal(name="set_parallel")
+    def set_parallel(self, request: SetParallelInput) -> None:
+        # Lowering it starts nothing new until enough running items finish.
+        self._state.parallel = max(1, request.parallel)
+
+    @workflow.signal(name="pause")
+    def pause(self) -> None:
+        self._state.paused = True
+
+    @workflow.signal(name="resume")
+    def resume(self) -> None:
+        self._state.paused = False
+
+    @workflow.update(name="retry_failed")
+    def retry_failed(self, request: RetryFailedInput) -> RetryFailedResult:
+        state = self._state
+        requeued = list(state.failed)
+        state.retry_queue.extend(requeued)
+        state.failed.clear()
+        state.stopped = False
+        return RetryFailedResult(requeued=len(requeued))
+
+    @retry_failed.validator
+    def _validate_retry(self, request: RetryFailedInput) -> None:
+        if not self._state.failed:
+            raise ApplicationError("the batch has no failed items to retry", type="NothingToRetry")
+
+    def _pending(self) -> bool:
+        return bool(self._state.retry_queue) or self._state.next_index < self._spec.total
+
+    def _can_start(self) -> bool:
+        state = self._state
+        return (
+            not state.paused
+            and not state.stopped
+            and len(state.running) < state.parallel
+            and self._pending()
+        )
+
+    def _finished(self) -> bool:
+        return not self._state.running and (self._state.stopped or not self._pending())
+
+    async def _start_next(self) -> None:
+        spec, state = self._spec, self._state
+        if state.retry_queue:
+            index = state.retry_queue.pop(0)
+            state.retries[index] = state.retries.get(index, 0) + 1
+        else:
+            index = state.next_index
+            state.next_index += 1
+        item = await self._item(index)
+        execution_id = item_execution_id(
+            workflow.info().workflow_id, index, state.retries.get(index, 0)
+        )
+        child = spec.template.model_copy(
+            update={
+                "args": [*spec.template.args, item.input.name],
+                "inputs": [*spec.template.inputs, item.input],
+                "batch_id": workflow.info().workflow_id,
+                "batch_item": index,
+            }
+        )
+        state.running[index] = execution_id
+        self._started_this_run += 1
+        try:
+            await workflow.start_child_workflow(
+                "ExecutionWorkflow",
+                child,
+                id=execution_id,
+                task_queue=workflow.info().task_queue,
+                # Continue-as-new closes this run; its children must live on.
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                result_type=ExecutionStatus,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(names.BATCH_ID_ATTRIBUTE, workflow.info().workflow_id)]
+                ),
+            )
+        except FailureError:
+            # Already started (a retried start after a worker crash): its report will come.
+            workflow.logger.warning("child %s was already started", execution_id)
+
+    async def _item(self, index: int) -> BatchItem:
+        """The item, loading the page it starts when it is not cached."""
+        if index not in self._items:
+            self._items.clear()  # one page at a time keeps the worker's memory flat
+            end = min(index + self._spec.page_size, self._spec.total)
+            # In order, load the page from here; a retried item alone.
+            in_order = index == self._state.next_index - 1
+            indices = list(range(index, end)) if in_order else [index]
+            loaded = await workflow.execute_local_activity(
+                names.LOAD_ITEMS,
+                LoadItemsInput(manifest_key=self._spec.manifest_key, indices=indices),
+                result_type=LoadItemsResult,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+            self._items = {item.index: item for item in loaded.items}
+        return self._items[index]
+
+    async def _cancel_running(self) -> None:
+        """Cancel the children still running; start no more."""
+        self._state.stopped = True
+        for execution_id in list(self._state.running.values()):
+            try:
+                await workflow.get_external_workflow_handle(execution_id).cancel()
+            except FailureError:
+                pass  # it ended meanwhile

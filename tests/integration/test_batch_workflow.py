@@ -1,0 +1,223 @@
+"""BatchWorkflow against a real Temporal server with real node agents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+
+from rgrid.client import batch, submit
+from rgrid.client.session import Session
+from rgrid.config import Settings
+from rgrid.infra.db import Ledger
+from rgrid.models import BatchProgress, Phase, SetParallelInput
+from rgrid.worker.dev import temporal_binary
+from tests.integration.conftest import agent, record_history
+
+pytestmark = pytest.mark.integration
+
+# Sleeps for the seconds in its input file, fails on inputs that say "fail".
+SCRIPT = """
+    import sys, time
+    text = open(sys.argv[-1]).read().strip()
+    if text == "fail":
+        print("refusing", sys.argv[-1], file=sys.stderr)
+        sys.exit(7)
+    time.sleep(float(text))
+    open("result.txt", "w").write(text)
+"""
+
+
+async def start_batch(
+    settings: Settings, tmp_path: Path, contents: list[str], parallel: int, fail_fast: bool = False
+) -> tuple[Session, WorkflowHandle[object, BatchProgress]]:
+    (tmp_path / "job.py").write_text(textwrap.dedent(SCRIPT))
+    data = tmp_path / "data"
+    data.mkdir()
+    for index, text in enumerate(contents):
+        (data / f"item{index:02d}.txt").write_text(text)
+    session = Session(settings)
+    prepared = await batch.prepare(
+        session,
+        submit.RunRequest(script=tmp_path / "job.py"),
+        ["data/*.txt"],
+        parallel,
+        fail_fast,
+        tmp_path,
+    )
+    return session, await batch.start(session, prepared.batch_id, prepared.spec)
+
+
+async def peak_running(handle: WorkflowHandle[object, BatchProgress], seconds: float) -> int:
+    peak = 0
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        progress = await handle.query("progress", result_type=BatchProgress)
+        peak = max(peak, progress.running)
+        await asyncio.sleep(0.1)
+    return peak
+
+
+async def test_a_failing_item_does_not_stop_the_others(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "batch-node", slots=2):
+        session, handle = await start_batch(settings, tmp_path, ["0", "fail", "0", "0"], 2)
+        final = await handle.result()
+    assert (final.total, final.succeeded, final.failed, final.queued) == (4, 3, 1, 0)
+    rows = await control.of_batch(handle.id)
+    assert sorted((r.batch_item, r.phase) for r in rows) == [
+        (0, Phase.SUCCEEDED),
+        (1, Phase.FAILED),
+        (2, Phase.SUCCEEDED),
+        (3, Phase.SUCCEEDED),
+    ]
+    items = await batch.load_items(session, handle.id)
+    written, _ = await batch.download(session, handle.id, items, tmp_path / "out", flat=False)
+    assert written == 3
+    assert sorted(p.parent.name for p in (tmp_path / "out").rglob("result.txt")) == [
+        "item00",
+        "item02",
+        "item03",
+    ]
+
+
+async def test_fail_fast_starts_nothing_after_a_failure(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "batch-node", slots=1):
+        _, handle = await start_batch(
+            settings, tmp_path, ["fail", "0", "0", "0"], parallel=1, fail_fast=True
+        )
+        final = await handle.result()
+    assert final.stopped and final.failed == 1 and final.succeeded == 0
+    assert len(await control.of_batch(handle.id)) == 1
+
+
+async def test_set_parallel_changes_concurrency_live(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "batch-node", slots=3):
+        _, handle = await start_batch(settings, tmp_path, ["1.5"] * 6, parallel=1)
+        assert await peak_running(handle, 1.0) == 1
+        await handle.signal("set_parallel", SetParallelInput(parallel=3))
+        assert await peak_running(handle, 2.0) == 3
+        final = await handle.result()
+    assert final.succeeded == 6 and final.parallel == 3
+
+
+async def test_pause_holds_new_items_until_resume(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "batch-node", slots=2):
+        _, handle = await start_batch(settings, tmp_path, ["0.5"] * 4, parallel=1)
+        await handle.signal("pause")
+        await asyncio.sleep(2)  # the running item ends; nothing new starts
+        paused = await handle.query("progress", result_type=BatchProgress)
+        assert paused.paused and paused.running == 0
+        assert paused.succeeded + paused.failed < 4
+        await handle.signal("resume")
+        final = await handle.result()
+    assert final.succeeded == 4 and not final.paused
+
+
+async def test_cancel_cancels_running_children_and_starts_no_more(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "batch-node", slots=2):
+        _, handle = await start_batch(settings, tmp_path, ["30"] * 5, parallel=2)
+        async with asyncio.timeout(30):
+            while (await handle.query("progress", result_type=BatchProgress)).running < 2:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1)  # let the scripts start
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        async with asyncio.timeout(30):
+            while True:
+                rows = await control.of_batch(handle.id)
+                if all(r.phase.terminal for r in rows):
+                    break
+                await asyncio.sleep(0.2)
+    assert len(rows) == 2
+    assert {r.phase for r in rows} == {Phase.CANCELLED}
+
+
+async def test_continue_as_new_keeps_counts_across_runs(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    settings.batch_page_size = 2
+    contents = ["0", "0", "fail", "0", "0", "0", "0"]
+    async with agent(client, settings, "batch-node", slots=2):
+        _, handle = await start_batch(settings, tmp_path, contents, parallel=2)
+        final = await handle.result()
+    assert (final.total, final.succeeded, final.failed) == (7, 6, 1)
+    runs = [execution async for execution in client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    assert len(runs) >= 3  # continued as new at least twice
+    await record_history(handle, "batch_after_continue_as_new")
+    child = client.get_workflow_handle(f"exec-{handle.id.removeprefix('batch-')}-2")
+    await record_history(child, "batch_item_failed")
+
+
+async def test_retry_failed_reruns_only_failed_items_in_the_same_batch(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    async with agent(client, settings, "batch-node", slots=2):
+        session, handle = await start_batch(settings, tmp_path, ["0", "fail", "0"], parallel=2)
+        await handle.result()
+        (tmp_path / "data" / "item01.txt").write_text("0")  # storage still holds "fail"
+        requeued = await batch.retry_failed(session, handle.id)
+        final = await client.get_workflow_handle(handle.id, result_type=BatchProgress).result()
+    assert requeued == 1
+    assert final.failed == 1 and final.succeeded == 2  # the same input failed again
+    rows = await control.of_batch(handle.id)
+    assert sorted(r.execution_id.rsplit("-", 1)[-1] for r in rows) == ["0", "1", "2", "r1"]
+    await record_history(handle, "batch_retried")
+
+
+async def temporal_cli(*args: str) -> str:
+    # Not subprocess.run: the workers under test share this event loop.
+    proc = await asyncio.create_subprocess_exec(
+        temporal_binary(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_the_temporal_cli_can_signal_and_query_a_batch(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    address = ["--address", settings.effective_temporal_address]
+    async with agent(client, settings, "batch-node", slots=2):
+        _, handle = await start_batch(settings, tmp_path, ["0.3"] * 4, parallel=1)
+        await temporal_cli(
+            "workflow",
+            "signal",
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "set_parallel",
+            "--input",
+            json.dumps({"parallel": 2}),
+            *address,
+        )
+        queried = await temporal_cli(
+            "workflow",
+            "query",
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "progress",
+            "--output",
+            "json",
+            *address,
+        )
+        final = await handle.result()
+    progress = json.loads(queried)["queryResult"][0]
+    assert progress["total"] == 4 and progress["parallel"] == 2
+    assert final.parallel == 2 and final.succeeded == 4
