@@ -230,6 +230,7 @@ class BatchState(BaseModel):
 
     next_index: int = 0
     running: dict[int, str] = Field(default_factory=dict)  # item -> execution id
+    finishing: dict[int, str] = Field(default_factory=dict)  # script ended, not reported
     retry_queue: list[int] = Field(default_factory=list)
     failed: list[int] = Field(default_factory=list)
     succeeded: int = 0
@@ -257,6 +258,14 @@ class ItemDone(BaseModel):
     cost_microns: int = 0
 
 
+class ItemScriptDone(BaseModel):
+    """A child's early report: its script has ended; outputs are being collected."""
+
+    index: int
+    execution_id: str
+    failed: bool = False
+
+
 class BatchProgress(BaseModel):
     """The `progress` query's answer, and the batch's result."""
 
@@ -265,6 +274,7 @@ class BatchProgress(BaseModel):
     queued: int
     running: int
     succeeded: int
+    collecting: int = 0  # scripts ended, outputs still being collected
     failed: int
     cached: int = 0
     cost_microns: int = 0

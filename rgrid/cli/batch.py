@@ -26,7 +26,7 @@ def counts(progress: BatchProgress) -> str:
     parts = [
         f"[green]{progress.succeeded} ok[/green]",
         f"[red]{progress.failed} failed[/red]" if progress.failed else "0 failed",
-        f"{progress.running} running",
+        f"{progress.running + progress.collecting} running",
         f"{progress.queued} queued",
     ]
     if progress.cached:

@@ -9,7 +9,9 @@ manifest in storage, read a page at a time; only indices and counts are carried 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
@@ -22,8 +24,10 @@ with workflow.unsafe.imports_passed_through():
         BatchItem,
         BatchProgress,
         BatchState,
+        ExecutionSpec,
         ExecutionStatus,
         ItemDone,
+        ItemScriptDone,
         LoadItemsInput,
         LoadItemsResult,
         Phase,
@@ -49,6 +53,7 @@ class BatchWorkflow:
         self._state = request.state or BatchState(parallel=request.spec.parallel)
         self._items: dict[int, BatchItem] = {}
         self._started_this_run = 0
+        self._starts: list[asyncio.Future[None]] = []
 
     @workflow.run
     async def run(self, request: BatchInput) -> BatchProgress:
@@ -61,13 +66,20 @@ class BatchWorkflow:
                 if self._finished():
                     break
                 if self._started_this_run >= spec.page_size:
-                    # Handlers must finish first, or their effect would be lost.
+                    # Starts and handlers must finish first, or their effect would be lost.
+                    await asyncio.gather(*self._starts)
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(BatchInput(spec=spec, state=self._state))
-                await self._start_next()
+                start = await self._start_next()
+                if workflow.patched("concurrent-child-starts"):
+                    # Several starts go out in one workflow task instead of one per task.
+                    self._starts.append(asyncio.ensure_future(start))
+                else:
+                    await start
         except asyncio.CancelledError:
             await self._cancel_running()
             raise
+        await asyncio.gather(*self._starts)
         await workflow.wait_condition(workflow.all_handlers_finished)
         final = self.progress()
         final.state = self._state
@@ -77,11 +89,13 @@ class BatchWorkflow:
     def progress(self) -> BatchProgress:
         state, total = self._state, self._spec.total
         finished = state.succeeded + len(state.failed)
+        unfinished = len(state.running) + len(state.finishing)
         return BatchProgress(
             batch_id=workflow.info().workflow_id,
             total=total,
-            queued=max(total - finished - len(state.running), 0),
+            queued=max(total - finished - unfinished, 0),
             running=len(state.running),
+            collecting=len(state.finishing),
             succeeded=state.succeeded,
             failed=len(state.failed),
             cached=state.cached,
@@ -93,12 +107,24 @@ class BatchWorkflow:
             started_at=state.started_at,
         )
 
+    @workflow.signal(name="item_script_done")
+    def item_script_done(self, report: ItemScriptDone) -> None:
+        # Its script has ended: its place in the window is free while it collects.
+        state = self._state
+        if state.running.get(report.index) == report.execution_id:
+            state.finishing[report.index] = state.running.pop(report.index)
+            if report.failed and self._spec.fail_fast:
+                state.stopped = True
+
     @workflow.signal(name="item_done")
     def item_done(self, report: ItemDone) -> None:
         state = self._state
-        if state.running.get(report.index) != report.execution_id:
+        if state.running.get(report.index) == report.execution_id:
+            del state.running[report.index]
+        elif state.finishing.get(report.index) == report.execution_id:
+            del state.finishing[report.index]
+        else:
             return  # a duplicate, or a report from an attempt we no longer wait for
-        del state.running[report.index]
         state.cost_microns += report.cost_microns
         if report.phase is Phase.SUCCEEDED:
             state.succeeded += 1
@@ -147,9 +173,11 @@ class BatchWorkflow:
         )
 
     def _finished(self) -> bool:
-        return not self._state.running and (self._state.stopped or not self._pending())
+        state = self._state
+        return not state.running and not state.finishing and (state.stopped or not self._pending())
 
-    async def _start_next(self) -> None:
+    async def _start_next(self) -> Coroutine[Any, Any, None]:
+        """Take the next item and count it as running; returns the start of its child."""
         spec, state = self._spec, self._state
         if state.retry_queue:
             index = state.retry_queue.pop(0)
@@ -171,6 +199,9 @@ class BatchWorkflow:
         )
         state.running[index] = execution_id
         self._started_this_run += 1
+        return self._start_child(child, execution_id)
+
+    async def _start_child(self, child: ExecutionSpec, execution_id: str) -> None:
         try:
             await workflow.start_child_workflow(
                 "ExecutionWorkflow",
@@ -209,7 +240,7 @@ class BatchWorkflow:
     async def _cancel_running(self) -> None:
         """Cancel the children still running; start no more."""
         self._state.stopped = True
-        for execution_id in list(self._state.running.values()):
+        for execution_id in [*self._state.running.values(), *self._state.finishing.values()]:
             try:
                 await workflow.get_external_workflow_handle(execution_id).cancel()
             except FailureError:

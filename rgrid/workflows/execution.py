@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ExecutionSpec,
         ExecutionStatus,
         ItemDone,
+        ItemScriptDone,
         NodeLease,
         Phase,
         PlanInput,
@@ -63,6 +64,7 @@ class NodeLost(Exception):
 class ExecutionWorkflow:
     def __init__(self) -> None:
         self._status = ExecutionStatus(execution_id="")
+        self._pending_signals: list[asyncio.Future[None]] = []
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -150,7 +152,8 @@ class ExecutionWorkflow:
             self._status.phase = Phase.QUEUED
             lease = await self._claim(spec)
             try:
-                run, outputs = await self._run_on(lease, spec)
+                may_retry = script_retries < spec.retries
+                run, outputs = await self._run_on(lease, spec, may_retry)
             except NodeLost as lost:
                 node_losses += 1
                 workflow.logger.warning("node lost: %s", lost)
@@ -189,7 +192,7 @@ class ExecutionWorkflow:
         return lease
 
     async def _run_on(
-        self, lease: NodeLease, spec: ExecutionSpec
+        self, lease: NodeLease, spec: ExecutionSpec, may_retry: bool
     ) -> tuple[RunResult, CollectOutputsResult]:
         execution_id = self._status.execution_id
         try:
@@ -222,6 +225,9 @@ class ExecutionWorkflow:
             )
             self._status.runtime = run.runtime
             self._status.phase = Phase.COLLECTING
+            failed = run.timed_out or run.exit_code != 0
+            if not (may_retry and failed):
+                self._report_script_done(failed)
             outputs = await workflow.execute_activity(
                 names.COLLECT_OUTPUTS,
                 CollectOutputsInput(lease=lease, execution_id=execution_id),
@@ -265,12 +271,33 @@ class ExecutionWorkflow:
         except ActivityError:
             pass
 
+    def _report_script_done(self, failed: bool) -> None:
+        """Tell the batch the script has ended, so it can start the next item while this
+        one collects its outputs (the next claim then waits for this slot, not for the
+        whole wind-down). Sent alongside the collect command, not awaited before it."""
+        parent = workflow.info().parent
+        if parent is None or self._status.batch_item is None:
+            return
+        if not workflow.patched("report-script-done"):
+            return  # histories recorded before this report existed
+        signal = workflow.get_external_workflow_handle(parent.workflow_id).signal(
+            "item_script_done",
+            ItemScriptDone(
+                index=self._status.batch_item,
+                execution_id=self._status.execution_id,
+                failed=failed,
+            ),
+        )
+        self._pending_signals.append(asyncio.ensure_future(signal))
+
     async def _finish(self) -> None:
         """Record the terminal state; a batch's child also reports it to its batch."""
         await self._record()
         parent = workflow.info().parent
         if parent is None or self._status.batch_item is None:
             return
+        # A report the batch could not take is no reason to fail this execution.
+        await asyncio.gather(*self._pending_signals, return_exceptions=True)
         report = ItemDone(
             index=self._status.batch_item,
             execution_id=self._status.execution_id,
