@@ -13,6 +13,8 @@ from rgrid.cli.batch import follow_batch, render_status
 from rgrid.cli.common import with_session
 from rgrid.cli.output import (
     EXIT_RGRID_ERROR,
+    JsonOption,
+    OutputDirOption,
     cost,
     duration,
     err,
@@ -33,8 +35,6 @@ from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
 from rgrid.models import ExecutionSpec, Phase
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def status(
@@ -190,9 +190,7 @@ def retry(
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Re-run an execution that succeeded.")
     ] = False,
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="Where outputs are downloaded.")
-    ] = Path("outputs"),
+    output_dir: OutputDirOption = Path("outputs"),
     flat: Annotated[bool, typer.Option("--flat", help="Batch outputs in one dir.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -248,9 +246,7 @@ def cancel(
 
 def download(
     execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="Where to put the files.")
-    ] = Path("outputs"),
+    output_dir: OutputDirOption = Path("outputs"),
     list_only: Annotated[
         bool, typer.Option("--list", help="List outputs; download nothing.")
     ] = False,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
 from rgrid.infra.logstore import LogRecord
@@ -21,6 +23,12 @@ PHASE_STYLE = {
     Phase.TIMED_OUT: "red",
     Phase.CANCELLED: "yellow",
 }
+
+# Options several commands share.
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+OutputDirOption = Annotated[
+    Path, typer.Option("--output-dir", "-o", help="Where outputs are downloaded.")
+]
 
 # Exit codes of rgrid itself, apart from the script's own (as docker run and timeout do).
 EXIT_RGRID_ERROR = 125

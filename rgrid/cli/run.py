@@ -10,6 +10,7 @@ import typer
 from rgrid.cli.batch import run_batch
 from rgrid.cli.common import with_session
 from rgrid.cli.output import (
+    OutputDirOption,
     cost,
     duration,
     err,
@@ -57,9 +58,7 @@ def run(
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
     ] = 0,
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="Where outputs are downloaded.")
-    ] = Path("outputs"),
+    output_dir: OutputDirOption = Path("outputs"),
     remote_only: Annotated[
         bool, typer.Option("--remote-only", help="Leave outputs in storage; do not download.")
     ] = False,

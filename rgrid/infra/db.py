@@ -17,7 +17,7 @@ from sqlmodel import Column, Field, SQLModel, String, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import NotFoundError
-from rgrid.models import TERMINAL_PHASES, ExecutionStatus, OutputFile, Phase
+from rgrid.models import TERMINAL_PHASES, ExecutionStatus, Phase
 
 
 class ExecutionRow(SQLModel, table=True):
@@ -49,50 +49,24 @@ class ExecutionRow(SQLModel, table=True):
 
     def to_status(self) -> ExecutionStatus:
         """The row as the model the CLI renders."""
-        return ExecutionStatus(
-            execution_id=self.id,
-            phase=Phase(self.phase),
-            script=self.script,
-            args=json.loads(self.args_json),
-            tags=json.loads(self.tags_json),
-            project=self.project,
-            batch_id=self.batch_id,
-            batch_item=self.batch_item,
-            node_id=self.node_id,
-            runtime=self.runtime,
-            attempts=self.attempts,
-            exit_code=self.exit_code,
-            created_at=_utc(self.created_at),
-            started_at=_utc(self.started_at),
-            finished_at=_utc(self.finished_at),
-            cost_microns=self.cost_microns,
-            error=self.error,
-            stderr_tail=self.stderr_tail,
-            outputs=[OutputFile.model_validate(o) for o in json.loads(self.outputs_json)],
-        )
+        data = self.model_dump(exclude={"id", *_JSON_COLUMNS.values()})
+        for field, column in _JSON_COLUMNS.items():
+            data[field] = json.loads(getattr(self, column))
+        for field in ("created_at", "started_at", "finished_at"):
+            data[field] = _utc(data[field])
+        return ExecutionStatus(execution_id=self.id, **data)
+
+
+# ExecutionStatus fields kept as JSON text, and their columns.
+_JSON_COLUMNS = {"args": "args_json", "tags": "tags_json", "outputs": "outputs_json"}
 
 
 def _row_values(status: ExecutionStatus) -> dict[str, object]:
-    return {
-        "phase": status.phase.value,
-        "script": status.script,
-        "args_json": json.dumps(status.args),
-        "tags_json": json.dumps(status.tags, sort_keys=True),
-        "project": status.project,
-        "batch_id": status.batch_id,
-        "batch_item": status.batch_item,
-        "node_id": status.node_id,
-        "runtime": status.runtime,
-        "attempts": status.attempts,
-        "exit_code": status.exit_code,
-        "created_at": status.created_at,
-        "started_at": status.started_at,
-        "finished_at": status.finished_at,
-        "cost_microns": status.cost_microns,
-        "error": status.error,
-        "stderr_tail": status.stderr_tail,
-        "outputs_json": json.dumps([o.model_dump() for o in status.outputs]),
-    }
+    values = status.model_dump(exclude={"execution_id", *_JSON_COLUMNS})
+    values["phase"] = status.phase.value
+    for field, column in _JSON_COLUMNS.items():
+        values[column] = json.dumps(status.model_dump(mode="json")[field], sort_keys=True)
+    return values
 
 
 def _utc(value: datetime | None) -> datetime | None:
