@@ -64,7 +64,8 @@ def cost(status: ExecutionStatus) -> str:
     return format_cost(status.cost_microns)
 
 
-def format_cost(amount: int) -> str:  # TEMP until rgrid.infra.pricing lands
+def format_cost(amount: int) -> str:
+    """Integer microns as euros, exact to the micron: 1234 -> €0.001234, 0 -> €0.00."""
     whole, frac = divmod(amount, 1_000_000)
     digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
     return f"€{whole}.{digits}"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from rgrid.cli.output import format_cost
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.errors import UserInputError
 
@@ -44,3 +45,11 @@ def test_env_keys_must_be_identifiers(item: str) -> None:
 
 def test_tags_allow_any_non_empty_key() -> None:
     assert parse_pairs(["team.name=geo"], "--metadata") == {"team.name": "geo"}
+
+
+@pytest.mark.parametrize(
+    ("microns", "shown"),
+    [(0, "€0.00"), (1234, "€0.001234"), (2_500_000, "€2.50"), (1_000_001, "€1.000001")],
+)
+def test_costs_are_shown_exactly_to_the_micron(microns: int, shown: str) -> None:
+    assert format_cost(microns) == shown

@@ -1,0 +1,39 @@
+"""`rgrid init` profiles: private files, and a profile really changes where rgrid goes."""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Cli, isolated_env
+from tests.e2e.test_errors import _closed_port, one_clear_line
+
+pytestmark = pytest.mark.e2e
+
+
+def test_init_writes_a_private_profile_that_selects_the_server(tmp_path: Path) -> None:
+    cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
+    address = f"127.0.0.1:{_closed_port()}"
+    written = cli("init", "--profile", "team", "--temporal-address", address)
+    assert written.code == 0, written.stderr
+    path = tmp_path / "config" / "rgrid" / "config.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert tomllib.loads(path.read_text())["profiles"]["team"]["temporal_address"] == address
+
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    result = cli("--profile", "team", "run", "ok.py", cwd=tmp_path)
+    assert result.code == 125
+    assert f"Temporal at {address} does not answer" in one_clear_line(result.stderr)
+
+
+def test_an_unknown_profile_is_one_line(tmp_path: Path) -> None:
+    cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
+    cli("init")
+    (tmp_path / "ok.py").write_text("print('ok')\n")
+    result = cli("--profile", "nope", "run", "ok.py", cwd=tmp_path)
+    assert result.code == 125
+    assert "no profile named 'nope'" in one_clear_line(result.stderr)
