@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import stat
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,16 +96,16 @@ class NodeActivities:
 
     @activity.defn(name=names.STAGE_INPUTS)
     async def stage_inputs(self, request: StageInputsInput) -> StageInputsResult:
-        self._renew(request.lease)
         work = self.work_dir(request.lease)
-        shutil.rmtree(work, ignore_errors=True)  # a retried staging starts clean
-        work.mkdir(parents=True)
-        self.tmp_dir(request.lease).mkdir(parents=True, exist_ok=True)
         files = [request.script, *request.inputs]
-        try:
-            await asyncio.gather(*(self._stage(work, ref) for ref in files))
-        except RgridError as exc:
-            raise non_retryable(exc) from exc
+        async with self._held(request.lease):
+            shutil.rmtree(work, ignore_errors=True)  # a retried staging starts clean
+            work.mkdir(parents=True)
+            self.tmp_dir(request.lease).mkdir(parents=True, exist_ok=True)
+            try:
+                await asyncio.gather(*(self._stage(work, ref) for ref in files))
+            except RgridError as exc:
+                raise non_retryable(exc) from exc
         self._inputs[request.lease.lease_id] = {ref.name: ref.sha256 for ref in files}
         return StageInputsResult(files=len(files), bytes=sum(ref.size for ref in files))
 
@@ -159,19 +160,19 @@ class NodeActivities:
 
     @activity.defn(name=names.COLLECT_OUTPUTS)
     async def collect_outputs(self, request: CollectOutputsInput) -> CollectOutputsResult:
-        self._renew(request.lease)
         work = self.work_dir(request.lease)
         staged = self._inputs.get(request.lease.lease_id, {})
         result = CollectOutputsResult()
-        uploads = []
-        for path, rel in _walk_regular_files(work, result.skipped):
-            digest = await asyncio.to_thread(sha256_file, path)
-            if staged.get(rel) == digest:
-                continue  # an input or the script, unchanged
-            key = output_prefix(request.execution_id) + rel
-            uploads.append(self._storage.put_file(key, path))
-            result.outputs.append(OutputFile(path=rel, size=path.stat().st_size, sha256=digest))
-        await asyncio.gather(*uploads)
+        async with self._held(request.lease):
+            uploads = []
+            for path, rel in _walk_regular_files(work, result.skipped):
+                digest = await asyncio.to_thread(sha256_file, path)
+                if staged.get(rel) == digest:
+                    continue  # an input or the script, unchanged
+                key = output_prefix(request.execution_id) + rel
+                uploads.append(self._storage.put_file(key, path))
+                result.outputs.append(OutputFile(path=rel, size=path.stat().st_size, sha256=digest))
+            await asyncio.gather(*uploads)
         for skipped in result.skipped:
             log.warning("output_skipped", execution=request.execution_id, path=skipped)
         self._release(request.lease.lease_id)
@@ -197,6 +198,22 @@ class NodeActivities:
     def tmp_dir(self, lease: NodeLease) -> Path:
         """Scratch space outside the work dir, so temp files are not taken for outputs."""
         return self._work_root / lease.lease_id / "tmp"
+
+    @contextlib.asynccontextmanager
+    async def _held(self, lease: NodeLease) -> AsyncIterator[None]:
+        """Keep the lease renewed while a long transfer runs, so the reaper leaves it be."""
+        self._renew(lease)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._ttl.total_seconds() / 4)
+                self._book.extend(lease.lease_id, datetime.now(UTC) + self._ttl)
+
+        keeper = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            keeper.cancel()
 
     def _renew(self, lease: NodeLease) -> None:
         if not self._book.extend(lease.lease_id, datetime.now(UTC) + self._ttl):

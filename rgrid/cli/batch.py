@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rgrid.cli.output import err, format_cost, out, phase_text, print_json, when
+from rgrid.cli.output import detached_hint, err, format_cost, out, phase_text, print_json, when
 from rgrid.client import batch, submit
 from rgrid.client.session import Session
 from rgrid.models import BatchItem, BatchProgress, ExecutionStatus, Phase
@@ -96,10 +97,14 @@ async def follow_batch(
     json_output: bool,
 ) -> int:
     """Follow a batch to its end, download per-item outputs, summarise; the exit code."""
-    if live:
-        final = await _follow_live(session, batch_id)
-    else:
-        final = await _follow_lines(session, batch_id, items, quiet=json_output)
+    try:
+        if live:
+            final = await _follow_live(session, batch_id)
+        else:
+            final = await _follow_lines(session, batch_id, items, quiet=json_output)
+    except asyncio.CancelledError:  # Ctrl-C: the batch is durable and goes on
+        err.print(detached_hint(batch_id))
+        raise
     written, refused = 0, list[str]()
     if not remote_only:
         written, refused = await batch.download(session, batch_id, items, output_dir, flat)

@@ -88,3 +88,11 @@ def exit_code_for(status: ExecutionStatus) -> int:
     if status.exit_code is not None:
         return status.exit_code
     return 0 if status.phase is Phase.SUCCEEDED else EXIT_RGRID_ERROR
+
+
+def detached_hint(workflow_id: str) -> str:
+    """What to say when the user stops watching something that keeps running."""
+    return (
+        f"stopped watching {workflow_id}; it keeps running: "
+        f"`rgrid status {workflow_id}` shows it, `rgrid cancel {workflow_id}` stops it"
+    )

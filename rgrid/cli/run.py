@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from rgrid.cli.common import with_session
 from rgrid.cli.output import (
     OutputDirOption,
     cost,
+    detached_hint,
     duration,
     err,
     exit_code_for,
@@ -156,7 +158,11 @@ async def follow_execution(
     report: submit.UploadReport,
 ) -> int:
     """Stream an execution's output, download its outputs, summarise; the exit code."""
-    status = await wait_for_result(session, execution_id, None if json_output else write_record)
+    try:
+        status = await wait_for_result(session, execution_id, None if json_output else write_record)
+    except asyncio.CancelledError:  # Ctrl-C: the execution is durable and goes on
+        err.print(detached_hint(execution_id))
+        raise
     local: list[Path] = []
     if not remote_only and status.outputs:
         local, refused = await download_outputs(

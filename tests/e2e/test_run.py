@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 import time
 from pathlib import Path
@@ -210,3 +211,28 @@ def test_logs_follow_tails_a_running_execution_to_its_end(cli: Cli, work: Path) 
     execution_id = started.stdout.strip()
     followed = cli("logs", execution_id, "--follow", timeout=60)
     assert followed.stdout == "tick 0\ntick 1\ntick 2\n"
+
+
+def test_ctrl_c_stops_watching_but_the_run_goes_on(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "steady.py",
+        """
+        import time
+        print("begun", flush=True)
+        time.sleep(3)
+        open("finished.txt", "w").write("yes")
+    """,
+    )
+    proc = cli.popen("run", "steady.py", cwd=work)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "begun\n"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    execution_id = stderr.splitlines()[0]
+    assert "it keeps running" in stderr and "Traceback" not in stderr
+    deadline = time.monotonic() + 30
+    while cli("status", execution_id, "--json").json()["phase"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
