@@ -55,7 +55,8 @@ def run(
         str | None, typer.Option(help="Memory limit, e.g. 512m, 2g (default 1g).")
     ] = None,
     runtime: Annotated[
-        str | None, typer.Option(help="auto, process, or an image such as python:3.11.")
+        str | None,
+        typer.Option(help="auto or process (docker images come with the docker runtime)."),
     ] = None,
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")

@@ -23,6 +23,7 @@ from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Resources
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.
+SUPPORTED_RUNTIMES = ("auto", "process")
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 
@@ -157,6 +158,12 @@ async def prepare(
 ) -> tuple[ExecutionSpec, UploadReport]:
     """Validate, upload, and build the spec; nothing is started yet."""
     settings = session.settings
+    runtime = request.runtime or settings.runtime
+    if runtime not in SUPPORTED_RUNTIMES:
+        raise UserInputError(
+            f"runtime {runtime!r} needs the docker runtime, which is not built yet",
+            "leave --runtime out, or use --runtime process",
+        )
     script, args, files = collect_files(request, cwd)
     refs, report = await upload_files(session.storage, files)
     script_ref = next(ref for ref in refs if ref.name == script.name)
@@ -164,7 +171,7 @@ async def prepare(
         script=script_ref,
         args=args,
         inputs=[ref for ref in refs if ref is not script_ref],
-        runtime=request.runtime or settings.runtime,
+        runtime=runtime,
         requirements=read_requirements(script),
         env=request.env,
         timeout_s=request.timeout_s or settings.timeout_s,

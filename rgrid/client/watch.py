@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rgrid.client.session import Session
-from rgrid.errors import NotFoundError
+from rgrid.errors import NotFoundError, RgridError
 from rgrid.infra.logstore import LogRecord, read_new_records
 from rgrid.models import ExecutionStatus, Phase
 
@@ -59,8 +63,8 @@ async def current_status(session: Session, execution_id: str) -> ExecutionStatus
         client = await session.temporal()
         handle = client.get_workflow_handle(execution_id)
         return await handle.query("status", result_type=ExecutionStatus)
-    except (RPCError, Exception):  # the ledger's answer is still right, only older
-        return status
+    except (RPCError, RgridError, WorkflowQueryFailedError):
+        return status  # the ledger's answer is still right, only older
 
 
 async def follow_logs(session: Session, execution_id: str, sink: RecordSink, follow: bool) -> None:

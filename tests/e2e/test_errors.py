@@ -30,6 +30,7 @@ def one_clear_line(stderr: str) -> str:
         (["run", "ok.py", "-e", "1BAD=x"], "bad --env value '1BAD=x'"),
         (["run", "ok.py", "--timeout", "soon"], "bad duration 'soon'"),
         (["run", "ok.py", "--memory", "lots"], "bad memory size 'lots'"),
+        (["run", "ok.py", "--runtime", "python:3.11"], "runtime 'python:3.11' needs the docker"),
         (["status", "exec-doesnotexist"], "no execution 'exec-doesnotexist'"),
         (["logs", "exec-doesnotexist"], "no execution 'exec-doesnotexist'"),
     ],
