@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import textwrap
 import time
@@ -236,3 +237,20 @@ def test_ctrl_c_stops_watching_but_the_run_goes_on(cli: Cli, work: Path) -> None
     while cli("status", execution_id, "--json").json()["phase"] != "succeeded":
         assert time.monotonic() < deadline
         time.sleep(0.3)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js on this machine")
+def test_node_scripts_run_with_node(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "hello.js",
+        """
+        const fs = require("fs");
+        fs.writeFileSync("from-node.txt", process.version);
+        console.log("node says hi");
+    """,
+    )
+    result = cli("run", "hello.js", cwd=work)
+    assert result.code == 0, result.stderr
+    assert "node says hi" in result.stdout
+    assert (work / "outputs" / "from-node.txt").read_text().startswith("v")
