@@ -71,6 +71,10 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of streaming.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would be staged and installed; run nothing."),
+    ] = False,
     batch_patterns: Annotated[
         list[str] | None,
         typer.Option(
@@ -108,6 +112,9 @@ def run(
         retries=retries,
     )
 
+    if dry_run:
+        _print_dry_run(submit.dry_run(request, Path.cwd()), json_output)
+        return
     if batch_patterns:
 
         async def batch_body(session: Session) -> int:
@@ -176,6 +183,20 @@ async def follow_execution(
     else:
         _print_summary(status, local, output_dir, remote_only)
     return exit_code_for(status)
+
+
+def _print_dry_run(plan: submit.DryRun, json_output: bool) -> None:
+    deps = plan.dependencies
+    if json_output:
+        print_json({"args": plan.args, "files": plan.files, "dependencies": deps.model_dump()})
+        return
+    out.print(f"language      {deps.language}")
+    out.print(f"dependencies  {', '.join(deps.requirements) or 'none'} (from {deps.source})")
+    out.print(f"arguments     {' '.join(plan.args) or '-'}")
+    out.print("staged files")
+    for name, size in sorted(plan.files.items()):
+        out.print(f"  {size:>10}  {name}")
+    out.print("nothing was uploaded or started (--dry-run)")
 
 
 def _json_result(

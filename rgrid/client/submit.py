@@ -18,6 +18,7 @@ from rgrid.activities import names
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
+from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.storage import Storage, cas_key, sha256_file
 from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Resources
 
@@ -139,13 +140,37 @@ async def upload_files(
     return list(refs), report
 
 
-def read_requirements(script: Path) -> list[str]:
-    """The requirements.txt beside the script, if any (full detection comes with deps)."""
-    path = script.parent / "requirements.txt"
-    if not path.is_file():
-        return []
-    lines = (line.split(" #")[0].strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+@dataclass
+class DryRun:
+    """What a run would stage and install; nothing is uploaded or started."""
+
+    args: list[str]
+    files: dict[str, int]  # staged name -> size
+    dependencies: DependencySpec
+
+
+def dry_run(request: RunRequest, cwd: Path) -> DryRun:
+    """Validate and detect as a real run would, and report instead of starting."""
+    script, args, files = collect_files(request, cwd)
+    deps = detect(script)
+    for sibling in deps.siblings:
+        _add(files, sibling, script.parent / sibling)
+    return DryRun(
+        args=args,
+        files={name: path.stat().st_size for name, path in files.items()},
+        dependencies=deps,
+    )
+
+
+def detect(script: Path) -> DependencySpec:
+    """The script's dependencies, refusing what the process runtime cannot install."""
+    deps = detect_dependencies(script)
+    if deps.language == "node" and deps.requirements:
+        raise UserInputError(
+            f"{script.name} needs npm packages ({', '.join(deps.requirements)})",
+            "npm installs come with the docker runtime; vendor them for now",
+        )
+    return deps
 
 
 def new_execution_id() -> str:
@@ -165,6 +190,9 @@ async def prepare(
             "leave --runtime out, or use --runtime process",
         )
     script, args, files = collect_files(request, cwd)
+    deps = detect(script)
+    for sibling in deps.siblings:  # the script's own modules travel with it
+        _add(files, sibling, script.parent / sibling)
     refs, report = await upload_files(session.storage, files)
     script_ref = next(ref for ref in refs if ref.name == script.name)
     spec = ExecutionSpec(
@@ -172,7 +200,7 @@ async def prepare(
         args=args,
         inputs=[ref for ref in refs if ref is not script_ref],
         runtime=runtime,
-        requirements=read_requirements(script),
+        requirements=deps.requirements,
         env=request.env,
         timeout_s=request.timeout_s or settings.timeout_s,
         resources=Resources(

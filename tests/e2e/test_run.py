@@ -254,3 +254,73 @@ def test_node_scripts_run_with_node(cli: Cli, work: Path) -> None:
     assert result.code == 0, result.stderr
     assert "node says hi" in result.stdout
     assert (work / "outputs" / "from-node.txt").read_text().startswith("v")
+
+
+def venvs(cli: Cli) -> set[str]:
+    return {p.name for p in cli.home.glob("nodes/*/cache/venvs/*") if p.is_dir()}
+
+
+def test_detected_dependencies_are_installed_once_and_reused(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "inline.py",
+        """
+        # /// script
+        # dependencies = ["six==1.17.0"]
+        # ///
+        import six
+        print("six", six.__version__)
+    """,
+    )
+    script(
+        work,
+        "imports.py",
+        """
+        import six
+        import helper
+        print(helper.greet(), six.PY3)
+    """,
+    )
+    script(work, "helper.py", "def greet():\n    return 'hello from a sibling'\n")
+    before = venvs(cli)
+    first = cli("run", "inline.py", cwd=work, timeout=300)
+    assert first.code == 0, first.stderr
+    assert "six 1.17.0" in first.stdout
+    built = venvs(cli) - before
+    assert len(built) == 1
+    again = cli("run", "inline.py", cwd=work)
+    assert again.code == 0 and venvs(cli) - before == built  # the layer was reused
+    scanned = cli("run", "imports.py", cwd=work, timeout=300)
+    assert scanned.code == 0, scanned.stderr
+    assert "hello from a sibling True" in scanned.stdout
+
+
+def test_dry_run_shows_what_would_happen_and_starts_nothing(cli: Cli, work: Path) -> None:
+    script(work, "plan.py", "import yaml\nimport helper\n")
+    script(work, "helper.py", "")
+    (work / "in.csv").write_text("a\n")
+    before = cli("list", "--json").json()
+    planned = cli("run", "plan.py", "in.csv", "--dry-run", "--json", cwd=work)
+    assert planned.code == 0, planned.stderr
+    payload = planned.json()
+    assert payload["dependencies"]["requirements"] == ["pyyaml"]
+    assert sorted(payload["files"]) == ["helper.py", "in.csv", "plan.py"]
+    assert cli("list", "--json").json() == before
+
+
+def test_an_uninstallable_dependency_fails_clearly_and_is_not_retried(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "bad.py",
+        """
+        # /// script
+        # dependencies = ["rgrid-no-such-package-exists-0123"]
+        # ///
+        print("never")
+    """,
+    )
+    result = cli("run", "bad.py", "--json", cwd=work, timeout=300)
+    assert result.code == 125
+    payload = result.json()
+    assert payload["status"] == "failed" and payload["attempts"] == 1
+    assert "installing rgrid-no-such-package-exists-0123 failed" in payload["error"]

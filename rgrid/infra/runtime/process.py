@@ -120,17 +120,10 @@ class ProcessRuntime:
             [uv, "venv", "--quiet", "--relocatable", "--python", self._python, str(building)]
         )
         if requirements:
+            python = str(building / "bin" / "python")
             await _check_call(
-                [
-                    uv,
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--python",
-                    str(building / "bin" / "python"),
-                    *requirements,
-                ],
-                install_error=True,
+                [uv, "pip", "install", "--quiet", "--python", python, *requirements],
+                install_error=", ".join(requirements),
             )
         (building / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
@@ -173,15 +166,17 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def _check_call(argv: list[str], install_error: bool = False) -> None:
+async def _check_call(argv: list[str], install_error: str = "") -> None:
+    # Trust the platform's certificate store too (a node behind a TLS-inspecting proxy).
+    env = {**os.environ, "UV_SYSTEM_CERTS": "1"}
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
     )
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         tail = "; ".join(out.decode(errors="replace").strip().splitlines()[-3:])
         if install_error:
             raise DependencyInstallError(
-                "installing the script's dependencies failed", tail or "see the node's log"
+                f"installing {install_error} failed", tail or "see the node's log"
             )
         raise RuntimeError(f"{argv[0]} failed: {tail}")
