@@ -53,6 +53,9 @@ def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:
     return dict(profiles.get(name, {}))
 
 
+DEBIAN_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
 class _ProfileSource(PydanticBaseSettingsSource):
     """Reads the selected profile of the config file (below env, above defaults)."""
 
@@ -96,8 +99,15 @@ class Settings(BaseSettings):
     local_hourly_price_microns: int = 0
     lease_ttl_s: int = 120
 
-    # Defaults for a run.
+    # Defaults for a run. Images are settings: a node may reach no registry at all.
     runtime: str = "auto"
+    python_image: str = "python:3.11-slim"
+    node_image: str = "node:20-slim"
+    ca_bundle: Path | None = Field(
+        default_factory=lambda: Path(
+            os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        )
+    )
     timeout_s: int = 3600
     cpus: float = 1.0
     memory_mb: int = 1024

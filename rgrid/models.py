@@ -56,6 +56,8 @@ class ExecutionSpec(BaseModel):
     args: list[str] = Field(default_factory=list)
     inputs: list[FileRef] = Field(default_factory=list)
     runtime: str = "auto"
+    image: str | None = None
+    network: bool = True
     requirements: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     timeout_s: int = 3600

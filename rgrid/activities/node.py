@@ -130,6 +130,9 @@ class NodeActivities:
             requirements=spec.requirements,
             timeout_s=spec.timeout_s,
             resources=spec.resources,
+            runtime=spec.runtime,
+            image=spec.image,
+            network=spec.network,
         )
         started = datetime.now(UTC)
         task = asyncio.create_task(self._runtime.run(run, logs.write))
@@ -154,7 +157,7 @@ class NodeActivities:
             timed_out=outcome.timed_out,
             started_at=started,
             finished_at=datetime.now(UTC),
-            runtime=self._runtime.name,
+            runtime=outcome.runtime or self._runtime.name,
             stderr_tail=logs.last_line("err"),
         )
 

@@ -56,8 +56,14 @@ def run(
     ] = None,
     runtime: Annotated[
         str | None,
-        typer.Option(help="auto or process (docker images come with the docker runtime)."),
+        typer.Option(help="auto (docker if this node has it, else process), process, docker."),
     ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Run in this container image (implies docker).")
+    ] = None,
+    network: Annotated[
+        bool, typer.Option("--network/--no-network", help="Let the container reach the network.")
+    ] = True,
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
     ] = 0,
@@ -109,6 +115,8 @@ def run(
         cpus=cpus,
         memory_mb=parse_memory_mb(memory) if memory else None,
         runtime=runtime,
+        image=image,
+        network=network,
         retries=retries,
     )
 
@@ -211,6 +219,7 @@ def _json_result(
         "cost_microns": status.cost_microns,
         "duration_s": status.duration_s,
         "node": status.node_id,
+        "runtime": status.runtime,
         "attempts": status.attempts,
         "error": status.error,
         "uploaded_files": report.uploaded,
@@ -221,7 +230,7 @@ def _json_result(
 def _print_summary(
     status: ExecutionStatus, local: list[Path], output_dir: Path, remote_only: bool
 ) -> None:
-    node = status.node_id or "-"
+    node = f"{status.node_id or '-'} ({status.runtime})" if status.runtime else "-"
     line = f"{phase_text(status.phase)} in {duration(status)} on {node}, cost {cost(status)}"
     if status.error and status.phase is not Phase.SUCCEEDED:
         line += f" ({status.error})"

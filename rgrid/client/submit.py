@@ -19,12 +19,13 @@ from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
 from rgrid.infra.deps import DependencySpec, detect_dependencies
+from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage import Storage, cas_key, sha256_file
 from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Resources
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.
-SUPPORTED_RUNTIMES = ("auto", "process")
+SUPPORTED_RUNTIMES = ("auto", "process", "docker")
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 
@@ -41,6 +42,8 @@ class RunRequest:
     cpus: float | None = None
     memory_mb: int | None = None
     runtime: str | None = None
+    image: str | None = None
+    network: bool = True
     retries: int = 0
 
 
@@ -168,7 +171,7 @@ def detect(script: Path) -> DependencySpec:
     if deps.language == "node" and deps.requirements:
         raise UserInputError(
             f"{script.name} needs npm packages ({', '.join(deps.requirements)})",
-            "npm installs come with the docker runtime; vendor them for now",
+            "rgrid does not install npm packages yet; vendor them beside the script",
         )
     return deps
 
@@ -186,9 +189,11 @@ async def prepare(
     runtime = request.runtime or settings.runtime
     if runtime not in SUPPORTED_RUNTIMES:
         raise UserInputError(
-            f"runtime {runtime!r} needs the docker runtime, which is not built yet",
-            "leave --runtime out, or use --runtime process",
+            f"unknown runtime {runtime!r}",
+            "use auto, process or docker; pick an image with --image",
         )
+    if request.image is not None:
+        check_image(request.image)
     script, args, files = collect_files(request, cwd)
     deps = detect(script)
     for sibling in deps.siblings:  # the script's own modules travel with it
@@ -200,6 +205,8 @@ async def prepare(
         args=args,
         inputs=[ref for ref in refs if ref is not script_ref],
         runtime=runtime,
+        image=request.image,
+        network=request.network,
         requirements=deps.requirements,
         env=request.env,
         timeout_s=request.timeout_s or settings.timeout_s,

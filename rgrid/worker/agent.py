@@ -20,7 +20,9 @@ from rgrid import logs
 from rgrid.activities import names
 from rgrid.activities.node import NodeActivities, NodeIdentity
 from rgrid.config import Settings, load_settings
+from rgrid.infra.runtime.docker import DockerRuntime, docker_available
 from rgrid.infra.runtime.process import ProcessRuntime
+from rgrid.infra.runtime.select import SelectingRuntime
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.worker.leases import LeaseBook, LeaseSlotSupplier
@@ -31,17 +33,23 @@ REAP_EVERY_S = 5.0
 
 
 def build_workers(
-    client: Client, settings: Settings, node_id: str, slots: int
+    client: Client, settings: Settings, node_id: str, slots: int, docker: bool = False
 ) -> tuple[list[Worker], NodeActivities]:
     """The claim worker and the node's own worker, sharing one lease book."""
     book = LeaseBook(slots)
     node_dir = settings.node_dir / node_id
+    runtime = SelectingRuntime(
+        ProcessRuntime(cache_dir=node_dir / "cache"),
+        DockerRuntime(settings.python_image, settings.node_image, settings.ca_bundle)
+        if docker
+        else None,
+    )
     activities = NodeActivities(
         node=NodeIdentity(
             node_id=node_id, hourly_price_microns=settings.local_hourly_price_microns
         ),
         book=book,
-        runtime=ProcessRuntime(cache_dir=node_dir / "cache"),
+        runtime=runtime,
         storage=open_storage(settings.effective_storage_url),
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
@@ -87,12 +95,15 @@ async def _reap(activities: NodeActivities) -> None:
 async def run_agent(settings: Settings, node_id: str, slots: int) -> None:
     """Serve until SIGTERM or SIGINT."""
     client = await connect(settings)
-    workers, activities = build_workers(client, settings, node_id, slots)
+    docker = await docker_available()
+    workers, activities = build_workers(client, settings, node_id, slots, docker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("agent_started", node=node_id, slots=slots, node_class=settings.node_class)
+    log.info(
+        "agent_started", node=node_id, slots=slots, node_class=settings.node_class, docker=docker
+    )
     reaper = asyncio.create_task(_reap(activities))
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.docker_images import PYTHON_IMAGE
 
 
 @dataclass
@@ -65,6 +66,8 @@ def isolated_env(root: Path) -> dict[str, str]:
         RGRID_DEV_PORT=str(free_port()),
         RGRID_DEV_UI_PORT=str(free_port()),
         RGRID_LOCAL_SLOTS="2",
+        RGRID_RUNTIME="process",  # docker is asked for explicitly, with the image tests build
+        RGRID_PYTHON_IMAGE=PYTHON_IMAGE,
     )
     return env
 

@@ -25,6 +25,9 @@ class RunRequest(BaseModel):
     requirements: list[str] = Field(default_factory=list)
     timeout_s: int = 3600
     resources: Resources = Field(default_factory=Resources)
+    runtime: str = "auto"  # auto | process | docker
+    image: str | None = None
+    network: bool = True
 
 
 class RunOutcome(BaseModel):
@@ -32,6 +35,7 @@ class RunOutcome(BaseModel):
 
     exit_code: int | None
     timed_out: bool = False
+    runtime: str = ""  # which runtime ran it
 
 
 class Runtime(Protocol):

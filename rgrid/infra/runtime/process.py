@@ -75,10 +75,10 @@ class ProcessRuntime:
                 # Children left behind would hold the pipes open: end them, then drain.
                 await _kill_group(proc)
                 await asyncio.gather(*pumps)
-            return RunOutcome(exit_code=exit_code)
+            return RunOutcome(exit_code=exit_code, runtime=self.name)
         except TimeoutError:
             await _kill_group(proc)
-            return RunOutcome(exit_code=None, timed_out=True)
+            return RunOutcome(exit_code=None, timed_out=True, runtime=self.name)
         finally:
             # Also on cancellation: nothing the script started may outlive the run.
             await _kill_group(proc)

@@ -1,0 +1,77 @@
+"""A warm trivial `rgrid run --runtime docker` against a bare `docker run` of the same image
+and command, side by side in one script (goal: ratio <= 1.5).
+
+    .venv/bin/python bench/docker_overhead.py [--runs 7]
+
+Needs a Docker daemon; builds the Debian-based test image if missing (tests/docker_images.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rgrid.client.stack import start_stack, stop_stack
+from rgrid.config import load_settings
+from tests.docker_images import ensure_python_image
+
+SCRIPT = "print('hi')\n"
+
+
+def timed(argv: list[str], cwd: Path) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    runs = parser.parse_args().runs
+    image = ensure_python_image()
+    if image is None:
+        raise SystemExit("needs the docker CLI, a daemon and mmdebstrap")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "trivial.py").write_text(SCRIPT)
+        os.environ.update(
+            RGRID_HOME=str(root / "home"), RGRID_DEV_PORT="27633", RGRID_PYTHON_IMAGE=image
+        )
+        settings = load_settings()
+        start_stack(settings)
+        try:
+            rgrid = [sys.executable, "-m", "rgrid", "run", "trivial.py", "--runtime", "docker"]
+            bare = [
+                "docker",
+                "run",
+                "--rm",
+                "-v",
+                f"{root}:/work",
+                "-w",
+                "/work",
+                image,
+                "python3",
+                "trivial.py",
+            ]
+            timed(rgrid, root)
+            timed(bare, root)
+            rgrid_s = statistics.median(timed(rgrid, root) for _ in range(runs))
+            bare_s = statistics.median(timed(bare, root) for _ in range(runs))
+        finally:
+            stop_stack(settings)
+    print(f"median of {runs} warm runs, image {image}")
+    print(f"  docker run (bare):           {bare_s * 1000:6.0f} ms")
+    print(f"  rgrid run --runtime docker:  {rgrid_s * 1000:6.0f} ms")
+    print(f"  ratio rgrid/bare: {rgrid_s / bare_s:.2f} (goal <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

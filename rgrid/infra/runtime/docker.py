@@ -1,0 +1,242 @@
+"""The docker runtime: each run in a fresh, hardened container through the Engine API.
+
+Every container runs as nobody (65534) on a read-only root filesystem with only the work
+dir writable (and a tmpfs /tmp), all capabilities dropped, no-new-privileges, a pids limit,
+memory and CPU limits, optionally no network, a hard timeout, and is removed afterwards.
+Dependencies become a derived image per (base image, requirement set), built once per node
+by running uv in a throwaway container and committing it: no Dockerfile is ever written,
+so nothing a user passes can be interpolated into one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import structlog
+from uv import find_uv_bin
+
+from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
+
+log = structlog.get_logger()
+
+NOBODY = "65534:65534"
+PIDS_LIMIT = 256
+LAYER_REPOSITORY = "rgrid-layer"
+VENV = "/opt/rgrid/venv"
+# Docker's own reference grammar, simplified: refuse anything else before the API sees it.
+IMAGE_REFERENCE = re.compile(
+    r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?"
+)
+NODE_SUFFIXES = (".js", ".mjs", ".cjs")
+# Runs as root in the throwaway build container only; the paths are ours, not the user's.
+_BUILD_SCRIPT = (
+    "set -e; /opt/rgrid/uv venv --quiet --python /usr/bin/python3 /opt/rgrid/venv; "
+    "/opt/rgrid/uv pip install --quiet --python /opt/rgrid/venv/bin/python "
+    "-r /opt/rgrid/build/requirements.txt"
+)
+
+
+class ImageUnavailable(Exception):
+    """The base image is neither present nor pullable."""
+
+
+def check_image(reference: str) -> str:
+    """A valid image reference, or UserInputError."""
+    if not IMAGE_REFERENCE.fullmatch(reference):
+        raise UserInputError(f"bad image name {reference!r}", "use e.g. python:3.11-slim")
+    return reference
+
+
+async def docker_available() -> bool:
+    """True when a Docker daemon answers on the default socket."""
+    try:
+        async with aiodocker.Docker() as docker:
+            await docker.version()
+        return True
+    except (aiodocker.DockerError, OSError, ValueError):
+        return False
+
+
+class DockerRuntime:
+    """Runs scripts in containers; dependency layers are cached per node."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        python_image: str,
+        node_image: str,
+        ca_bundle: Path | None = None,
+    ) -> None:
+        self._images = {"python": python_image, "node": node_image}
+        self._ca_bundle = ca_bundle if ca_bundle and ca_bundle.is_file() else None
+        self._building: dict[str, asyncio.Lock] = {}
+
+    def base_image(self, request: RunRequest) -> str:
+        """The image a request runs on before its dependency layer."""
+        if request.image:
+            return check_image(request.image)
+        language = "node" if request.script.endswith(NODE_SUFFIXES) else "python"
+        return self._images[language]
+
+    async def has_image(self, reference: str) -> bool:
+        """True if the image is present on this node, or could be pulled."""
+        async with aiodocker.Docker() as docker:
+            try:
+                await docker.images.inspect(reference)
+                return True
+            except aiodocker.DockerError:
+                pass
+            try:
+                await docker.images.pull(reference)
+                return True
+            except aiodocker.DockerError:
+                return False
+
+    async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
+        async with aiodocker.Docker() as docker:
+            image = await self._image_for(docker, request)
+            _open_work_dir(request.work_dir)
+            container = await docker.containers.create(
+                container_config(request, image),
+                name=f"rgrid-{request.execution_id}-{os.urandom(4).hex()}",
+            )
+            try:
+                await container.start()
+                pumps = [
+                    asyncio.create_task(_pump(container, "out", sink)),
+                    asyncio.create_task(_pump(container, "err", sink)),
+                ]
+                try:
+                    async with asyncio.timeout(request.timeout_s):
+                        status = await container.wait(timeout=None)
+                    await asyncio.gather(*pumps)
+                    return RunOutcome(exit_code=int(status["StatusCode"]), runtime=self.name)
+                except TimeoutError:
+                    with contextlib.suppress(aiodocker.DockerError):
+                        await container.kill()
+                    return RunOutcome(exit_code=None, timed_out=True, runtime=self.name)
+                finally:
+                    for pump in pumps:
+                        pump.cancel()
+            finally:
+                # Also on cancellation: the container never outlives the run.
+                with contextlib.suppress(aiodocker.DockerError):
+                    await asyncio.shield(container.delete(force=True))
+
+    async def _image_for(self, docker: aiodocker.Docker, request: RunRequest) -> str:
+        base = self.base_image(request)
+        try:
+            base_id = (await docker.images.inspect(base))["Id"]
+        except aiodocker.DockerError as exc:
+            raise UserInputError(
+                f"image {base!r} is not on this node and cannot be pulled",
+                "build or pull it, or set RGRID_PYTHON_IMAGE / --image",
+            ) from exc
+        if not request.requirements or request.script.endswith(NODE_SUFFIXES):
+            return base  # npm layers are not built yet; the CLI refuses npm requirements
+        key = hashlib.sha256(json.dumps([base_id, sorted(request.requirements)]).encode())
+        tag = key.hexdigest()[:24]
+        layer = f"{LAYER_REPOSITORY}:{tag}"
+        lock = self._building.setdefault(tag, asyncio.Lock())
+        async with lock:  # concurrent runs needing the same new layer build it once
+            try:
+                await docker.images.inspect(layer)
+            except aiodocker.DockerError:
+                await self._build_layer(docker, base, tag, request.requirements)
+        return layer
+
+    async def _build_layer(
+        self, docker: aiodocker.Docker, base: str, tag: str, requirements: list[str]
+    ) -> None:
+        with tempfile.TemporaryDirectory(prefix="rgrid-layer-") as build:
+            Path(build, "requirements.txt").write_text("\n".join(requirements) + "\n")
+            binds = [f"{find_uv_bin()}:/opt/rgrid/uv:ro", f"{build}:/opt/rgrid/build:ro"]
+            env = ["UV_CACHE_DIR=/tmp/uv-cache", "UV_SYSTEM_CERTS=1"]
+            if self._ca_bundle is not None:  # a node behind a TLS-inspecting proxy
+                binds.append(f"{self._ca_bundle}:/opt/rgrid/ca.crt:ro")
+                env.append("SSL_CERT_FILE=/opt/rgrid/ca.crt")
+            container = await docker.containers.create(
+                {
+                    "Image": base,
+                    "Cmd": ["/bin/sh", "-c", _BUILD_SCRIPT],
+                    "Env": env,
+                    "HostConfig": {"Binds": binds},
+                }
+            )
+            try:
+                await container.start()
+                status = await container.wait(timeout=None)
+                if status["StatusCode"] != 0:
+                    lines = await container.log(stdout=True, stderr=True)
+                    tail = "; ".join("".join(lines).strip().splitlines()[-3:])
+                    raise DependencyInstallError(
+                        f"installing {', '.join(requirements)} failed", tail or "no output"
+                    )
+                await container.commit(repository=LAYER_REPOSITORY, tag=tag)
+                log.info("layer_built", image=f"{LAYER_REPOSITORY}:{tag}", base=base)
+            finally:
+                with contextlib.suppress(aiodocker.DockerError):
+                    await container.delete(force=True)
+
+
+def container_config(request: RunRequest, image: str) -> dict[str, Any]:
+    """The hardened container for one run."""
+    interpreter = "node" if request.script.endswith(NODE_SUFFIXES) else "python3"
+    env = {
+        "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/work",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        **request.env,
+        "RGRID_EXECUTION_ID": request.execution_id,
+    }
+    memory = request.resources.memory_mb * 1024 * 1024
+    return {
+        "Image": image,
+        "Cmd": [interpreter, request.script, *request.args],
+        "WorkingDir": "/work",
+        "User": NOBODY,
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": {"rgrid.execution": request.execution_id},
+        "NetworkDisabled": not request.network,
+        "HostConfig": {
+            "Binds": [f"{request.work_dir}:/work:rw"],
+            "ReadonlyRootfs": True,
+            "Tmpfs": {"/tmp": "rw,nosuid,nodev,size=256m"},
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "PidsLimit": PIDS_LIMIT,
+            "Memory": memory,
+            "MemorySwap": memory,  # no swap: the limit is the limit
+            "NanoCpus": int(request.resources.cpus * 1_000_000_000),
+            "NetworkMode": "bridge" if request.network else "none",
+        },
+    }
+
+
+def _open_work_dir(work_dir: Path) -> None:
+    # The container runs as nobody: it must read the staged files and write beside them.
+    # The dir is the run's own; nothing else lives there.
+    for directory, _dirs, files in os.walk(work_dir):
+        os.chmod(directory, 0o777)
+        for name in files:
+            path = Path(directory, name)
+            path.chmod(path.stat().st_mode | 0o444)
+
+
+async def _pump(container: Any, stream: str, sink: OutputSink) -> None:
+    flags = {"stdout": stream == "out", "stderr": stream == "err"}
+    async for chunk in container.log(follow=True, **flags):
+        sink(stream, chunk.encode())  # type: ignore[arg-type]

@@ -1,0 +1,181 @@
+"""The docker runtime against a real dockerd, with a base image built from Debian packages."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.infra.runtime.base import RunOutcome, RunRequest
+from rgrid.infra.runtime.docker import LAYER_REPOSITORY, DockerRuntime, docker_available
+from rgrid.models import Resources
+from tests.docker_images import ensure_python_image
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def image() -> str:
+    if not await docker_available():
+        pytest.skip("no Docker daemon answers on this machine")
+    built = await asyncio.to_thread(ensure_python_image)
+    if built is None:
+        pytest.skip("cannot build a base image here (needs the docker CLI and mmdebstrap)")
+    return built
+
+
+@pytest.fixture
+def runtime(image: str) -> DockerRuntime:
+    return DockerRuntime(image, image, Path("/etc/ssl/certs/ca-certificates.crt"))
+
+
+async def run(
+    runtime: DockerRuntime, tmp_path: Path, body: str, **request: object
+) -> tuple[RunOutcome, str, str]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    (work / "job.py").write_text(textwrap.dedent(body))
+    out: list[bytes] = []
+    err: list[bytes] = []
+    outcome = await runtime.run(
+        RunRequest(
+            execution_id=f"exec-test-{tmp_path.name[-12:]}",
+            work_dir=work,
+            tmp_dir=tmp_path,
+            script="job.py",
+            **request,  # type: ignore[arg-type]
+        ),
+        lambda stream, data: (out if stream == "out" else err).append(data),
+    )
+    return outcome, b"".join(out).decode(), b"".join(err).decode()
+
+
+async def rgrid_containers() -> list[dict[str, object]]:
+    async with aiodocker.Docker() as docker:
+        return await docker.containers.list(all=True, filters={"label": ["rgrid.execution"]})  # type: ignore[return-value]
+
+
+async def test_the_container_is_hardened_and_removed(
+    runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    body = """
+        import os, time
+        print("uid", os.getuid(), flush=True)
+        for path in ("/etc/owned", "/usr/owned", "/owned"):
+            try:
+                open(path, "w")
+                print("WROTE", path)
+            except OSError as exc:
+                print("refused", path, exc.strerror)
+        open("/tmp/scratch", "w").write("tmpfs is writable")
+        open("result.txt", "w").write("work dir is writable")
+        time.sleep(3)
+    """
+    task = asyncio.create_task(
+        run(runtime, tmp_path, body, resources=Resources(cpus=0.5, memory_mb=128), network=False)
+    )
+    async with asyncio.timeout(30):
+        while not (containers := await rgrid_containers()):
+            await asyncio.sleep(0.1)
+    async with aiodocker.Docker() as docker:
+        inspected = await docker.containers.get(containers[0]["Id"])  # type: ignore[index]
+        config = inspected._container
+    outcome, out, _ = await task
+    host = config["HostConfig"]
+    assert config["Config"]["User"] == "65534:65534"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 256
+    assert host["Memory"] == 128 * 1024 * 1024 and host["NanoCpus"] == 500_000_000
+    assert host["NetworkMode"] == "none"
+    assert outcome.exit_code == 0 and outcome.runtime == "docker"
+    assert "uid 65534" in out and "WROTE" not in out
+    assert (tmp_path / "work" / "result.txt").read_text() == "work dir is writable"
+    assert await rgrid_containers() == []
+
+
+async def test_a_fork_bomb_is_contained(runtime: DockerRuntime, tmp_path: Path) -> None:
+    body = """
+        import os, sys
+        children = 0
+        try:
+            while True:
+                if os.fork() == 0:
+                    import time; time.sleep(30); os._exit(0)
+                children += 1
+        except OSError:
+            print("fork refused after", children, "children")
+            sys.exit(3)
+    """
+    outcome, out, _ = await run(runtime, tmp_path, body, timeout_s=60)
+    assert outcome.exit_code == 3
+    assert int(out.split()[-2]) < 256
+    assert await rgrid_containers() == []
+
+
+async def test_a_memory_bomb_is_killed_at_the_limit(runtime: DockerRuntime, tmp_path: Path) -> None:
+    body = """
+        blocks = []
+        while True:
+            blocks.append(bytearray(16 * 1024 * 1024))
+    """
+    outcome, _, _ = await run(runtime, tmp_path, body, resources=Resources(memory_mb=96))
+    assert outcome.exit_code == 137  # SIGKILL from the OOM killer
+
+
+async def test_timeout_and_cancel_kill_and_remove_the_container(
+    runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    outcome, _, _ = await run(runtime, tmp_path, "import time; time.sleep(60)\n", timeout_s=2)
+    assert outcome.timed_out and outcome.exit_code is None
+    assert await rgrid_containers() == []
+
+    task = asyncio.create_task(run(runtime, tmp_path, "import time; time.sleep(60)\n"))
+    async with asyncio.timeout(30):
+        while not await rgrid_containers():
+            await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(10):
+        while await rgrid_containers():
+            await asyncio.sleep(0.1)
+
+
+async def layers() -> set[str]:
+    async with aiodocker.Docker() as docker:
+        images = await docker.images.list()
+    tags = {tag for image in images for tag in image.get("RepoTags") or []}
+    return {tag for tag in tags if tag.startswith(f"{LAYER_REPOSITORY}:")}
+
+
+async def test_dependencies_build_one_layer_that_later_runs_reuse(
+    runtime: DockerRuntime, tmp_path: Path
+) -> None:
+    body = "import six\nprint('six', six.__version__)\n"
+    async with aiodocker.Docker() as docker:  # start from no layers: earlier runs built some
+        for tag in await layers():
+            await docker.images.delete(tag, force=True)
+    before = await layers()
+    first, out, err = await run(runtime, tmp_path, body, requirements=["six==1.16.0"])
+    assert first.exit_code == 0 and "six 1.16.0" in out, err
+    built = await layers() - before
+    assert len(built) == 1
+    second, out, _ = await run(runtime, tmp_path, body, requirements=["six==1.16.0"])
+    assert second.exit_code == 0 and "six 1.16.0" in out
+    assert await layers() - before == built
+
+
+async def test_a_failed_install_names_the_package(runtime: DockerRuntime, tmp_path: Path) -> None:
+    with pytest.raises(DependencyInstallError, match="rgrid-no-such-package-0456"):
+        await run(runtime, tmp_path, "print(1)\n", requirements=["rgrid-no-such-package-0456"])
+
+
+async def test_a_missing_image_is_a_clear_error(runtime: DockerRuntime, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="is not on this node"):
+        await run(runtime, tmp_path, "print(1)\n", image="rgrid-test/absent:never")
