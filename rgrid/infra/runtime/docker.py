@@ -25,7 +25,7 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import DependencyInstallError, UserInputError
-from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
 
 log = structlog.get_logger()
 
@@ -37,17 +37,12 @@ VENV = "/opt/rgrid/venv"
 IMAGE_REFERENCE = re.compile(
     r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?"
 )
-NODE_SUFFIXES = (".js", ".mjs", ".cjs")
 # Runs as root in the throwaway build container only; the paths are ours, not the user's.
 _BUILD_SCRIPT = (
     "set -e; /opt/rgrid/uv venv --quiet --python /usr/bin/python3 /opt/rgrid/venv; "
     "/opt/rgrid/uv pip install --quiet --python /opt/rgrid/venv/bin/python "
     "-r /opt/rgrid/build/requirements.txt"
 )
-
-
-class ImageUnavailable(Exception):
-    """The base image is neither present nor pullable."""
 
 
 def check_image(reference: str) -> str:

@@ -23,14 +23,13 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import DependencyInstallError, UserInputError
-from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
 
 log = structlog.get_logger()
 
 KILL_GRACE_S = 2.0
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
-NODE_SUFFIXES = (".js", ".mjs", ".cjs")
 
 
 class ProcessRuntime:
