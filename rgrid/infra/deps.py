@@ -1,109 +1,153 @@
 """What a script needs installed, and which of its sibling modules ship with it.
 
-Detection order for Python: PEP 723 inline metadata, then a requirements.txt beside the
-script, then pyproject.toml's [project].dependencies, then a scan of its imports (minus the
-standard library and its own sibling modules), mapped to distribution names.
+Python detection order: PEP 723 inline metadata, then a requirements.txt beside the script,
+then pyproject.toml's [project].dependencies, then a scan of its imports (minus the standard
+library and its own sibling modules) mapped to distribution names. Node scripts read a
+package.json beside them. Siblings are found by the import scan whatever the source.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
+import os
 import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from rgrid.errors import UserInputError
+from rgrid.infra.runtime.base import NODE_SUFFIXES
 
-# The reference regex of PEP 723.
+# The reference regex of PEP 723, verbatim.
 _PEP723 = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
 
-# Import names whose distribution is called something else.
-IMPORT_TO_DISTRIBUTION = {
+# pip's rule: a comment starts at a '#' at the line start or after whitespace.
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+# Import names whose distribution is called something else; dotted keys match the longest
+# prefix, so `google.protobuf.json_format` finds protobuf.
+IMPORT_TO_DISTRIBUTION: dict[str, str] = {
     "attr": "attrs",
+    "Bio": "biopython",
     "bs4": "beautifulsoup4",
-    "cv2": "opencv-python",
     "Crypto": "pycryptodome",
+    "Cryptodome": "pycryptodomex",
+    "cv2": "opencv-python",
     "dateutil": "python-dateutil",
+    "dns": "dnspython",
     "docx": "python-docx",
     "dotenv": "python-dotenv",
+    "faiss": "faiss-cpu",
     "fitz": "pymupdf",
+    "git": "gitpython",
+    "github": "pygithub",
+    "google.auth": "google-auth",
+    "google.cloud.bigquery": "google-cloud-bigquery",
+    "google.cloud.storage": "google-cloud-storage",
     "google.protobuf": "protobuf",
+    "googleapiclient": "google-api-python-client",
+    "grpc": "grpcio",
+    "jose": "python-jose",
     "jwt": "pyjwt",
     "magic": "python-magic",
+    "mpl_toolkits": "matplotlib",
+    "multipart": "python-multipart",
+    "MySQLdb": "mysqlclient",
+    "nacl": "pynacl",
     "OpenSSL": "pyopenssl",
     "PIL": "pillow",
+    "pkg_resources": "setuptools",
     "pptx": "python-pptx",
+    "ruamel": "ruamel.yaml",
     "serial": "pyserial",
     "skimage": "scikit-image",
     "sklearn": "scikit-learn",
+    "slugify": "python-slugify",
+    "socks": "pysocks",
     "usb": "pyusb",
+    "websocket": "websocket-client",
     "yaml": "pyyaml",
+    "zmq": "pyzmq",
 }
+
+_REQUIREMENTS_HINT = (
+    "list plain requirements, one a line; nodes install only from their own package index"
+)
 
 
 class DependencySpec(BaseModel):
     """What detection found for one script."""
 
-    language: Literal["python", "node"]
     source: Literal["pep723", "requirements", "pyproject", "imports", "package.json", "none"]
-    requirements: list[str] = Field(default_factory=list)
+    requirements: list[str]  # sorted, de-duplicated
     requires_python: str | None = None
-    siblings: list[str] = Field(default_factory=list)  # files beside the script to ship
+    siblings: list[str] = []  # POSIX paths relative to the script's dir, shipped with it
+    language: Literal["python", "node"]
 
 
 def detect_dependencies(script: Path) -> DependencySpec:
-    """Requirements and sibling files of a script, by the documented order."""
-    if script.suffix in (".js", ".mjs", ".cjs"):
+    """Requirements and sibling modules of a script, by the documented detection order."""
+    if not script.is_file():
+        raise UserInputError(f"{script} is not a file", "check the script path")
+    if script.suffix in NODE_SUFFIXES:
         return _node(script)
-    source = script.read_text(encoding="utf-8", errors="replace")
-    external, shipped = _walk(script)  # also rejects a script that does not parse
-    siblings = sorted(p.relative_to(script.parent).as_posix() for p in shipped)
-    inline = _pep723(script, source)
+    # Parse first: a script that does not parse is refused whatever declares its needs.
+    external, shipped = _scan(script)
+    siblings = sorted(path.relative_to(script.parent).as_posix() for path in shipped)
+    inline = _pep723(script)
     if inline is not None:
         return DependencySpec(
-            language="python",
             source="pep723",
-            requirements=_clean(inline.get("dependencies", [])),
-            requires_python=inline.get("requires-python"),
+            requirements=_strings(inline.get("dependencies", []), script, "dependencies"),
+            requires_python=_optional_string(inline.get("requires-python"), script),
             siblings=siblings,
+            language="python",
         )
     requirements_txt = script.parent / "requirements.txt"
     if requirements_txt.is_file():
         return DependencySpec(
-            language="python",
             source="requirements",
-            requirements=_read_requirements(requirements_txt),
+            requirements=_requirements_txt(requirements_txt),
             siblings=siblings,
+            language="python",
         )
-    pyproject = script.parent / "pyproject.toml"
-    if pyproject.is_file():
-        project = tomllib.loads(pyproject.read_text()).get("project", {})
-        if "dependencies" in project:
-            return DependencySpec(
-                language="python",
-                source="pyproject",
-                requirements=_clean(project["dependencies"]),
-                requires_python=project.get("requires-python"),
-                siblings=siblings,
-            )
-    imported = _distributions(external)
+    project = _pyproject_project(script.parent / "pyproject.toml")
+    if "dependencies" in project:
+        pyproject = script.parent / "pyproject.toml"
+        return DependencySpec(
+            source="pyproject",
+            requirements=_strings(project["dependencies"], pyproject, "[project].dependencies"),
+            requires_python=_optional_string(project.get("requires-python"), pyproject),
+            siblings=siblings,
+            language="python",
+        )
+    imported = sorted({_distribution(name) for name in external})
     return DependencySpec(
-        language="python",
         source="imports" if imported else "none",
         requirements=imported,
         siblings=siblings,
+        language="python",
     )
 
 
-def _pep723(script: Path, source: str) -> dict[str, object] | None:
+def layer_key(requirements: list[str], base: str) -> str:
+    """The sha256 hex naming the environment `requirements` installed on `base` would build."""
+    # Byte-identical to the keys the process and docker runtimes already use, so switching
+    # them to this function keeps every venv and image layer already cached on nodes.
+    payload = json.dumps([base, sorted(requirements)])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _pep723(script: Path) -> dict[str, Any] | None:
+    source = script.read_text(encoding="utf-8", errors="replace")
     blocks = [m for m in _PEP723.finditer(source) if m.group("type") == "script"]
     if len(blocks) > 1:
-        raise UserInputError(f"{script} has two `# /// script` blocks", "keep one (PEP 723)")
+        raise UserInputError(f"{script} has more than one `# /// script` block", "keep one")
     if not blocks:
         return None
     content = "".join(
@@ -113,103 +157,155 @@ def _pep723(script: Path, source: str) -> dict[str, object] | None:
     try:
         return tomllib.loads(content)
     except tomllib.TOMLDecodeError as exc:
+        line = source[: blocks[0].start()].count("\n") + 1
         raise UserInputError(
-            f"{script}: the `# /// script` block is not valid TOML", str(exc)
+            f"{script}:{line}: the `# /// script` block is not valid TOML ({exc})",
+            "fix the block (PEP 723)",
         ) from exc
 
 
-def _read_requirements(path: Path) -> list[str]:
-    found = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.split(" #")[0].strip()
-        if not line or line.startswith("#"):
+def _requirements_txt(path: Path) -> list[str]:
+    found: list[str] = []
+    logical, start = "", 0
+    # utf-8-sig: editors on Windows write a byte-order mark pip also tolerates.
+    for number, raw in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not logical:
+            start = number
+        if raw.endswith("\\"):  # pip joins continued lines before reading them
+            logical += raw[:-1] + " "
             continue
-        if line.startswith("-"):
-            # A node installs from its own configured index only.
+        line = _COMMENT.sub("", logical + raw).strip()
+        logical = ""
+        if not line:
+            continue
+        tokens = line.split()
+        # `-r other.txt` as a whole line, or per-requirement ones such as `--hash=...`.
+        option = (
+            tokens[0]
+            if line.startswith("-")
+            else next((token for token in tokens if token.startswith("--")), None)
+        )
+        if option is not None:
+            # An option could point a node at another index or file; only names ship.
             raise UserInputError(
-                f"{path}:{number}: option lines such as {line.split()[0]!r} are not supported",
-                "list plain requirements; nodes use their own package index",
+                f"{path}:{start}: {option!r} is not supported in requirements.txt",
+                _REQUIREMENTS_HINT,
             )
         found.append(line)
-    return _clean(found)
+    return sorted(set(found))
 
 
-def _clean(requirements: object) -> list[str]:
-    if not isinstance(requirements, list):
-        return []
-    return sorted({str(item).strip() for item in requirements if str(item).strip()})
-
-
-def _local_module(directory: Path, name: str) -> list[Path]:
-    """The files of a module `name` beside the script, if it is one of its own."""
-    single = directory / f"{name}.py"
-    if single.is_file():
-        return [single]
-    package = directory / name
-    if (package / "__init__.py").is_file():
-        return sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return []
-
-
-def _imports(path: Path) -> set[str]:
+def _pyproject_project(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except SyntaxError as exc:
+        project = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{path} is not valid TOML ({exc})", "fix or remove it") from exc
+    return project if isinstance(project, dict) else {}
+
+
+def _strings(value: object, origin: Path, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise UserInputError(
-            f"{path}:{exc.lineno}: syntax error: {exc.msg}", "fix the script before running it"
-        ) from exc
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-    return names
+            f"{origin}: {what} must be a list of strings", "write requirements as strings"
+        )
+    return sorted({item.strip() for item in value if item.strip()})
 
 
-def _walk(script: Path) -> tuple[set[str], list[Path]]:
+def _optional_string(value: object, origin: Path) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise UserInputError(f"{origin}: requires-python must be a string", 'e.g. ">=3.11"')
+    return value if isinstance(value, str) else None
+
+
+def _scan(script: Path) -> tuple[set[str], list[Path]]:
     """Third-party dotted import names and sibling files, following siblings (cycle-safe)."""
     directory = script.parent
     pending, seen = [script], {script}
     external: set[str] = set()
     shipped: list[Path] = []
     while pending:
-        current = pending.pop()
-        for name in _imports(current):
+        for name in _imports(pending.pop()):
             top = name.split(".")[0]
-            local = _local_module(directory, top)
-            if local:
-                for path in local:
-                    if path not in seen:
-                        seen.add(path)
-                        shipped.append(path)
-                        if path.suffix == ".py":
-                            pending.append(path)
-            elif top not in sys.stdlib_module_names and top != "__future__":
+            local = _sibling_files(directory, top)
+            for path in local:
+                if path not in seen:  # `seen` is what makes import cycles terminate
+                    seen.add(path)
+                    shipped.append(path)
+                    if path.suffix == ".py":
+                        pending.append(path)
+            if not local and top not in sys.stdlib_module_names and top != "__main__":
                 external.add(name)
     return external, shipped
 
 
-def _distributions(external: set[str]) -> list[str]:
-    distributions = set()
-    for name in external:
-        top = name.split(".")[0]
-        mapped = IMPORT_TO_DISTRIBUTION.get(name) or IMPORT_TO_DISTRIBUTION.get(top)
-        distributions.add(mapped or top)
-    return sorted(distributions)
+def _imports(path: Path) -> set[str]:
+    """Absolute dotted names a module imports anywhere, including in functions and try blocks."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as exc:
+        where = f"{path}:{exc.lineno}" if exc.lineno else str(path)  # null bytes carry no line
+        raise UserInputError(
+            f"{where}: syntax error: {exc.msg}", "fix it before running the script"
+        ) from exc
+    except ValueError as exc:  # some 3.11 releases report null bytes this way
+        raise UserInputError(f"{path}: not Python source ({exc})", "check the file") from exc
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from google import protobuf` names a module the table may know.
+            names.update(
+                node.module if alias.name == "*" else f"{node.module}.{alias.name}"
+                for alias in node.names
+            )
+    return names
+
+
+def _sibling_files(directory: Path, name: str) -> list[Path]:
+    """The files of module `name` if it is the script's own: `name.py` or package `name/`."""
+    single = directory / f"{name}.py"
+    if single.is_file():
+        return [single]
+    package = directory / name
+    if not (package / "__init__.py").is_file():
+        return []
+    # The whole package ships: it may load its own data files or submodules dynamically.
+    files: list[Path] = []
+    for root, dirs, names in os.walk(package):  # does not follow directory links
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        files.extend(Path(root) / n for n in names if not n.endswith((".pyc", ".pyo")))
+    return sorted(files)
+
+
+def _distribution(name: str) -> str:
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        mapped = IMPORT_TO_DISTRIBUTION.get(".".join(parts[:end]))
+        if mapped is not None:
+            return mapped
+    return parts[0]
 
 
 def _node(script: Path) -> DependencySpec:
     package_json = script.parent / "package.json"
     if not package_json.is_file():
-        return DependencySpec(language="node", source="none")
+        return DependencySpec(source="none", requirements=[], language="node")
     try:
-        data = json.loads(package_json.read_text())
+        data = json.loads(package_json.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise UserInputError(f"{package_json} is not valid JSON", str(exc)) from exc
-    deps = data.get("dependencies") or {}
+        raise UserInputError(f"{package_json} is not valid JSON ({exc})", "fix it") from exc
+    deps = data.get("dependencies") if isinstance(data, dict) else None
+    deps = deps or {}
+    if not isinstance(deps, dict) or not all(isinstance(v, str) for v in deps.values()):
+        raise UserInputError(
+            f"{package_json}: dependencies must map names to version ranges",
+            'e.g. {"lodash": "^4.17.0"}',
+        )
     return DependencySpec(
-        language="node",
         source="package.json",
         requirements=sorted(f"{name}@{spec}" for name, spec in deps.items()),
+        language="node",
     )

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
 import re
 import tempfile
@@ -25,6 +23,7 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
 
 log = structlog.get_logger()
@@ -140,8 +139,7 @@ class DockerRuntime:
             ) from exc
         if not request.requirements or request.script.endswith(NODE_SUFFIXES):
             return base  # npm layers are not built yet; the CLI refuses npm requirements
-        key = hashlib.sha256(json.dumps([base_id, sorted(request.requirements)]).encode())
-        tag = key.hexdigest()[:24]
+        tag = layer_key(request.requirements, base_id)[:24]
         layer = f"{LAYER_REPOSITORY}:{tag}"
         lock = self._building.setdefault(tag, asyncio.Lock())
         async with lock:  # concurrent runs needing the same new layer build it once

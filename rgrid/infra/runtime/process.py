@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import hashlib
-import json
 import os
 import resource
 import shutil
@@ -23,6 +21,7 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
 
 log = structlog.get_logger()
@@ -98,9 +97,7 @@ class ProcessRuntime:
 
     async def venv_for(self, requirements: list[str]) -> Path:
         """The venv for a dependency set, built once per node and reused."""
-        key = hashlib.sha256(json.dumps([self._python, sorted(requirements)]).encode()).hexdigest()[
-            :24
-        ]
+        key = layer_key(requirements, self._python)[:24]
         target = self._venvs / key
         if (target / ".complete").exists():
             return target
