@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from rgrid.infra.logstore import LogRecord
+from rgrid.infra.pricing import format_microns
 from rgrid.models import ExecutionStatus, Phase
 
 out = Console(highlight=False, soft_wrap=True)
@@ -66,9 +67,7 @@ def cost(status: ExecutionStatus) -> str:
 
 def format_cost(amount: int) -> str:
     """Integer microns as euros, exact to the micron: 1234 -> €0.001234, 0 -> €0.00."""
-    whole, frac = divmod(amount, 1_000_000)
-    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"€{whole}.{digits}"
+    return format_microns(amount)
 
 
 def duration(status: ExecutionStatus) -> str:
