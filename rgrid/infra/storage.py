@@ -140,8 +140,15 @@ class LocalStorage:
 
 
 def open_storage(url: str) -> Storage:
-    """The Storage for a URL: file:///dir (others come with their adapters)."""
+    """The Storage for a URL: file:///dir or s3://bucket/prefix."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStorage(Path(unquote(parsed.path)))
-    raise ConfigError(f"unsupported storage URL {url!r}", "use file:///path/to/dir")
+    if parsed.scheme == "s3":
+        # Imported here so local storage never loads aioboto3.
+        from rgrid.infra.storage_s3 import S3Storage
+
+        return S3Storage.from_url(url)
+    raise ConfigError(
+        f"unsupported storage URL {url!r}", "use file:///path/to/dir or s3://bucket/prefix"
+    )

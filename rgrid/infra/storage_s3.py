@@ -1,0 +1,278 @@
+"""Object storage on S3 (or any S3 API) through aioboto3.
+
+Credentials, region and endpoint come only from the standard AWS sources (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_PROFILE, ~/.aws/*), resolved
+by botocore. Keys live under the URL's prefix: `s3://bucket/team/x` stores `k` as `team/x/k`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import unquote, urlparse
+
+import aioboto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConfigParseError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from rgrid.errors import (
+    ConfigError,
+    NotFoundError,
+    RgridError,
+    ServiceUnavailableError,
+    StorageError,
+)
+from rgrid.infra.storage import ObjectInfo, safe_relative
+
+Progress = Callable[[int], None]
+
+MIB = 1024 * 1024
+
+# Standard retry mode retries every request, each multipart part included, on throttling,
+# 5xx and connection errors, with backoff. Three attempts keep a dead endpoint's error within
+# seconds; callers (activities) retry whole calls on top.
+DEFAULT_CLIENT_CONFIG = Config(connect_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+
+# Memory is bounded by parts, not the file: an upload holds the parts in flight (aiohttp
+# copies each while sending), max_io_queue queued and one being read, ~64 MiB measured;
+# a download holds max_concurrency parts. S3 allows 10,000 parts: 8 MiB caps objects at ~78 GiB.
+DEFAULT_TRANSFER_CONFIG = TransferConfig(
+    multipart_threshold=8 * MIB,
+    multipart_chunksize=8 * MIB,
+    max_concurrency=4,
+    max_io_queue=2,
+)
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+_NO_SETTINGS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    ProfileNotFound,
+    ConfigParseError,
+)
+_UNREACHABLE = (BotoConnectionError, HTTPClientError)
+_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+
+
+class S3Storage:
+    """Storage in an S3 bucket under a prefix; one session, one client reused across calls.
+
+    The client opens on first use; close it with `aclose()` or use `async with`.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client_config: Config | None = None,
+        transfer_config: TransferConfig | None = None,
+        page_size: int = 1000,
+    ) -> None:
+        if not bucket:
+            raise ConfigError("S3 storage URL names no bucket", "use s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = f"{safe_relative(prefix.strip('/')).as_posix()}/" if prefix.strip("/") else ""
+        self._client_config = client_config or DEFAULT_CLIENT_CONFIG
+        self._transfer = transfer_config or DEFAULT_TRANSFER_CONFIG
+        self._page_size = page_size
+        self._session = aioboto3.Session()
+        self._client: Any = None
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> S3Storage:
+        """The storage for `s3://bucket/prefix`."""
+        parsed = urlparse(url)
+        return cls(parsed.netloc, unquote(parsed.path))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client; a later call opens a new one."""
+        async with self._lock:
+            stack, self._stack, self._client = self._stack, contextlib.AsyncExitStack(), None
+            await stack.aclose()
+
+    async def exists(self, key: str) -> bool:
+        full = self._key(key)
+        with self._errors("look up", key):
+            client = await self._open()
+            try:
+                await client.head_object(Bucket=self.bucket, Key=full)
+            except ClientError as exc:
+                if _code(exc) in _NOT_FOUND:
+                    return False
+                raise
+        return True
+
+    async def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
+        full = self._key(key)
+        with self._errors("upload", key):
+            client = await self._open()
+            await client.upload_file(
+                str(path), self.bucket, full, Config=self._transfer, Callback=progress
+            )
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        full = self._key(key)
+        with self._errors("upload", key):
+            client = await self._open()
+            await client.put_object(Bucket=self.bucket, Key=full, Body=data)
+
+    async def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+        full = self._key(key)
+        tmp = await asyncio.to_thread(_temp_beside, dest)
+        try:
+            with self._errors("download", key):
+                client = await self._open()
+                await client.download_file(
+                    self.bucket,
+                    full,
+                    str(tmp),
+                    Config=self._transfer,
+                    Callback=_increments(progress) if progress else None,
+                )
+            await asyncio.to_thread(os.replace, tmp, dest)
+        finally:
+            # Synchronous so it also runs when the download is cancelled.
+            tmp.unlink(missing_ok=True)
+
+    async def get_bytes(self, key: str) -> bytes:
+        full = self._key(key)
+        with self._errors("download", key):
+            client = await self._open()
+            response = await client.get_object(Bucket=self.bucket, Key=full)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def list(self, prefix: str) -> builtins.list[ObjectInfo]:
+        # Directory semantics, as LocalStorage: "logs/a" lists logs/a/*, not logs/ab/*.
+        under = self._key(prefix.rstrip("/")) + "/" if prefix.strip("/") else self.prefix
+        found = []
+        with self._errors("list", prefix):
+            client = await self._open()
+            pages = client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=under,
+                PaginationConfig={"PageSize": self._page_size},
+            )
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"].removeprefix(self.prefix)
+                    found.append(ObjectInfo(key=key, size=item["Size"]))
+        return sorted(found, key=lambda o: o.key)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + safe_relative(key).as_posix()
+
+    async def _open(self) -> Any:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await self._stack.enter_async_context(
+                        self._session.client("s3", config=self._client_config)
+                    )
+        return self._client
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """Turn botocore's exceptions into rgrid's."""
+        try:
+            yield
+        except RgridError:
+            raise
+        except Exception as exc:
+            vendor = _vendor_cause(exc)
+            if vendor is None:
+                raise
+            raise self._translate(vendor, action, key) from exc
+
+    def _translate(self, exc: Exception, action: str, key: str) -> RgridError:
+        where = f"s3://{self.bucket}/{self.prefix}{key}"
+        if isinstance(exc, _NO_SETTINGS):
+            return ConfigError(f"no usable AWS credentials ({exc})", _CREDENTIALS_HINT)
+        if isinstance(exc, _UNREACHABLE):
+            endpoint = self._client.meta.endpoint_url if self._client else "the S3 endpoint"
+            return ServiceUnavailableError(
+                f"object storage at {endpoint} does not answer ({exc})",
+                "check AWS_ENDPOINT_URL_S3 and the network, then retry",
+            )
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            if code in _NOT_FOUND:
+                return NotFoundError(f"no stored object {where}", "it may have expired")
+            if code == "NoSuchBucket":
+                return ConfigError(f"no bucket {self.bucket!r}", "create it or fix the storage URL")
+            if code in _REFUSED:
+                return ConfigError(
+                    f"storage refused to {action} {where} ({code})", _CREDENTIALS_HINT
+                )
+        return StorageError(
+            f"could not {action} {where}: {exc}", "retry; if it persists check the bucket"
+        )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _vendor_cause(exc: BaseException) -> Exception | None:
+    """The botocore exception in `exc`'s explicit cause chain (aioboto3 wraps some)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BotoCoreError | ClientError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def _increments(progress: Progress) -> Progress:
+    """Adapt aioboto3's download callback, which reports running totals, to increments
+    (what its upload callback and boto3 report)."""
+    total = 0
+
+    def report(so_far: int) -> None:
+        nonlocal total
+        step, total = so_far - total, so_far
+        progress(step)
+
+    return report
+
+
+def _temp_beside(dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+    os.close(fd)
+    return Path(tmp)
