@@ -154,15 +154,23 @@ class DryRun:
 
 def dry_run(request: RunRequest, cwd: Path) -> DryRun:
     """Validate and detect as a real run would, and report instead of starting."""
-    script, args, files = collect_files(request, cwd)
-    deps = detect(script)
-    for sibling in deps.siblings:
-        _add(files, sibling, script.parent / sibling)
+    _, args, files, deps = gather(request, cwd)
     return DryRun(
         args=args,
         files={name: path.stat().st_size for name, path in files.items()},
         dependencies=deps,
     )
+
+
+def gather(
+    request: RunRequest, cwd: Path
+) -> tuple[Path, list[str], dict[str, Path], DependencySpec]:
+    """Everything a run stages: the script, its args, its files (siblings included), deps."""
+    script, args, files = collect_files(request, cwd)
+    deps = detect(script)
+    for sibling in deps.siblings:  # the script's own modules travel with it
+        _add(files, sibling, script.parent / sibling)
+    return script, args, files, deps
 
 
 def detect(script: Path) -> DependencySpec:
@@ -194,10 +202,7 @@ async def prepare(
         )
     if request.image is not None:
         check_image(request.image)
-    script, args, files = collect_files(request, cwd)
-    deps = detect(script)
-    for sibling in deps.siblings:  # the script's own modules travel with it
-        _add(files, sibling, script.parent / sibling)
+    script, args, files, deps = gather(request, cwd)
     refs, report = await upload_files(session.storage, files)
     script_ref = next(ref for ref in refs if ref.name == script.name)
     spec = ExecutionSpec(
