@@ -23,7 +23,8 @@ from rgrid.client.stack import start_stack, stop_stack
 from rgrid.config import load_settings
 from tests.docker_images import ensure_python_image
 
-SCRIPT = "print('hi')\n"
+# Marked not cacheable: every measured run must really run (see bench/cache_hit.py).
+SCRIPT = "print('hi')\n# rgrid: no-cache\n"
 
 
 def timed(argv: list[str], cwd: Path) -> float:

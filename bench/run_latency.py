@@ -25,7 +25,8 @@ from rgrid.client.stack import start_stack, stop_stack
 from rgrid.client.watch import wait_for_result
 from rgrid.config import load_settings
 
-SCRIPT = "open('out.txt', 'w').write('hi')\nprint('hi')\n"
+# Marked not cacheable: every measured run must really run (see bench/cache_hit.py).
+SCRIPT = "open('out.txt', 'w').write('hi')\nprint('hi')\n# rgrid: no-cache\n"
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:

@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     batch_page_size: int = 200
 
     debug: bool = False
+    # Days outputs and logs are kept; cache entries live as long as their outputs.
+    retention_days: int = 30
 
     @classmethod
     def settings_customise_sources(

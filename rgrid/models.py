@@ -49,6 +49,36 @@ class Resources(BaseModel):
     memory_mb: int = 1024
 
 
+class NodeState(StrEnum):
+    """Where a node is in its life; a deleted node bills no more."""
+
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    DRAINING = "draining"
+    DEAD = "dead"
+    DELETED = "deleted"
+
+
+class NodeRecord(BaseModel):
+    """A node as the ledger knows it: what it costs and when it lived (its bill is the
+    hourly price times its started billing hours, from created_at to deleted_at)."""
+
+    node_id: str
+    provider: str = "local"
+    node_class: str = "local"
+    server_type: str = ""
+    location: str = ""
+    server_id: int | None = None  # the provider's id (Hetzner server id)
+    slots: int = 1
+    hourly_price_microns: int = 0
+    currency: str = "EUR"
+    state: NodeState = NodeState.PROVISIONING
+    created_at: datetime
+    ready_at: datetime | None = None
+    deleted_at: datetime | None = None
+    caused_by: str | None = None  # the batch (or execution) whose demand created it
+
+
 class ExecutionSpec(BaseModel):
     """Everything a node needs to run one script once."""
 
@@ -71,6 +101,8 @@ class ExecutionSpec(BaseModel):
     heartbeat_timeout_s: int = 30
     batch_id: str | None = None
     batch_item: int | None = None
+    cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
+    no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
 
 
 class NodeLease(BaseModel):
@@ -154,8 +186,22 @@ class PlanInput(BaseModel):
     spec: ExecutionSpec
 
 
+class CacheHit(BaseModel):
+    """A live cache entry: the successful execution whose outputs answer a cache key."""
+
+    key: str
+    execution_id: str
+    script: str = ""
+    outputs: list[OutputFile] = Field(default_factory=list)
+    size_bytes: int = 0
+    created_at: datetime
+    hits: int = 0
+
+
 class PlanResult(BaseModel):
     estimate_microns: int = 0
+    cache_key: str | None = None  # None: the run is not cacheable
+    hit: CacheHit | None = None  # served from the cache: run nothing
 
 
 class CostInput(BaseModel):
@@ -190,6 +236,9 @@ class ExecutionStatus(BaseModel):
     error: str | None = None
     stderr_tail: str = ""
     outputs: list[OutputFile] = Field(default_factory=list)
+    cache_key: str | None = None  # None: not cacheable (opted out)
+    cached: bool = False  # served from the cache; ran on no node
+    cached_from: str | None = None  # the execution whose outputs a cached run returns
 
     @property
     def duration_s(self) -> float | None:
@@ -258,6 +307,7 @@ class ItemDone(BaseModel):
     phase: Phase
     exit_code: int | None = None
     cost_microns: int = 0
+    cached: bool = False
 
 
 class ItemScriptDone(BaseModel):

@@ -4,12 +4,16 @@ and reading a batch's item manifest."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import structlog
 from temporalio import activity
 
 from rgrid.activities import names
+from rgrid.config import Settings
+from rgrid.infra.cache_key import cache_key, cache_parts, default_image
 from rgrid.infra.db import Ledger
+from rgrid.infra.result_cache import ResultCache
 from rgrid.infra.storage import Storage
 from rgrid.models import (
     BatchItem,
@@ -30,24 +34,33 @@ MS_PER_HOUR = 3_600_000
 class ControlActivities:
     """Activities that touch the ledger; nodes never get database credentials."""
 
-    def __init__(self, ledger: Ledger, storage: Storage) -> None:
+    def __init__(self, ledger: Ledger, storage: Storage, settings: Settings) -> None:
         self._ledger = ledger
         self._storage = storage
+        self._settings = settings
+        self._cache = ResultCache(ledger.engine, storage, timedelta(days=settings.retention_days))
         self._manifests: dict[str, list[BatchItem]] = {}
 
     @activity.defn(name=names.PLAN)
     async def plan(self, request: PlanInput) -> PlanResult:
-        # Cache lookup and cost estimates arrive with their own issues; a plan is free now.
-        return PlanResult(estimate_microns=0)
+        """The run's cache key, and the cached result when a live entry answers it."""
+        spec = request.spec
+        if not spec.cacheable:
+            return PlanResult()
+        image = default_image(spec, self._settings.python_image, self._settings.node_image)
+        key = cache_key(cache_parts(spec, image))
+        hit = None if spec.no_cache else await self._cache.lookup(key)
+        if hit is not None:
+            log.info("cache_hit", execution=request.execution_id, source=hit.execution_id)
+        return PlanResult(cache_key=key, hit=hit)
 
     @activity.defn(name=names.RECORD)
     async def record(self, request: RecordInput) -> None:
-        await self._ledger.upsert(request.status)
-        log.info(
-            "execution_recorded",
-            execution=request.status.execution_id,
-            phase=request.status.phase.value,
-        )
+        status = request.status
+        await self._ledger.upsert(status)
+        if await self._cache.store(status):
+            log.info("cache_stored", execution=status.execution_id, key=status.cache_key)
+        log.info("execution_recorded", execution=status.execution_id, phase=status.phase.value)
 
     @activity.defn(name=names.COMPUTE_COST)
     async def compute_cost(self, request: CostInput) -> CostResult:

@@ -156,7 +156,7 @@ async def _follow_live(session: Session, batch_id: str) -> BatchProgress:
             bar.update(
                 task,
                 total=progress.total,
-                completed=progress.succeeded + progress.failed,
+                completed=progress.succeeded + progress.cached + progress.failed,
                 description=counts(progress),
             )
 

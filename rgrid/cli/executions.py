@@ -72,6 +72,8 @@ def status(
             ("tags", ", ".join(f"{k}={v}" for k, v in found.tags.items()) or "-"),
             ("outputs", str(len(found.outputs))),
         ]
+        if found.cached:
+            rows.append(("cached", f"outputs of {found.cached_from}; ran on no node"))
         if found.error:
             rows.append(("error", found.error))
         for key, value in rows:
@@ -220,7 +222,8 @@ def retry(
         if not previous.phase.terminal:
             raise UserInputError(f"{target} is still {previous.phase.value}", "wait for it")
         spec = await started_input(await session.temporal(), target, ExecutionSpec)
-        handle = await submit.start(session, spec)
+        # --force on a success means "compute it again", not "serve it from the cache".
+        handle = await submit.start(session, spec.model_copy(update={"no_cache": force}))
         if not json_output:
             err.print(f"[bold]{handle.id}[/bold] (retry of {target})")
         return await follow_execution(
@@ -263,9 +266,8 @@ def download(
             for output in outputs:
                 out.print(f"{output.size:>12}  {output.path}")
             return
-        written, refused = await download_outputs(
-            session.storage, execution_id, outputs, output_dir
-        )
+        chosen = found.model_copy(update={"outputs": outputs})
+        written, refused = await download_outputs(session.storage, chosen, output_dir)
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
         err.print(f"{len(written)} file(s) in {output_dir}/")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from rgrid.cli.batch import run_batch
-from rgrid.cli.common import with_session
+from rgrid.cli.common import settings, with_session
 from rgrid.cli.output import (
     OutputDirOption,
     cost,
@@ -26,7 +27,7 @@ from rgrid.client import submit
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.session import Session
-from rgrid.client.watch import wait_for_result
+from rgrid.client.watch import replay_logs, wait_for_result
 from rgrid.models import ExecutionStatus, Phase
 
 
@@ -67,6 +68,14 @@ def run(
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
     ] = 0,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Run even if an identical run's outputs are cached (and refresh the entry); "
+            "rebuild the dependency layer.",
+        ),
+    ] = False,
     output_dir: OutputDirOption = Path("outputs"),
     remote_only: Annotated[
         bool, typer.Option("--remote-only", help="Leave outputs in storage; do not download.")
@@ -118,10 +127,11 @@ def run(
         image=image,
         network=network,
         retries=retries,
+        no_cache=no_cache,
     )
 
     if dry_run:
-        _print_dry_run(submit.dry_run(request, Path.cwd()), json_output)
+        _print_dry_run(asyncio.run(submit.dry_run(settings(), request, Path.cwd())), json_output)
         return
     if batch_patterns:
 
@@ -144,23 +154,28 @@ def run(
 
     async def body(session: Session) -> int:
         spec, report = await submit.prepare(session, request, Path.cwd())
-        handle = await submit.start(session, spec)
+        cached = await submit.serve_from_cache(session, spec)
+        execution_id = cached.execution_id if cached else (await submit.start(session, spec)).id
         if detach:
             if json_output:
-                print_json({"id": handle.id, "status": "queued"})
+                print_json({"id": execution_id, "status": cached.phase if cached else "queued"})
             else:
-                out.print(handle.id)
+                out.print(execution_id)
             return 0
         if not json_output:
-            err.print(f"[bold]{handle.id}[/bold]")
+            err.print(f"[bold]{execution_id}[/bold]")
             if report.uploaded:
                 err.print(
                     f"[dim]uploaded {report.uploaded} file(s), {report.uploaded_bytes} bytes; "
                     f"{report.already_stored} already stored[/dim]"
                 )
-        return await follow_execution(
-            session, handle.id, output_dir, remote_only, json_output, report
-        )
+        if cached is None:
+            return await follow_execution(
+                session, execution_id, output_dir, remote_only, json_output, report
+            )
+        if not json_output:
+            await replay_logs(session, cached, write_record)
+        return await conclude(session, cached, output_dir, remote_only, json_output, report)
 
     raise typer.Exit(with_session(body))
 
@@ -179,11 +194,21 @@ async def follow_execution(
     except asyncio.CancelledError:  # Ctrl-C: the execution is durable and goes on
         err.print(detached_hint(execution_id))
         raise
+    return await conclude(session, status, output_dir, remote_only, json_output, report)
+
+
+async def conclude(
+    session: Session,
+    status: ExecutionStatus,
+    output_dir: Path,
+    remote_only: bool,
+    json_output: bool,
+    report: submit.UploadReport,
+) -> int:
+    """Download an ended execution's outputs and summarise it; the exit code."""
     local: list[Path] = []
     if not remote_only and status.outputs:
-        local, refused = await download_outputs(
-            session.storage, status.execution_id, status.outputs, output_dir
-        )
+        local, refused = await download_outputs(session.storage, status, output_dir)
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
     if json_output:
@@ -196,7 +221,15 @@ async def follow_execution(
 def _print_dry_run(plan: submit.DryRun, json_output: bool) -> None:
     deps = plan.dependencies
     if json_output:
-        print_json({"args": plan.args, "files": plan.files, "dependencies": deps.model_dump()})
+        print_json(
+            {
+                "args": plan.args,
+                "files": plan.files,
+                "dependencies": deps.model_dump(),
+                "cache_key": plan.cache_key,
+                "cache_parts": plan.cache_parts,
+            }
+        )
         return
     out.print(f"language      {deps.language}")
     out.print(f"dependencies  {', '.join(deps.requirements) or 'none'} (from {deps.source})")
@@ -204,6 +237,12 @@ def _print_dry_run(plan: submit.DryRun, json_output: bool) -> None:
     out.print("staged files")
     for name, size in sorted(plan.files.items()):
         out.print(f"  {size:>10}  {name}")
+    if plan.cache_key is None:
+        out.print("cache key     none: the script says `rgrid: no-cache`")
+    else:
+        out.print(f"cache key     {plan.cache_key}, from")
+        for part, value in plan.cache_parts.items():
+            out.print(f"  {part:<13}{json.dumps(value)}", markup=False, highlight=False)
     out.print("nothing was uploaded or started (--dry-run)")
 
 
@@ -221,6 +260,8 @@ def _json_result(
         "node": status.node_id,
         "runtime": status.runtime,
         "attempts": status.attempts,
+        "cached": status.cached,
+        "cached_from": status.cached_from,
         "error": status.error,
         "uploaded_files": report.uploaded,
         "already_stored_files": report.already_stored,
@@ -232,7 +273,9 @@ def _print_summary(
 ) -> None:
     node = f"{status.node_id or '-'} ({status.runtime})" if status.runtime else "-"
     line = f"{phase_text(status.phase)} in {duration(status)} on {node}, cost {cost(status)}"
-    if status.error and status.phase is not Phase.SUCCEEDED:
+    if status.cached:
+        line = f"cached: same inputs as {status.cached_from} (use --no-cache to run again)"
+    elif status.error and status.phase is not Phase.SUCCEEDED:
         line += f" ({status.error})"
     err.print(line)
     if remote_only and status.outputs:

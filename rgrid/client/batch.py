@@ -226,9 +226,7 @@ async def download(
             continue
         where = target if flat else target / item.output_dir
         prefix = f"{item.output_dir}_" if flat else ""
-        paths, bad = await download_outputs(
-            session.storage, execution.execution_id, execution.outputs, where, prefix
-        )
+        paths, bad = await download_outputs(session.storage, execution, where, prefix)
         written += len(paths)
         refused += bad
     return written, refused

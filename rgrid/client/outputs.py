@@ -8,24 +8,22 @@ import structlog
 
 from rgrid.errors import UnsafePathError
 from rgrid.infra.storage import Storage, output_prefix, safe_relative
-from rgrid.models import OutputFile
+from rgrid.models import ExecutionStatus
 
 log = structlog.get_logger()
 
 
 async def download_outputs(
-    storage: Storage,
-    execution_id: str,
-    outputs: list[OutputFile],
-    target: Path,
-    prefix: str = "",
+    storage: Storage, execution: ExecutionStatus, target: Path, prefix: str = ""
 ) -> tuple[list[Path], list[str]]:
-    """Download outputs under `target` (names prefixed by `prefix`); returns written paths
-    and refused names."""
+    """Download an execution's outputs under `target` (names prefixed by `prefix`);
+    returns written paths and refused names."""
     written: list[Path] = []
     refused: list[str] = []
     root = target.resolve()
-    for output in outputs:
+    # A run served from the cache returns the outputs its source execution stored.
+    execution_id = execution.cached_from or execution.execution_id
+    for output in execution.outputs:
         try:
             dest = root / safe_relative(prefix + output.path)
         except UnsafePathError:

@@ -7,7 +7,7 @@ import re
 from rgrid.errors import UserInputError
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
 def parse_pairs(items: list[str], option: str, env_keys: bool = False) -> dict[str, str]:
@@ -25,7 +25,7 @@ def parse_pairs(items: list[str], option: str, env_keys: bool = False) -> dict[s
 
 
 def parse_duration(text: str) -> int:
-    """Seconds in '90', '90s', '10m', '1h30m'; UserInputError otherwise."""
+    """Seconds in '90', '90s', '10m', '1h30m', '30d'; UserInputError otherwise."""
     text = text.strip().lower()
     if text.isdigit():
         seconds = int(text)
@@ -33,10 +33,10 @@ def parse_duration(text: str) -> int:
         match = _DURATION.fullmatch(text)
         if not text or not match or not any(match.groups()):
             raise UserInputError(
-                f"bad duration {text!r}", "use seconds or units, e.g. 90, 45s, 10m, 1h30m"
+                f"bad duration {text!r}", "use seconds or units, e.g. 90, 45s, 10m, 1h30m, 7d"
             )
-        hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
+        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
     if seconds <= 0:
         raise UserInputError(f"bad duration {text!r}", "it must be longer than 0 seconds")
     return seconds

@@ -4,6 +4,7 @@ each opened on first use (so `rgrid list` never waits for Temporal)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
@@ -14,6 +15,7 @@ from rgrid.infra.temporal import connect
 
 if TYPE_CHECKING:
     from rgrid.infra.db import Ledger
+    from rgrid.infra.result_cache import ResultCache
 
 
 class Session:
@@ -43,6 +45,13 @@ class Session:
 
             self._ledger = await Ledger.open(self.settings.effective_database_url)
         return self._ledger
+
+    async def result_cache(self) -> ResultCache:
+        """The result cache, kept in the ledger's database."""
+        from rgrid.infra.result_cache import ResultCache
+
+        retention = timedelta(days=self.settings.retention_days)
+        return ResultCache((await self.ledger()).engine, self.storage, retention)
 
     async def close(self) -> None:
         """Release what was opened."""

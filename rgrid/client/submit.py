@@ -7,21 +7,30 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from temporalio.client import WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from ulid import ULID
 
 from rgrid.activities import names
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.session import Session
-from rgrid.errors import UserInputError
+from rgrid.config import Settings
+from rgrid.errors import RgridError, UserInputError
+from rgrid.infra.cache_key import cache_key, cache_parts, default_image, has_no_cache_marker
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage import Storage, cas_key, sha256_file
-from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Resources
+from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.
@@ -45,6 +54,7 @@ class RunRequest:
     image: str | None = None
     network: bool = True
     retries: int = 0
+    no_cache: bool = False
 
 
 @dataclass
@@ -118,48 +128,74 @@ def _add(files: dict[str, Path], name: str, path: Path) -> None:
     files[name] = path
 
 
+async def hash_files(files: dict[str, Path]) -> list[FileRef]:
+    """What each file will be in the work dir: name, content hash, size, mode."""
+
+    def one(name: str, path: Path) -> FileRef:
+        return FileRef(
+            name=PurePosixPath(name).as_posix(),
+            sha256=sha256_file(path),
+            size=path.stat().st_size,
+            executable=os.access(path, os.X_OK),
+        )
+
+    return list(
+        await asyncio.gather(*(asyncio.to_thread(one, name, path) for name, path in files.items()))
+    )
+
+
 async def upload_files(
     storage: Storage, files: dict[str, Path]
 ) -> tuple[list[FileRef], UploadReport]:
     """Hash every file and upload the contents storage does not have yet."""
+    refs = await hash_files(files)
     report = UploadReport()
 
-    async def one(name: str, path: Path) -> FileRef:
-        digest = await asyncio.to_thread(sha256_file, path)
-        size = path.stat().st_size
-        key = cas_key(digest)
+    async def upload(ref: FileRef, path: Path) -> None:
+        key = cas_key(ref.sha256)
         if await storage.exists(key):
             report.already_stored += 1
         else:
             await storage.put_file(key, path)
             report.uploaded += 1
-            report.uploaded_bytes += size
-        executable = os.access(path, os.X_OK)
-        return FileRef(
-            name=PurePosixPath(name).as_posix(), sha256=digest, size=size, executable=executable
-        )
+            report.uploaded_bytes += ref.size
 
-    refs = await asyncio.gather(*(one(name, path) for name, path in files.items()))
-    return list(refs), report
+    await asyncio.gather(*(upload(ref, files[ref.name]) for ref in refs))
+    return refs, report
 
 
 @dataclass
 class DryRun:
-    """What a run would stage and install; nothing is uploaded or started."""
+    """What a run would stage and install, and its cache key; nothing is uploaded or
+    started."""
 
     args: list[str]
     files: dict[str, int]  # staged name -> size
     dependencies: DependencySpec
+    cache_key: str | None  # None: the script opts out of caching
+    cache_parts: dict[str, Any]
 
 
-def dry_run(request: RunRequest, cwd: Path) -> DryRun:
+async def dry_run(settings: Settings, request: RunRequest, cwd: Path) -> DryRun:
     """Validate and detect as a real run would, and report instead of starting."""
-    _, args, files, deps = gather(request, cwd)
+    script, args, files, deps = gather(request, cwd)
+    spec = build_spec(settings, request, script, args, await hash_files(files), deps)
+    parts = cache_parts(spec, default_image(spec, settings.python_image, settings.node_image))
     return DryRun(
         args=args,
         files={name: path.stat().st_size for name, path in files.items()},
         dependencies=deps,
+        cache_key=key_of(settings, spec),
+        cache_parts=parts,
     )
+
+
+def key_of(settings: Settings, spec: ExecutionSpec) -> str | None:
+    """The spec's result cache key, or None when the script opts out."""
+    if not spec.cacheable:
+        return None
+    image = default_image(spec, settings.python_image, settings.node_image)
+    return cache_key(cache_parts(spec, image))
 
 
 def gather(
@@ -193,7 +229,20 @@ async def prepare(
     session: Session, request: RunRequest, cwd: Path
 ) -> tuple[ExecutionSpec, UploadReport]:
     """Validate, upload, and build the spec; nothing is started yet."""
-    settings = session.settings
+    script, args, files, deps = gather(request, cwd)
+    refs, report = await upload_files(session.storage, files)
+    return build_spec(session.settings, request, script, args, refs, deps), report
+
+
+def build_spec(
+    settings: Settings,
+    request: RunRequest,
+    script: Path,
+    args: list[str],
+    refs: list[FileRef],
+    deps: DependencySpec,
+) -> ExecutionSpec:
+    """The ExecutionSpec of a request whose files are `refs`."""
     runtime = request.runtime or settings.runtime
     if runtime not in SUPPORTED_RUNTIMES:
         raise UserInputError(
@@ -202,10 +251,8 @@ async def prepare(
         )
     if request.image is not None:
         check_image(request.image)
-    script, args, files, deps = gather(request, cwd)
-    refs, report = await upload_files(session.storage, files)
     script_ref = next(ref for ref in refs if ref.name == script.name)
-    spec = ExecutionSpec(
+    return ExecutionSpec(
         script=script_ref,
         args=args,
         inputs=[ref for ref in refs if ref is not script_ref],
@@ -225,26 +272,86 @@ async def prepare(
         max_node_attempts=settings.max_node_attempts,
         queue_timeout_s=settings.queue_timeout_s,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        cacheable=not has_no_cache_marker(script.read_text(errors="replace")),
+        no_cache=request.no_cache,
     )
-    return spec, report
 
 
-async def start(
-    session: Session, spec: ExecutionSpec, execution_id: str | None = None
-) -> WorkflowHandle[Any, ExecutionStatus]:
-    """Start the ExecutionWorkflow for a prepared spec (inputs are already stored)."""
+async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionStatus | None:
+    """A new execution answered by a live cache entry, recorded as such; None on a miss.
+    Nothing starts: no workflow, no node (and no embedded stack)."""
+    key = key_of(session.settings, spec)
+    if key is None or spec.no_cache:
+        return None
+    hit = await (await session.result_cache()).lookup(key)
+    if hit is None:
+        return None
+    now = datetime.now(UTC)
+    status = ExecutionStatus(
+        execution_id=new_execution_id(),
+        phase=Phase.SUCCEEDED,
+        script=spec.script.name,
+        args=spec.args,
+        tags=spec.tags,
+        project=spec.project,
+        exit_code=0,
+        created_at=now,
+        finished_at=now,
+        outputs=hit.outputs,
+        cache_key=key,
+        cached=True,
+        cached_from=hit.execution_id,
+    )
+    await (await session.ledger()).upsert(status)
+    return status
+
+
+async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, ExecutionStatus]:
+    """Start the ExecutionWorkflow for a prepared spec (inputs are already stored).
+
+    A cacheable run gets an id derived from its cache key and the number of its key's
+    runs that have ended, and joins a running workflow with that id: identical runs in
+    flight (two terminals, a CLI retry after a network drop) share one execution."""
     client = await session.temporal()
-    # By name: importing the workflow module would only slow the CLI down.
-    return await client.start_workflow(
-        "ExecutionWorkflow",
-        spec,
-        result_type=ExecutionStatus,
-        id=execution_id or new_execution_id(),
-        task_queue=CONTROL_QUEUE,
-        search_attributes=TypedSearchAttributes(
+    key = None if spec.no_cache else key_of(session.settings, spec)
+    options: dict[str, Any] = {
+        "result_type": ExecutionStatus,
+        "task_queue": CONTROL_QUEUE,
+        "search_attributes": TypedSearchAttributes(
             [
                 SearchAttributePair(names.PROJECT_ATTRIBUTE, spec.project),
                 SearchAttributePair(names.SCRIPT_ATTRIBUTE, spec.script.name),
             ]
         ),
+    }
+    # By name: importing the workflow module would only slow the CLI down.
+    if key is None:
+        return await client.start_workflow(
+            "ExecutionWorkflow", spec, id=new_execution_id(), **options
+        )
+    cache = await session.result_cache()
+    for _ in range(DEDUP_START_TRIES):
+        generation = await cache.runs_ended(key)
+        try:
+            return await client.start_workflow(
+                "ExecutionWorkflow",
+                spec,
+                id=dedup_execution_id(key, generation),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                **options,
+            )
+        except WorkflowAlreadyStartedError:
+            continue  # that run ended just now; its successor's id is one further on
+    raise RgridError(
+        "could not start the run: its identical predecessors keep ending", "run it again"
     )
+
+
+DEDUP_START_TRIES = 5
+
+
+def dedup_execution_id(key: str, generation: int) -> str:
+    """The id identical runs share while one is in flight; `generation` counts the runs
+    of this key that have ended, so every id is used once."""
+    return f"exec-{key[:26]}-{generation}"

@@ -40,7 +40,10 @@ async def wait_for_result(
         if sink is not None:  # chunks flushed just before the end
             for record in await read_new_records(session.storage, execution_id, seen):
                 sink(record)
-        return result.result()
+        status = result.result()
+        if sink is not None:
+            await replay_logs(session, status, sink)
+        return status
     except WorkflowFailureError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.details:
@@ -52,6 +55,13 @@ async def wait_for_result(
         raise
     finally:
         result.cancel()
+
+
+async def replay_logs(session: Session, status: ExecutionStatus, sink: RecordSink) -> None:
+    """A run served from the cache shows the output of the run it was served from."""
+    if status.cached_from is not None:
+        for record in await read_new_records(session.storage, status.cached_from, set()):
+            sink(record)
 
 
 async def current_status(session: Session, execution_id: str) -> ExecutionStatus:

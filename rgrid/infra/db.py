@@ -17,7 +17,7 @@ from sqlmodel import Column, Field, SQLModel, String, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import NotFoundError
-from rgrid.models import TERMINAL_PHASES, ExecutionStatus, Phase
+from rgrid.models import TERMINAL_PHASES, ExecutionStatus, NodeRecord, NodeState, Phase
 
 
 class ExecutionRow(SQLModel, table=True):
@@ -46,6 +46,9 @@ class ExecutionRow(SQLModel, table=True):
     error: str | None = None
     stderr_tail: str = ""
     outputs_json: str = "[]"
+    cache_key: str | None = Field(default=None, sa_column=Column(String, index=True))
+    cached: bool = False
+    cached_from: str | None = None
 
     def to_status(self) -> ExecutionStatus:
         """The row as the model the CLI renders."""
@@ -55,6 +58,49 @@ class ExecutionRow(SQLModel, table=True):
         for field in ("created_at", "started_at", "finished_at"):
             data[field] = _utc(data[field])
         return ExecutionStatus(execution_id=self.id, **data)
+
+
+class CacheEntryRow(SQLModel, table=True):
+    """A result that may be served again: the successful execution whose outputs it is."""
+
+    __tablename__ = "cache_entries"
+
+    key: str = Field(primary_key=True)
+    execution_id: str
+    script: str = ""
+    outputs_json: str = "[]"
+    size_bytes: int = 0
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True))
+    last_hit_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    hits: int = 0
+
+
+class NodeRow(SQLModel, table=True):
+    """A node that rgrid started, alive or gone: what it bills comes from here."""
+
+    __tablename__ = "nodes"
+
+    id: str = Field(primary_key=True)
+    provider: str = Field(default="local", index=True)
+    node_class: str = "local"
+    server_type: str = ""
+    location: str = ""
+    server_id: int | None = None
+    slots: int = 1
+    hourly_price_microns: int = 0
+    currency: str = "EUR"
+    state: str = Field(default=NodeState.PROVISIONING.value, index=True)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True))
+    ready_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    deleted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    caused_by: str | None = None
+
+    def to_record(self) -> NodeRecord:
+        """The row as the model workflows and the CLI use."""
+        data = self.model_dump(exclude={"id"})
+        for field in ("created_at", "ready_at", "deleted_at"):
+            data[field] = _utc(data[field])
+        return NodeRecord(node_id=self.id, **data)
 
 
 # ExecutionStatus fields kept as JSON text, and their columns.
@@ -152,6 +198,29 @@ class Ledger:
         async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         return [row.to_status() for row in rows]
+
+    async def save_node(self, node: NodeRecord) -> None:
+        """Create or update a node's row; a deleted node is never brought back."""
+        async with AsyncSession(self.engine) as session:
+            row = await session.get(NodeRow, node.node_id, with_for_update=True)
+            if row is not None and row.state == NodeState.DELETED.value:
+                return
+            values = node.model_dump(exclude={"node_id"})
+            values["state"] = node.state.value
+            row = row or NodeRow(id=node.node_id, created_at=node.created_at)
+            for key, value in values.items():
+                setattr(row, key, value)
+            session.add(row)
+            await session.commit()
+
+    async def nodes(self, include_deleted: bool = False) -> list[NodeRecord]:
+        """Nodes, oldest first; only the live ones unless asked."""
+        query = select(NodeRow).order_by(col(NodeRow.created_at))
+        if not include_deleted:
+            query = query.where(NodeRow.state != NodeState.DELETED.value)
+        async with AsyncSession(self.engine) as session:
+            rows = (await session.exec(query)).all()
+        return [row.to_record() for row in rows]
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

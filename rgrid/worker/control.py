@@ -7,16 +7,21 @@ from temporalio.worker import Worker
 
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.names import CONTROL_QUEUE
+from rgrid.config import Settings
 from rgrid.infra.db import Ledger
 from rgrid.infra.storage import Storage
 from rgrid.workflows import WORKFLOWS
 
 
 def build_control_worker(
-    client: Client, ledger: Ledger, storage: Storage, task_queue: str = CONTROL_QUEUE
+    client: Client,
+    ledger: Ledger,
+    storage: Storage,
+    settings: Settings,
+    task_queue: str = CONTROL_QUEUE,
 ) -> Worker:
     """A worker for the control queue (tests pass their own queue name)."""
-    control = ControlActivities(ledger, storage)
+    control = ControlActivities(ledger, storage, settings)
     return Worker(
         client,
         task_queue=task_queue,

@@ -103,7 +103,7 @@ async def serve(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with build_control_worker(
-            client, ledger, open_storage(settings.effective_storage_url)
+            client, ledger, open_storage(settings.effective_storage_url), settings
         ):
             info = StackInfo(
                 pid=os.getpid(),

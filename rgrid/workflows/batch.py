@@ -88,7 +88,7 @@ class BatchWorkflow:
     @workflow.query(name="progress")
     def progress(self) -> BatchProgress:
         state, total = self._state, self._spec.total
-        finished = state.succeeded + len(state.failed)
+        finished = state.succeeded + state.cached + len(state.failed)
         unfinished = len(state.running) + len(state.finishing)
         return BatchProgress(
             batch_id=workflow.info().workflow_id,
@@ -126,7 +126,9 @@ class BatchWorkflow:
         else:
             return  # a duplicate, or a report from an attempt we no longer wait for
         state.cost_microns += report.cost_microns
-        if report.phase is Phase.SUCCEEDED:
+        if report.cached:
+            state.cached += 1
+        elif report.phase is Phase.SUCCEEDED:
             state.succeeded += 1
         else:
             state.failed.append(report.index)

@@ -47,7 +47,9 @@ def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def control(temporal_env: WorkflowEnvironment, shared_home: Path) -> AsyncIterator[Ledger]:
     ledger = await Ledger.open(f"sqlite+aiosqlite:///{shared_home / 'ledger.db'}")
     storage = LocalStorage(shared_home / "storage")
-    async with build_control_worker(temporal_env.client, ledger, storage):
+    async with build_control_worker(
+        temporal_env.client, ledger, storage, Settings(home=shared_home)
+    ):
         yield ledger
     await ledger.close()
 

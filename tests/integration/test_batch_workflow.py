@@ -35,7 +35,8 @@ SCRIPT = """
 async def start_batch(
     settings: Settings, tmp_path: Path, contents: list[str], parallel: int, fail_fast: bool = False
 ) -> tuple[Session, WorkflowHandle[object, BatchProgress]]:
-    (tmp_path / "job.py").write_text(textwrap.dedent(SCRIPT))
+    # Not cacheable: these tests are about scheduling, and share items across tests.
+    (tmp_path / "job.py").write_text(textwrap.dedent(SCRIPT) + "# rgrid: no-cache\n")
     data = tmp_path / "data"
     data.mkdir()
     for index, text in enumerate(contents):

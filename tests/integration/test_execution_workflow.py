@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
+from ulid import ULID
 
 from rgrid.client import submit
 from rgrid.client.session import Session
@@ -26,10 +27,11 @@ pytestmark = pytest.mark.integration
 
 
 async def start(
-    settings: Settings, tmp_path: Path, body: str, **request: object
+    settings: Settings, tmp_path: Path, body: str, cacheable: bool = False, **request: object
 ) -> WorkflowHandle[object, ExecutionStatus]:
     script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(body))
+    # Not cacheable unless asked: most tests are about running, and share bodies.
+    script.write_text(textwrap.dedent(body) + ("" if cacheable else "# rgrid: no-cache\n"))
     session = Session(settings)
     spec, _ = await submit.prepare(session, submit.RunRequest(script=script, **request), tmp_path)  # type: ignore[arg-type]
     return await submit.start(session, spec)
@@ -57,6 +59,24 @@ async def test_successful_run_is_recorded_with_outputs(
     row = await control.get(handle.id)
     assert row.phase is Phase.SUCCEEDED and row.node_id == "node-a" and row.attempts == 1
     await record_history(handle, "succeeded")
+
+
+async def test_an_identical_run_is_answered_from_the_cache_without_a_node(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    body = f"open('out.txt', 'w').write('{ULID()}')\n"
+    async with agent(client, settings, "node-c"):
+        first = await (await start(settings, tmp_path, body, cacheable=True)).result()
+    # No agent now: only the cache can answer. (Started as a gRPC client would, without
+    # the CLI's own cache lookup.)
+    handle = await start(settings, tmp_path, body, cacheable=True)
+    second = await handle.result()
+    assert second.execution_id != first.execution_id
+    assert second.cached and second.cached_from == first.execution_id
+    assert second.node_id is None and second.cost_microns == 0 and second.attempts == 0
+    assert second.outputs == first.outputs
+    assert (await control.get(handle.id)).cached
+    await record_history(handle, "cached")
 
 
 async def test_script_failure_is_not_retried_unless_asked(

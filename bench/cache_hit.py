@@ -1,0 +1,67 @@
+"""A cache hit against a warm real run, CLI to outputs on disk, side by side in one script.
+
+    .venv/bin/python bench/cache_hit.py [--runs 9]
+
+Real runs differ in one argument each time (a miss, on a warm node venv); hits repeat one
+run. Both are timed from starting the `rgrid run` process to its exit, when the outputs
+are in ./outputs. Also prints the CLI's bare start-up (`rgrid version`), which bounds
+how fast any command can be. The goal is a hit in 0.3 s or less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rgrid.client.stack import start_stack, stop_stack
+from rgrid.config import load_settings
+
+SCRIPT = "import sys\nopen('out.txt', 'w').write(sys.argv[1])\nprint(sys.argv[1])\n"
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - began
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=9)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.environ.update(RGRID_HOME=str(root / "home"), RGRID_DEV_PORT="27433")
+        env = dict(os.environ)
+        (root / "job.py").write_text(SCRIPT)
+        settings = load_settings()
+        start_stack(settings)
+        rgrid = [sys.executable, "-m", "rgrid"]
+        try:
+            timed([*rgrid, "run", "job.py", "warm"], root, env)  # venv built, caches hot
+            real = [timed([*rgrid, "run", "job.py", f"miss-{i}"], root, env) for i in range(runs)]
+            hits = [timed([*rgrid, "run", "job.py", "warm"], root, env) for _ in range(runs)]
+            startup = [timed([*rgrid, "version"], root, env) for _ in range(runs)]
+            if (root / "outputs" / "out.txt").read_text() != "warm":
+                raise SystemExit("the cache hit did not bring the outputs back")
+        finally:
+            stop_stack(settings)
+    med = statistics.median
+    print(f"runs per measurement:        {runs}")
+    print(f"warm real run (miss):        {med(real) * 1000:6.0f} ms")
+    print(f"cache hit:                   {med(hits) * 1000:6.0f} ms   (goal <= 300 ms)")
+    print(f"  of which CLI start-up:     {med(startup) * 1000:6.0f} ms")
+    print(f"ratio hit / real run:        {med(hits) / med(real):6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The result cache key: what a run's outputs depend on, hashed.
+
+Two runs with the same key would compute the same outputs, so the second may be served
+the first one's. Any change to a part gives a new key; that is the only invalidation a
+changed script, input or dependency needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from rgrid.infra.runtime.base import NODE_SUFFIXES
+from rgrid.models import ExecutionSpec
+
+# Bump when the parts or their meaning change: every older entry then misses.
+CACHE_SCHEMA = 1
+
+# Environment variables whose values are secrets: left out of the key, so the key and
+# `--dry-run` never carry them (a rotated token does not change what a script computes).
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE|AUTH|(^|_)KEY$|API_?KEY|ACCESS_KEY", re.IGNORECASE
+)
+# `# rgrid: no-cache` (or `// rgrid: no-cache` in a Node script) on a line of its own.
+_NO_CACHE_MARKER = re.compile(r"^\s*(#|//)\s*rgrid:\s*no-cache\s*$", re.MULTILINE)
+
+
+def is_secret(name: str) -> bool:
+    """True for environment variable names that look like they hold a secret."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def has_no_cache_marker(script_text: str) -> bool:
+    """True when the script opts out of caching (it has side effects)."""
+    return bool(_NO_CACHE_MARKER.search(script_text))
+
+
+def default_image(spec: ExecutionSpec, python_image: str, node_image: str) -> str:
+    """The image a run without --image gets, by the script's language."""
+    return node_image if spec.script.name.endswith(NODE_SUFFIXES) else python_image
+
+
+def cache_parts(spec: ExecutionSpec, image: str | None) -> dict[str, Any]:
+    """Everything the outputs depend on, as plain JSON values. `image` is the image the
+    run would use (its --image or the language default); the process runtime uses none."""
+    return {
+        "schema": CACHE_SCHEMA,
+        "script": [spec.script.name, spec.script.sha256],
+        # Inputs and the sibling modules shipped with the script, by staged name.
+        "files": sorted([ref.name, ref.sha256] for ref in spec.inputs),
+        "runtime": spec.runtime,
+        "image": None if spec.runtime == "process" else (spec.image or image),
+        "requirements": sorted(spec.requirements),
+        "args": spec.args,
+        "env": {name: value for name, value in sorted(spec.env.items()) if not is_secret(name)},
+        "network": spec.network,
+    }
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """sha256 over the canonical JSON of the parts."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

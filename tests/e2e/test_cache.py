@@ -1,0 +1,159 @@
+"""The result cache and in-flight dedup, through the real CLI on the embedded stack.
+
+Scripts count their own runs by appending to a file outside the work dir (the process
+runtime allows it), so "never reached a node" is observed, not inferred."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+COUNTING = """
+import os, sys
+open(os.environ["RUNS_FILE"], "a").write("run\\n")
+text = open(sys.argv[1]).read() if len(sys.argv) > 1 else "none"
+print("input says", text.strip())
+if text.strip() == "bad":
+    sys.exit(3)
+os.makedirs("out", exist_ok=True)
+open("out/result.txt", "w").write(text.upper())
+"""
+
+
+def counting_script(work: Path, extra: str = "") -> Path:
+    (work / "job.py").write_text(textwrap.dedent(COUNTING) + extra)
+    return work / "runs.txt"
+
+
+def runs(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def test_an_identical_run_is_served_from_cache_without_a_node(cli: Cli, work: Path) -> None:
+    counter = counting_script(work)
+    (work / "in.txt").write_text("hello")
+    first = cli("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    assert first.code == 0, first.stderr
+    first_id = first.stderr.splitlines()[0]
+    shutil.rmtree(work / "outputs")
+
+    second = cli("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    assert second.code == 0, second.stderr
+    second_id = second.stderr.splitlines()[0]
+    assert runs(counter) == 1  # the script did not run again
+    assert second_id != first_id  # a cached run is an execution of its own
+    assert f"cached: same inputs as {first_id} (use --no-cache to run again)" in second.stderr
+    assert "input says hello" in second.stdout  # the original run's output, replayed
+    assert (work / "outputs" / "out" / "result.txt").read_text() == "HELLO"
+
+    status = cli("status", second_id, "--json").json()
+    assert isinstance(status, dict)
+    assert status["phase"] == "succeeded" and status["cached"] is True
+    assert status["cost_microns"] == 0 and status["node_id"] is None
+    assert status["cached_from"] == first_id
+    downloaded = cli("download", second_id, "-o", str(work / "again"))
+    assert downloaded.code == 0, downloaded.stderr
+    assert (work / "again" / "out" / "result.txt").read_text() == "HELLO"
+
+    fresh = cli("run", "--no-cache", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    assert fresh.code == 0 and runs(counter) == 2
+    assert "cached:" not in fresh.stderr
+    third = cli("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    fresh_id = fresh.stderr.splitlines()[0]
+    assert runs(counter) == 2 and f"same inputs as {fresh_id}" in third.stderr  # refreshed
+
+
+def test_a_changed_input_or_a_failed_run_or_a_marker_runs_again(cli: Cli, work: Path) -> None:
+    counter = counting_script(work)
+    (work / "in.txt").write_text("bad")
+    args = ("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    assert cli(*args, cwd=work).code == 3
+    assert cli(*args, cwd=work).code == 3  # failures are not cached
+    assert runs(counter) == 2
+    (work / "in.txt").write_text("good")
+    assert cli(*args, cwd=work).code == 0
+    assert cli(*args, cwd=work).code == 0
+    assert runs(counter) == 3
+
+    counting_script(work, extra="# rgrid: no-cache\n")  # side effects: never cached
+    assert cli(*args, cwd=work).code == 0
+    assert cli(*args, cwd=work).code == 0
+    assert runs(counter) == 5
+
+
+def test_outputs_gone_from_storage_force_a_real_run(cli: Cli, work: Path) -> None:
+    counter = counting_script(work)
+    (work / "in.txt").write_text("expiring")
+    args = ("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    first = cli(*args, cwd=work)
+    assert first.code == 0, first.stderr
+    # What the retention rule does to an execution's outputs.
+    shutil.rmtree(cli.home / "storage" / "outputs" / first.stderr.splitlines()[0])
+    again = cli(*args, cwd=work)
+    assert again.code == 0, again.stderr
+    assert runs(counter) == 2 and "cached:" not in again.stderr
+    assert (work / "outputs" / "out" / "result.txt").read_text() == "EXPIRING"
+
+
+def test_two_identical_runs_in_flight_share_one_execution(cli: Cli, work: Path) -> None:
+    counter = counting_script(work, extra="import time; time.sleep(3)\n")
+    (work / "in.txt").write_text("shared")
+    args = ("run", "--json", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    first, second = cli.popen(*args, cwd=work), cli.popen(*args, cwd=work)
+    results = [json.loads(proc.communicate(timeout=120)[0]) for proc in (first, second)]
+    assert [r["status"] for r in results] == ["succeeded", "succeeded"]
+    assert results[0]["id"] == results[1]["id"]
+    assert runs(counter) == 1
+    listed = cli("list", "--json", "-n", "50").json()
+    assert isinstance(listed, list)
+    assert sum(1 for e in listed if e["execution_id"] == results[0]["id"]) == 1
+
+
+def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(cli: Cli, work: Path) -> None:
+    counter = counting_script(work)
+    data = work / "data"
+    data.mkdir()
+    for name, text in {"a.txt": "alpha", "b.txt": "bad", "c.txt": "gamma"}.items():
+        (data / name).write_text(text)
+    args = ("run", "--json", "-e", f"RUNS_FILE={counter}", "job.py", "--batch", "data/*.txt")
+    first = cli(*args, cwd=work)
+    assert first.code != 0 and runs(counter) == 3
+    (data / "b.txt").write_text("beta")
+    second = cli(*args, cwd=work)
+    assert second.code == 0, second.stderr
+    assert runs(counter) == 4  # only the fixed item ran
+    progress = second.json()
+    assert isinstance(progress, dict)
+    assert progress["cached"] == 2 and progress["succeeded"] == 1
+    for stem, text in {"a": "ALPHA", "b": "BETA", "c": "GAMMA"}.items():
+        assert (work / "outputs" / stem / "out" / "result.txt").read_text() == text
+
+
+def test_cache_ls_rm_and_clear(cli: Cli, work: Path) -> None:
+    counter = counting_script(work)
+    (work / "in.txt").write_text("listed")
+    args = ("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    assert cli(*args, cwd=work).code == 0
+    dry = cli("run", "--dry-run", "--json", *args[1:], cwd=work).json()
+    assert isinstance(dry, dict)
+    key = dry["cache_key"]
+    entries = cli("cache", "ls", "--json").json()
+    assert isinstance(entries, list)
+    assert key in [e["key"] for e in entries]
+
+    removed = cli("cache", "rm", key[:12])
+    assert removed.code == 0 and key in removed.stdout
+    assert cli(*args, cwd=work).code == 0 and runs(counter) == 2  # forgotten: ran again
+    assert cli("cache", "clear", "--older-than", "1d").stdout.strip() == "removed 0 entries"
+    assert cli("cache", "clear").code == 0
+    assert cli("cache", "ls", "--json").json() == []
+    short = cli("cache", "rm", "abc")
+    assert short.code == 125 and "too short" in short.stderr
