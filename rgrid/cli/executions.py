@@ -267,7 +267,9 @@ def download(
                 out.print(f"{output.size:>12}  {output.path}")
             return
         chosen = found.model_copy(update={"outputs": outputs})
-        written, refused = await download_outputs(session.storage, chosen, output_dir)
+        written, refused = await download_outputs(
+            session.storage, chosen, output_dir, track=session.track
+        )
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
         err.print(f"{len(written)} file(s) in {output_dir}/")

@@ -208,7 +208,9 @@ async def conclude(
     """Download an ended execution's outputs and summarise it; the exit code."""
     local: list[Path] = []
     if not remote_only and status.outputs:
-        local, refused = await download_outputs(session.storage, status, output_dir)
+        local, refused = await download_outputs(
+            session.storage, status, output_dir, track=session.track
+        )
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
     if json_output:

@@ -12,13 +12,14 @@ import builtins
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlparse
 
 import aioboto3
+import structlog
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -40,9 +41,9 @@ from rgrid.errors import (
     ServiceUnavailableError,
     StorageError,
 )
-from rgrid.infra.storage import ObjectInfo, safe_relative
+from rgrid.infra.storage import ObjectInfo, Progress, check_sha256, safe_relative
 
-Progress = Callable[[int], None]
+log = structlog.get_logger()
 
 MIB = 1024 * 1024
 
@@ -72,6 +73,9 @@ _NO_SETTINGS = (
 )
 _UNREACHABLE = (BotoConnectionError, HTTPClientError)
 _CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+# Whole-download attempts: botocore retries requests, not a body cut off mid-stream or a
+# copy whose sha256 does not match.
+DOWNLOAD_ATTEMPTS = 3
 
 
 class S3Storage:
@@ -100,6 +104,7 @@ class S3Storage:
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
+        self._bucket_seen = False
 
     @classmethod
     def from_url(cls, url: str) -> S3Storage:
@@ -122,6 +127,7 @@ class S3Storage:
         """Close the client; a later call opens a new one."""
         async with self._lock:
             stack, self._stack, self._client = self._stack, contextlib.AsyncExitStack(), None
+            self._bucket_seen = False
             await stack.aclose()
 
     async def exists(self, key: str) -> bool:
@@ -131,9 +137,13 @@ class S3Storage:
             try:
                 await client.head_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
-                if _code(exc) in _NOT_FOUND:
-                    return False
-                raise
+                if _code(exc) not in _NOT_FOUND:
+                    raise
+                # A HEAD answers a bare 404 for a missing bucket too: ask once which it is.
+                if not self._bucket_seen:
+                    await self._check_bucket(client)
+                return False
+        self._bucket_seen = True
         return True
 
     async def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
@@ -150,7 +160,26 @@ class S3Storage:
             client = await self._open()
             await client.put_object(Bucket=self.bucket, Key=full, Body=data)
 
-    async def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+    async def get_file(
+        self,
+        key: str,
+        dest: Path,
+        progress: Progress | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                await self._get_file_once(key, dest, progress, sha256)
+                return
+            except (StorageError, ServiceUnavailableError) as exc:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                log.warning("s3_download_retry", key=key, attempt=attempt, error=exc.message)
+                await asyncio.sleep(0.5 * attempt)
+
+    async def _get_file_once(
+        self, key: str, dest: Path, progress: Progress | None, sha256: str | None
+    ) -> None:
         full = self._key(key)
         tmp = await asyncio.to_thread(_temp_beside, dest)
         try:
@@ -163,6 +192,7 @@ class S3Storage:
                     Config=self._transfer,
                     Callback=_increments(progress) if progress else None,
                 )
+            await asyncio.to_thread(check_sha256, tmp, sha256, key)
             await asyncio.to_thread(os.replace, tmp, dest)
         finally:
             # Synchronous so it also runs when the download is cancelled.
@@ -193,6 +223,20 @@ class S3Storage:
                     key = item["Key"].removeprefix(self.prefix)
                     found.append(ObjectInfo(key=key, size=item["Size"]))
         return sorted(found, key=lambda o: o.key)
+
+    async def _check_bucket(self, client: Any) -> None:
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in {*_NOT_FOUND, "NoSuchBucket"}:
+                raise self._no_bucket() from exc
+            raise
+        self._bucket_seen = True
+
+    def _no_bucket(self) -> ConfigError:
+        return ConfigError(
+            f"no bucket {self.bucket!r}", "run `rgrid admin setup` or fix the storage URL"
+        )
 
     def _key(self, key: str) -> str:
         return self.prefix + safe_relative(key).as_posix()
@@ -234,7 +278,7 @@ class S3Storage:
             if code in _NOT_FOUND:
                 return NotFoundError(f"no stored object {where}", "it may have expired")
             if code == "NoSuchBucket":
-                return ConfigError(f"no bucket {self.bucket!r}", "create it or fix the storage URL")
+                return self._no_bucket()
             if code in _REFUSED:
                 return ConfigError(
                     f"storage refused to {action} {where} ({code})", _CREDENTIALS_HINT

@@ -93,6 +93,7 @@ async def serve(settings: Settings) -> None:
         stdin=subprocess.DEVNULL,
     )
     provider = LocalProvider(settings, settings.dev_dir)
+    storage = open_storage(settings.effective_storage_url)
     ledger: Ledger | None = None
     try:
         client = await _wait_for_temporal(settings, server)
@@ -102,9 +103,7 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with build_control_worker(
-            client, ledger, open_storage(settings.effective_storage_url), settings
-        ):
+        async with build_control_worker(client, ledger, storage, settings):
             info = StackInfo(
                 pid=os.getpid(),
                 address=settings.effective_temporal_address,
@@ -122,6 +121,7 @@ async def serve(settings: Settings) -> None:
         provider.stop_all()
         if ledger is not None:
             await ledger.close()
+        await storage.aclose()
         server.terminate()
         try:
             server.wait(timeout=10)

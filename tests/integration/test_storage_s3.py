@@ -24,6 +24,7 @@ from rgrid.errors import (
     ConfigError,
     NotFoundError,
     ServiceUnavailableError,
+    StorageError,
     UnsafePathError,
 )
 from rgrid.infra.storage import open_storage, sha256_file
@@ -249,6 +250,26 @@ async def test_missing_bucket_raises_config_error(aws_env: None) -> None:
     async with S3Storage(f"absent-{uuid.uuid4().hex[:12]}") as storage:
         with pytest.raises(ConfigError, match="no bucket"):
             await storage.put_bytes("k", b"v")
+        # A HEAD cannot tell a missing key from a missing bucket; exists() asks which.
+        with pytest.raises(ConfigError, match="no bucket"):
+            await storage.exists("cas/aa/aa11")
+
+
+async def test_a_download_whose_sha256_differs_is_refused_and_dest_kept(
+    storage: S3Storage, tmp_path: Path
+) -> None:
+    source = write_random(tmp_path / "in.bin", 100_000)
+    await storage.put_file("cas/in", source)
+    dest = tmp_path / "dest.bin"
+    dest.write_bytes(b"previous")
+
+    with pytest.raises(StorageError, match="corrupted"):
+        await storage.get_file("cas/in", dest, sha256="0" * 64)
+    assert dest.read_bytes() == b"previous"
+    assert sorted(os.listdir(tmp_path)) == ["dest.bin", "in.bin"]
+
+    await storage.get_file("cas/in", dest, sha256=sha256_file(source))
+    assert dest.read_bytes() == source.read_bytes()
 
 
 async def test_client_reopens_after_aclose(storage: S3Storage) -> None:
