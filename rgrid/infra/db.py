@@ -26,6 +26,10 @@ from rgrid.infra.migrations import head_revision, schema_revision
 from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
 
 
+class SchemaBehindError(ConfigError):
+    """The ledger's schema is older than this rgrid and the caller may not migrate it."""
+
+
 class ExecutionRow(SQLModel, table=True):
     """The ledger row of one execution."""
 
@@ -255,7 +259,7 @@ async def _ensure_schema(engine: AsyncEngine, migrate: bool) -> None:
         if revision == head_revision():
             return
         if not migrate:
-            raise ConfigError(
+            raise SchemaBehindError(
                 f"the ledger at {where} is at schema {revision or 'none'}, "
                 f"this rgrid needs {head_revision()}",
                 "run `rgrid admin setup` (or start a worker) to migrate it",

@@ -238,6 +238,50 @@ class S3Storage:
             f"no bucket {self.bucket!r}", "run `rgrid admin setup` or fix the storage URL"
         )
 
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket if it is missing; True when it was created."""
+        with self._errors("create the bucket for", ""):
+            client = await self._open()
+            try:
+                await client.head_bucket(Bucket=self.bucket)
+                return False
+            except ClientError as exc:
+                if _code(exc) not in {*_NOT_FOUND, "NoSuchBucket"}:
+                    raise
+            region = client.meta.region_name
+            extra = {}
+            if region and region != "us-east-1":  # us-east-1 refuses an explicit location
+                extra["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                await client.create_bucket(Bucket=self.bucket, **extra)
+            except ClientError as exc:
+                if _code(exc) in {"BucketAlreadyOwnedByYou"}:
+                    return False  # another setup won the race
+                raise
+        self._bucket_seen = True
+        return True
+
+    async def put_lifecycle(self, rules: builtins.list[dict[str, Any]]) -> None:
+        """Replace the bucket's lifecycle rules with `rules` (S3's own format)."""
+        with self._errors("set the lifecycle rules of", ""):
+            client = await self._open()
+            await client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": rules}
+            )
+
+    async def get_lifecycle(self) -> builtins.list[dict[str, Any]]:
+        """The bucket's lifecycle rules ([] when it has none)."""
+        with self._errors("read the lifecycle rules of", ""):
+            client = await self._open()
+            try:
+                found = await client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) == "NoSuchLifecycleConfiguration":
+                    return []
+                raise
+        rules: builtins.list[dict[str, Any]] = found.get("Rules", [])
+        return rules
+
     def _key(self, key: str) -> str:
         return self.prefix + safe_relative(key).as_posix()
 
