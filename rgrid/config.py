@@ -225,6 +225,25 @@ def hide_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# What a node must never hold: it reaches the ledger only through Temporal.
+NODE_WITHHELD = frozenset({"database_url"})
+
+
+def node_environment(settings: Settings) -> dict[str, str]:
+    """The RGRID_* variables a node agent gets: every effective setting but the withheld
+    ones, with the config file switched off (so a profile cannot hand it the database URL)."""
+    env = {"RGRID_CONFIG": os.devnull}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        # The profile was resolved here; the node reads no config file to apply it to.
+        if name in NODE_WITHHELD or name == "profile" or value is None:
+            continue
+        env[f"RGRID_{name.upper()}"] = str(value)
+    env["RGRID_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
+    env["RGRID_STORAGE_URL"] = settings.effective_storage_url
+    return env
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from env, config file and defaults, with explicit overrides on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
