@@ -266,6 +266,7 @@ def _json_result(
         "cached_from": status.cached_from,
         "error": status.error,
         "uploaded_files": report.uploaded,
+        "uploaded_bytes": report.uploaded_bytes,
         "already_stored_files": report.already_stored,
     }
 
