@@ -18,7 +18,7 @@ from sqlmodel import SQLModel
 
 from rgrid.errors import ConfigError, ServiceUnavailableError
 from rgrid.infra.db import ExecutionRow, Ledger
-from rgrid.infra.migrations import head_revision, schema_revision
+from rgrid.infra.migrations import head_revision, import_all_models, schema_revision
 from rgrid.infra.migrations.runner import alembic_head
 from rgrid.infra.result_cache import ResultCache
 from rgrid.infra.storage import LocalStorage, output_prefix
@@ -44,6 +44,7 @@ async def ledger(url: str) -> AsyncIterator[Ledger]:
 
 
 def _differences(conn: Connection) -> list[object]:
+    import_all_models()  # a table defined anywhere in rgrid counts
     return list(compare_metadata(MigrationContext.configure(conn), SQLModel.metadata))
 
 

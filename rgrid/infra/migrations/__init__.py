@@ -11,6 +11,8 @@ Revision ids are sequential numbers (0001, 0002, …), the file names start with
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 from sqlalchemy import text
@@ -18,6 +20,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 VERSIONS = Path(__file__).parent / "versions"
+
+
+def import_all_models() -> None:
+    """Import every rgrid module, so each table, wherever it is defined, is on
+    SQLModel.metadata (for autogenerate and the test that compares it with migrations)."""
+    import rgrid
+
+    for module in pkgutil.walk_packages(rgrid.__path__, "rgrid."):
+        if not module.name.endswith(("__main__", ".env")) and ".versions." not in module.name:
+            importlib.import_module(module.name)
 
 
 def head_revision() -> str:
