@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     debug: bool = False
     # Days outputs and logs are kept; cache entries live as long as their outputs.
     retention_days: int = 30
-    # Days an input (cas/) stays stored after its upload; a run after that uploads it again.
+    # Days an input (cas/) stays stored after its last use; a run after that uploads it again.
     input_retention_days: int = 7
 
     @classmethod

@@ -93,7 +93,7 @@ async def _storage(settings: Settings) -> list[SetupStep]:
                 part="lifecycle",
                 changed=changed,
                 detail=f"outputs and logs expire after {settings.retention_days} days, "
-                f"inputs {settings.input_retention_days} days after upload",
+                f"inputs {settings.input_retention_days} days after their last use",
             )
         )
     finally:

@@ -153,7 +153,8 @@ async def upload_files(
 
     async def upload(ref: FileRef, path: Path) -> None:
         key = cas_key(ref.sha256)
-        if await storage.exists(key):
+        # keep(): a stored input counts as used now, so it expires after its last use.
+        if await storage.keep(key):
             report.already_stored += 1
         else:
             await storage.put_file(key, path, track(ref.name, ref.size) if track else None)

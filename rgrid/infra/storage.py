@@ -11,7 +11,9 @@ import builtins
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 from urllib.parse import unquote, urlparse
@@ -21,6 +23,8 @@ from pydantic import BaseModel
 from rgrid.errors import ConfigError, NotFoundError, StorageError, UnsafePathError
 
 CHUNK = 1024 * 1024
+# A stored input is marked used again once it is older than this (see Storage.keep).
+KEEP_REFRESH = timedelta(days=1)
 
 # Called with the bytes moved since the last call (from any thread).
 Progress = Callable[[int], None]
@@ -44,6 +48,11 @@ class Storage(Protocol):
     """What rgrid needs of object storage."""
 
     async def exists(self, key: str) -> bool: ...
+    async def keep(self, key: str) -> bool:
+        """Whether `key` is stored; if so it counts as used now, so an expiry that runs
+        from an object's last write runs from its last use (refreshed at most daily)."""
+        ...
+
     async def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None: ...
     async def put_bytes(self, key: str, data: bytes) -> None: ...
     async def get_file(
@@ -118,6 +127,18 @@ class LocalStorage:
 
     async def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    async def keep(self, key: str) -> bool:
+        return await asyncio.to_thread(self._keep, self._path(key))
+
+    @staticmethod
+    def _keep(path: Path) -> bool:
+        try:
+            if time.time() - path.stat().st_mtime > KEEP_REFRESH.total_seconds():
+                os.utime(path)
+        except FileNotFoundError:
+            return False
+        return path.is_file()
 
     async def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         await asyncio.to_thread(self._atomic_copy, path, self._path(key), progress)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -41,7 +42,13 @@ from rgrid.errors import (
     ServiceUnavailableError,
     StorageError,
 )
-from rgrid.infra.storage import ObjectInfo, Progress, check_sha256, safe_relative
+from rgrid.infra.storage import (
+    KEEP_REFRESH,
+    ObjectInfo,
+    Progress,
+    check_sha256,
+    safe_relative,
+)
 
 log = structlog.get_logger()
 
@@ -61,6 +68,8 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(
     max_concurrency=4,
     max_io_queue=2,
 )
+
+_COPY_CONFIG = TransferConfig(multipart_threshold=5 * 1024 * MIB, multipart_chunksize=512 * MIB)
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
@@ -92,6 +101,7 @@ class S3Storage:
         client_config: Config | None = None,
         transfer_config: TransferConfig | None = None,
         page_size: int = 1000,
+        keep_refresh: timedelta = KEEP_REFRESH,
     ) -> None:
         if not bucket:
             raise ConfigError("S3 storage URL names no bucket", "use s3://bucket/prefix")
@@ -100,6 +110,7 @@ class S3Storage:
         self._client_config = client_config or DEFAULT_CLIENT_CONFIG
         self._transfer = transfer_config or DEFAULT_TRANSFER_CONFIG
         self._page_size = page_size
+        self._keep_refresh = keep_refresh
         self._session = aioboto3.Session()
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
@@ -131,20 +142,46 @@ class S3Storage:
             await stack.aclose()
 
     async def exists(self, key: str) -> bool:
+        return await self._head(key) is not None
+
+    async def keep(self, key: str) -> bool:
+        head = await self._head(key)
+        if head is None:
+            return False
+        if datetime.now(UTC) - head["LastModified"] > self._keep_refresh:
+            await self._refresh(key)
+        return True
+
+    async def _head(self, key: str) -> dict[str, Any] | None:
         full = self._key(key)
         with self._errors("look up", key):
             client = await self._open()
             try:
-                await client.head_object(Bucket=self.bucket, Key=full)
+                head: dict[str, Any] = await client.head_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
                 if _code(exc) not in _NOT_FOUND:
                     raise
                 # A HEAD answers a bare 404 for a missing bucket too: ask once which it is.
                 if not self._bucket_seen:
                     await self._check_bucket(client)
-                return False
+                return None
         self._bucket_seen = True
-        return True
+        return head
+
+    async def _refresh(self, key: str) -> None:
+        # Copying an object onto itself, inside S3, restarts the lifecycle clock: no
+        # byte goes through this machine. A single copy works up to 5 GiB.
+        full = self._key(key)
+        with self._errors("refresh", key):
+            client = await self._open()
+            await client.copy(
+                {"Bucket": self.bucket, "Key": full},
+                self.bucket,
+                full,
+                ExtraArgs={"MetadataDirective": "REPLACE"},
+                Config=_COPY_CONFIG,
+            )
+        log.debug("s3_refreshed", key=key)
 
     async def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         full = self._key(key)

@@ -11,6 +11,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,23 @@ async def test_transient_errors_on_parts_are_retried_and_the_file_arrives_whole(
     assert any("partNumber" in request for request in failed), failed
     assert any(request.startswith("GET") for request in failed), failed
     assert sha256_file(tmp_path / "back.bin") == sha256_file(source)
+
+
+async def test_keep_restarts_an_inputs_expiry_clock_without_sending_it_again(
+    bucket: str, s3: Any
+) -> None:
+    async with S3Storage(bucket, keep_refresh=timedelta(0)) as storage:
+        await storage.put_bytes("cas/ke/kept", b"input bytes")
+        written = (await s3.head_object(Bucket=bucket, Key="cas/ke/kept"))["LastModified"]
+        await asyncio.sleep(1.1)  # LastModified has whole seconds
+
+        assert await storage.keep("cas/ke/kept")
+        assert not await storage.keep("cas/ke/absent")
+
+        used = (await s3.head_object(Bucket=bucket, Key="cas/ke/kept"))["LastModified"]
+        assert used > written
+        assert await storage.get_bytes("cas/ke/kept") == b"input bytes"
+    async with S3Storage(bucket) as storage:  # used within the day: no copy
+        assert await storage.keep("cas/ke/kept")
+        again = (await s3.head_object(Bucket=bucket, Key="cas/ke/kept"))["LastModified"]
+        assert again == used

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,17 @@ async def test_file_transfers_report_progress_and_a_corrupt_copy_is_refused(
         await storage.get_file("cas/big", dest, sha256="0" * 64)
     assert dest.read_bytes() == b"previous"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["big"]
+
+
+async def test_keep_marks_an_old_object_used_and_says_whether_it_is_stored(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    await storage.put_bytes("cas/aa/old", b"x")
+    path = tmp_path / "store" / "cas" / "aa" / "old"
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(path, (two_days_ago, two_days_ago))
+
+    assert await storage.keep("cas/aa/old")
+    assert not await storage.keep("cas/aa/absent")
+    assert path.stat().st_mtime > time.time() - 60
