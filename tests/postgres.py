@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -55,6 +56,13 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "nobody", "--", *argv] if os.geteuid() == 0 else argv
 
 
+def _run(argv: list[str], env: dict[str, str], log: Path | None = None) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        detail = done.stderr.strip() or (log.read_text()[-2000:] if log and log.exists() else "")
+        raise RuntimeError(f"{argv[-1]} failed: {detail}")
+
+
 @contextlib.contextmanager
 def throwaway_cluster() -> Iterator[Cluster]:
     """Start a cluster; stop it and delete its files afterwards."""
@@ -64,25 +72,15 @@ def throwaway_cluster() -> Iterator[Cluster]:
     sockets.mkdir()
     if os.geteuid() == 0:
         for path in (root, sockets):
-            shutil.chown(path, "nobody", "nogroup")
+            shutil.chown(path, "nobody", pwd.getpwnam("nobody").pw_gid)
     port = free_port()
     env = {**os.environ, "LC_ALL": "C", "TZ": "UTC"}
     try:
-        subprocess.run(
-            _as_owner(
-                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E",
-                 "UTF8", "--no-sync"]
-            ),
-            check=True, capture_output=True, env=env,
-        )  # fmt: skip
+        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+        _run(_as_owner([*initdb, "-E", "UTF8", "--no-sync"]), env)
         options = f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c max_connections=200"
-        subprocess.run(
-            _as_owner(
-                [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
-                 "-t", "60", "start"]
-            ),
-            check=True, capture_output=True, env=env,
-        )  # fmt: skip
+        start = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options]
+        _run(_as_owner([*start, "-w", "-t", "60", "start"]), env, log)
         try:
             yield Cluster(port=port, root=root)
         finally:
