@@ -258,6 +258,12 @@ async def _ensure_schema(engine: AsyncEngine, migrate: bool) -> None:
         revision = await schema_revision(engine)
         if revision == head_revision():
             return
+        if revision is not None and revision > head_revision():  # ids are sequential
+            raise ConfigError(
+                f"the ledger at {where} is at schema {revision}, newer than this rgrid "
+                f"knows ({head_revision()})",
+                "upgrade rgrid to the version the workers run",
+            )
         if not migrate:
             raise SchemaBehindError(
                 f"the ledger at {where} is at schema {revision or 'none'}, "

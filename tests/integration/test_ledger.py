@@ -227,3 +227,16 @@ async def test_rows_written_by_one_engine_are_read_by_another(url: str, ledger: 
         assert {"executions", "cache_entries", "nodes", "alembic_version"} <= set(tables)
     finally:
         await other.close()
+
+
+async def test_a_ledger_migrated_by_a_newer_rgrid_is_refused_untouched(url: str) -> None:
+    ledger = await Ledger.open(url)
+    async with ledger.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    await ledger.close()
+
+    for migrate in (True, False):
+        with pytest.raises(ConfigError) as caught:
+            await Ledger.open(url, migrate=migrate)
+        assert "newer than this rgrid" in caught.value.one_line()
+        assert "upgrade rgrid" in caught.value.one_line()
