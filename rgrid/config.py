@@ -11,8 +11,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -115,6 +116,8 @@ class Settings(BaseSettings):
     debug: bool = False
     # Days outputs and logs are kept; cache entries live as long as their outputs.
     retention_days: int = 30
+    # Days an input (cas/) stays stored after its last use; a run after that uploads it again.
+    input_retention_days: int = 7
 
     @classmethod
     def settings_customise_sources(
@@ -161,6 +164,79 @@ class Settings(BaseSettings):
     def node_dir(self) -> Path:
         """Work and cache dirs of local nodes."""
         return self.home / "nodes"
+
+
+# Settings whose values are never shown: `rgrid config` says only whether they are set.
+SECRET_SETTINGS = frozenset({"temporal_api_key"})
+
+
+class SettingSource(BaseModel):
+    """One effective setting, printable: its value (secrets hidden) and where it came from."""
+
+    name: str
+    value: str | None
+    source: str
+
+
+def describe_settings(settings: Settings) -> list[SettingSource]:
+    """Every setting with its effective value and source: env, a profile, or the default."""
+    profile = os.environ.get("RGRID_PROFILE", "default")
+    path = config_file_path()
+    in_profile = read_profile(profile, path)
+    described = []
+    for name in Settings.model_fields:
+        env_name = f"RGRID_{name.upper()}"
+        if env_name in os.environ:
+            source = f"env {env_name}"
+        elif name in in_profile:
+            source = f"profile {profile} in {path}"
+        else:
+            source = "default"
+        described.append(SettingSource(name=name, value=_shown(name, settings), source=source))
+    return described
+
+
+def _shown(name: str, settings: Settings) -> str | None:
+    effective = {
+        "temporal_address": settings.effective_temporal_address
+        + (" (embedded)" if settings.embedded else ""),
+        "database_url": settings.effective_database_url,
+        "storage_url": settings.effective_storage_url,
+        "dev_ui_port": str(settings.effective_ui_port),
+    }
+    value = getattr(settings, name)
+    if name in SECRET_SETTINGS:
+        return None if value is None else "(set, hidden)"
+    shown = effective.get(name, None if value is None else str(value))
+    return hide_password(shown) if shown else shown
+
+
+def hide_password(url: str) -> str:
+    """A URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# What a node must never hold: it reaches the ledger only through Temporal.
+NODE_WITHHELD = frozenset({"database_url"})
+
+
+def node_environment(settings: Settings) -> dict[str, str]:
+    """The RGRID_* variables a node agent gets: every effective setting but the withheld
+    ones, with the config file switched off (so a profile cannot hand it the database URL)."""
+    env = {"RGRID_CONFIG": os.devnull}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        # The profile was resolved here; the node reads no config file to apply it to.
+        if name in NODE_WITHHELD or name == "profile" or value is None:
+            continue
+        env[f"RGRID_{name.upper()}"] = str(value)
+    env["RGRID_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
+    env["RGRID_STORAGE_URL"] = settings.effective_storage_url
+    return env
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -110,6 +110,7 @@ async def run_agent(settings: Settings, node_id: str, slots: int) -> None:
             await stack.enter_async_context(worker)
         await stop.wait()
     reaper.cancel()
+    await activities.close()
     log.info("agent_stopped", node=node_id)
 
 

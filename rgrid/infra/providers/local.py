@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rgrid.config import Settings
+from rgrid.config import Settings, node_environment
 
 
 class LocalProvider:
@@ -27,15 +27,10 @@ class LocalProvider:
 
     def start_node(self, node_id: str, slots: int) -> None:
         """Start one agent, pointed at this stack's Temporal and storage only."""
-        env = {
-            **os.environ,
-            "RGRID_HOME": str(self._settings.home),
-            "RGRID_TEMPORAL_ADDRESS": self._settings.effective_temporal_address,
-            "RGRID_TEMPORAL_NAMESPACE": self._settings.temporal_namespace,
-            "RGRID_STORAGE_URL": self._settings.effective_storage_url,
-            "RGRID_NODE_CLASS": self._settings.node_class,
-        }
-        env.pop("RGRID_DATABASE_URL", None)  # nodes never hold database credentials
+        # Storage credentials (AWS_*) pass through; rgrid's own settings are set from this
+        # stack's, without the database URL: nodes never hold database credentials.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("RGRID_")}
+        env = {**inherited, **node_environment(self._settings)}
         log = (self._log_dir / f"agent-{node_id}.log").open("ab")
         self._agents[node_id] = subprocess.Popen(
             [
