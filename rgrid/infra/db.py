@@ -103,6 +103,44 @@ class NodeRow(SQLModel, table=True):
         return NodeRecord(node_id=self.id, **data)
 
 
+class ScriptRunRow(SQLModel, table=True):
+    """Which script (by content hash) an execution ran: estimates read earlier durations."""
+
+    __tablename__ = "script_runs"
+
+    execution_id: str = Field(primary_key=True)
+    script_sha256: str = Field(index=True)
+    node_class: str = "local"
+
+
+class LimitRow(SQLModel, table=True):
+    """A spending limit: for one project, or for everything when project is "*"."""
+
+    __tablename__ = "spending_limits"
+
+    project: str = Field(primary_key=True)
+    amount_microns: int
+    period: str = "month"
+    alert_at_percent: int = 80
+    webhook: str | None = None
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+
+
+class AlertRow(SQLModel, table=True):
+    """A limit crossing, once: its key names the limit, period and threshold."""
+
+    __tablename__ = "limit_alerts"
+
+    key: str = Field(primary_key=True)
+    project: str
+    threshold_percent: int
+    spent_microns: int
+    limit_microns: int
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+    shown_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
 # ExecutionStatus fields kept as JSON text, and their columns.
 _JSON_COLUMNS = {"args": "args_json", "tags": "tags_json", "outputs": "outputs_json"}
 

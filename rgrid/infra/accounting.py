@@ -1,0 +1,433 @@
+"""Cost accounting from the ledger: node rows and execution rows in, amortized costs out.
+
+Nothing is stored: every figure is computed on read from the rows, through
+`pricing.split_hours`, so a report, `rgrid status` and the cost an execution records at its
+end all come from one formula. A window selects billed hours by their start; within any
+window Σ executions + Σ idle == Σ bills, to the micron. A figure is provisional while one
+of its hours is still open (its node runs and the hour has not ended) and final after.
+
+Node rows and executions meet by node id. A node id that lives several lives (a local
+agent `local-1` across stack restarts) keeps one row per life, `local-1@<life>`; an
+execution on `local-1` belongs to the life that spans its start.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from rgrid.errors import NotFoundError
+from rgrid.infra.db import ExecutionRow, Ledger
+from rgrid.infra.pricing import HOUR, HourSplit, NodeBill, SlotUsage, split_hours
+from rgrid.models import NodeRecord, Phase
+
+LIFE_SEPARATOR = "@"
+POOL = "(pool)"  # idle no batch caused
+
+
+class ExecutionCost(BaseModel):
+    """One execution's amortized cost in a window, and what it is made of."""
+
+    execution_id: str
+    cost_microns: int = 0
+    provisional: bool = False
+    node_id: str | None = None
+    node_hours: int = 0  # billed hours of its node it ran in
+    idle_context_microns: int = 0  # idle of those hours, weighted by its share; not billed to it
+    project: str = "default"
+    batch_id: str | None = None
+    script: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    cached: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class NodeCost(BaseModel):
+    """One node's bill in a window, and its idle part."""
+
+    node_id: str
+    provider: str = "local"
+    node_class: str = "local"
+    currency: str = "EUR"
+    hourly_price_microns: int = 0
+    slots: int = 1
+    hours: int = 0
+    open_hours: int = 0
+    bill_microns: int = 0
+    idle_microns: int = 0
+    caused_by: str | None = None
+
+
+class GroupCost(BaseModel):
+    """A row of `rgrid cost --by …`: what executions in it cost, and idle assigned to it."""
+
+    key: str
+    executions: int = 0
+    executions_microns: int = 0
+    idle_microns: int = 0
+
+
+class CostReport(BaseModel):
+    """Costs of the billed hours that start in [since, until); they reconcile exactly."""
+
+    since: datetime | None
+    until: datetime
+    now: datetime
+    project: str | None = None
+    currency: str = "EUR"
+    executions: list[ExecutionCost] = Field(default_factory=list)
+    nodes: list[NodeCost] = Field(default_factory=list)
+    executions_microns: int = 0
+    idle_microns: int = 0
+    bill_microns: int = 0
+    provisional: bool = False  # some hour in the window is still open
+    idle_by_batch: dict[str, int] = Field(default_factory=dict)  # caused_by -> idle
+    by_day: list[GroupCost] = Field(default_factory=list)
+
+
+def base_node_id(row_id: str) -> str:
+    """The agent's node id of a ledger row id (`local-1@01J…` -> `local-1`)."""
+    return row_id.split(LIFE_SEPARATOR, 1)[0]
+
+
+def node_bill(node: NodeRecord) -> NodeBill:
+    """The billing facts of a node row."""
+    return NodeBill(
+        node_id=node.node_id,
+        created_at=node.created_at,
+        deleted_at=node.deleted_at,
+        hourly_price_microns=node.hourly_price_microns,
+        slots=max(node.slots, 1),
+    )
+
+
+def usage_of(row: ExecutionRow | None, now: datetime) -> tuple[datetime, datetime] | None:
+    """When an execution held its slot: from start to finish (to now while it runs)."""
+    if row is None or row.cached or row.node_id is None or row.started_at is None:
+        return None
+    started = _utc(row.started_at)
+    if row.finished_at is not None:
+        return started, max(_utc(row.finished_at), started)
+    if Phase(row.phase).terminal:
+        return None  # ended without a finish time: nothing to charge
+    return started, max(now, started)
+
+
+def life_of(execution_node: str, started: datetime, nodes: list[NodeRecord]) -> str | None:
+    """The node row an execution ran on: same id, or the life of that id spanning its start."""
+    for node in nodes:
+        if node.node_id == execution_node:
+            return node.node_id
+    best: NodeRecord | None = None
+    for node in nodes:
+        if base_node_id(node.node_id) != execution_node or node.created_at > started:
+            continue
+        if best is None or node.created_at > best.created_at:
+            best = node  # the latest life that began before the run did
+    return best.node_id if best else None
+
+
+async def executions_on(
+    ledger: Ledger, node_ids: set[str], start: datetime, end: datetime
+) -> list[ExecutionRow]:
+    """Execution rows on these nodes (by agent id) whose slot time may touch [start, end)."""
+    if not node_ids:
+        return []
+    query = select(ExecutionRow).where(
+        col(ExecutionRow.node_id).in_(sorted({base_node_id(n) for n in node_ids}))
+    )
+    async with AsyncSession(ledger.engine) as session:
+        rows = list((await session.exec(query)).all())
+    found = []
+    for row in rows:
+        began = _utc(row.started_at) if row.started_at else None
+        ended = _utc(row.finished_at) if row.finished_at else None
+        if began is None or began >= end or (ended is not None and ended < start):
+            continue
+        found.append(row)
+    return found
+
+
+def _lifetime_overlaps(
+    node: NodeRecord, start: datetime | None, end: datetime, now: datetime
+) -> bool:
+    last = node.deleted_at or max(now, node.created_at)
+    # Its last billed hour may reach up to an hour past its end.
+    return node.created_at < end and (start is None or last + HOUR > start)
+
+
+def _usages(
+    rows: list[ExecutionRow], nodes: list[NodeRecord], now: datetime
+) -> tuple[list[SlotUsage], dict[str, ExecutionRow]]:
+    usages: list[SlotUsage] = []
+    by_id: dict[str, ExecutionRow] = {}
+    for row in rows:
+        span = usage_of(row, now)
+        if span is None or row.node_id is None:
+            continue
+        life = life_of(row.node_id, span[0], nodes)
+        if life is None:
+            continue  # a node the ledger never recorded: nothing to split
+        usages.append(
+            SlotUsage(execution_id=row.id, node_id=life, started_at=span[0], finished_at=span[1])
+        )
+        by_id[row.id] = row
+    return usages, by_id
+
+
+async def cost_report(
+    ledger: Ledger,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime | None = None,
+    project: str | None = None,
+) -> CostReport:
+    """Every billed hour starting in [since, until), split; with `project`, its part only."""
+    now = now or datetime.now(UTC)
+    until = until or now + HOUR  # the open hour of a running node starts before now
+    nodes = [
+        n
+        for n in await ledger.nodes(include_deleted=True)
+        if _lifetime_overlaps(n, since, until, now)
+    ]
+    floor = (since or datetime.min.replace(tzinfo=UTC) + HOUR) - HOUR
+    rows = await executions_on(ledger, {n.node_id for n in nodes}, floor, until + HOUR)
+    usages, by_id = _usages(rows, nodes, now)
+    hours = [
+        h
+        for h in split_hours([node_bill(n) for n in nodes], usages, now)
+        if (since is None or h.hour_start >= since) and h.hour_start < until
+    ]
+    report = _aggregate(hours, nodes, by_id, since, until, now)
+    report.executions.extend(await _cached_between(ledger, since, until))
+    return restrict(report, project) if project else report
+
+
+def _aggregate(
+    hours: list[HourSplit],
+    nodes: list[NodeRecord],
+    rows: dict[str, ExecutionRow],
+    since: datetime | None,
+    until: datetime,
+    now: datetime,
+) -> CostReport:
+    report = CostReport(since=since, until=until, now=now)
+    node_costs = {
+        n.node_id: NodeCost(
+            node_id=n.node_id,
+            provider=n.provider,
+            node_class=n.node_class,
+            currency=n.currency,
+            hourly_price_microns=n.hourly_price_microns,
+            slots=n.slots,
+            caused_by=n.caused_by,
+        )
+        for n in nodes
+    }
+    costs: dict[str, ExecutionCost] = {}
+    days: dict[str, GroupCost] = {}
+    for hour in hours:
+        node = node_costs[hour.node_id]
+        node.hours += 1
+        node.open_hours += hour.open
+        node.bill_microns += hour.price
+        node.idle_microns += hour.idle
+        day = days.setdefault(
+            hour.hour_start.date().isoformat(), GroupCost(key=hour.hour_start.date().isoformat())
+        )
+        day.idle_microns += hour.idle
+        used = sum(hour.shares.values())
+        for execution_id, share in hour.shares.items():
+            cost = costs.get(execution_id)
+            if cost is None:
+                cost = costs[execution_id] = _execution_cost(rows[execution_id], hour.node_id)
+                day.executions += 1
+            cost.cost_microns += share
+            cost.node_hours += 1
+            cost.provisional |= hour.open
+            if used:
+                cost.idle_context_microns += hour.idle * share // used
+            day.executions_microns += share
+    report.executions = sorted(costs.values(), key=lambda c: c.execution_id)
+    report.nodes = [c for c in node_costs.values() if c.hours]
+    report.executions_microns = sum(c.cost_microns for c in report.executions)
+    report.idle_microns = sum(n.idle_microns for n in report.nodes)
+    report.bill_microns = sum(n.bill_microns for n in report.nodes)
+    report.provisional = any(h.open for h in hours)
+    currencies = {n.currency for n in report.nodes}
+    report.currency = currencies.pop() if len(currencies) == 1 else "EUR"
+    for node in report.nodes:
+        key = node.caused_by or POOL
+        report.idle_by_batch[key] = report.idle_by_batch.get(key, 0) + node.idle_microns
+    report.by_day = [days[key] for key in sorted(days)]
+    return report
+
+
+def _execution_cost(row: ExecutionRow, node_id: str) -> ExecutionCost:
+    status = row.to_status()
+    return ExecutionCost(
+        execution_id=row.id,
+        node_id=node_id,
+        project=status.project,
+        batch_id=status.batch_id,
+        script=status.script,
+        tags=status.tags,
+        started_at=status.started_at,
+        finished_at=status.finished_at,
+    )
+
+
+async def _cached_between(
+    ledger: Ledger, since: datetime | None, until: datetime
+) -> list[ExecutionCost]:
+    # Served from the cache: listed (they count as runs) at no cost.
+    query = select(ExecutionRow).where(ExecutionRow.cached == True)  # noqa: E712
+    async with AsyncSession(ledger.engine) as session:
+        rows = (await session.exec(query)).all()
+    found = []
+    for row in rows:
+        created = _utc(row.created_at) if row.created_at else None
+        if created is None or created >= until or (since is not None and created < since):
+            continue
+        cost = _execution_cost(row, "")
+        cost.node_id, cost.cached = None, True
+        found.append(cost)
+    return found
+
+
+def restrict(report: CostReport, project: str) -> CostReport:
+    """A project's part: its executions, and the idle of nodes its batches caused."""
+    causes = {c.batch_id for c in report.executions if c.project == project and c.batch_id}
+    causes |= {c.execution_id for c in report.executions if c.project == project}
+    executions = [c for c in report.executions if c.project == project]
+    idle = {k: v for k, v in report.idle_by_batch.items() if k in causes}
+    part = report.model_copy(
+        update={
+            "project": project,
+            "executions": executions,
+            "nodes": [n for n in report.nodes if n.caused_by in causes],
+            "idle_by_batch": idle,
+            "executions_microns": sum(c.cost_microns for c in executions),
+            "idle_microns": sum(idle.values()),
+            "provisional": any(c.provisional for c in executions),
+            "by_day": [],
+        }
+    )
+    # A project's bill is its share of the fleet's: its runs and the idle it caused.
+    part.bill_microns = part.executions_microns + part.idle_microns
+    return part
+
+
+def group_by(report: CostReport, by: str) -> list[GroupCost]:
+    """Rows that sum to the report's totals: executions by day, project, tag set, batch or
+    script; idle with the batch (or its project) that caused its node, else the pool."""
+    if by == "day":
+        return report.by_day
+    groups: dict[str, GroupCost] = {}
+
+    def row(key: str) -> GroupCost:
+        return groups.setdefault(key, GroupCost(key=key))
+
+    project_of_cause: dict[str, str] = {}
+    for cost in report.executions:
+        key = _group_key(cost, by)
+        entry = row(key)
+        entry.executions += 1
+        entry.executions_microns += cost.cost_microns
+        if cost.batch_id:
+            project_of_cause[cost.batch_id] = cost.project
+        project_of_cause[cost.execution_id] = cost.project
+    for cause, idle in report.idle_by_batch.items():
+        if by == "batch" and cause != POOL:
+            row(cause).idle_microns += idle
+        elif by == "project" and cause in project_of_cause:
+            row(project_of_cause[cause]).idle_microns += idle
+        elif idle:
+            row(POOL).idle_microns += idle
+    return sorted(groups.values(), key=lambda g: (g.key == POOL, g.key))
+
+
+def _group_key(cost: ExecutionCost, by: str) -> str:
+    if by == "project":
+        return cost.project
+    if by == "batch":
+        return cost.batch_id or "(single runs)"
+    if by == "script":
+        return cost.script or "-"
+    if by == "tag":  # the whole tag set: each execution in exactly one row
+        return ",".join(f"{k}={v}" for k, v in sorted(cost.tags.items())) or "(untagged)"
+    raise ValueError(f"cannot group by {by!r}")
+
+
+async def execution_cost(
+    ledger: Ledger,
+    execution_id: str,
+    now: datetime | None = None,
+    usage: SlotUsage | None = None,
+    fallback: NodeBill | None = None,
+) -> ExecutionCost:
+    """One execution's amortized cost now, provisional or final.
+
+    `usage` replaces what the ledger says (the execution's end is not recorded yet when
+    it prices itself); `fallback` stands in for a node the ledger has no row for."""
+    now = now or datetime.now(UTC)
+    async with AsyncSession(ledger.engine) as session:
+        row = await session.get(ExecutionRow, execution_id)
+    if row is None and usage is None:
+        raise NotFoundError(f"no execution {execution_id!r}", "see `rgrid list`")
+    if row is not None and row.cached:
+        return _execution_cost(row, "").model_copy(update={"cached": True, "node_id": None})
+    span = (usage.started_at, usage.finished_at) if usage else usage_of(row, now)
+    node_id = usage.node_id if usage else (row.node_id if row else None)
+    if span is None or node_id is None:
+        return _execution_cost(row, "") if row else ExecutionCost(execution_id=execution_id)
+    nodes = [
+        n for n in await ledger.nodes(include_deleted=True) if base_node_id(n.node_id) == node_id
+    ]
+    life = life_of(node_id, span[0], nodes)
+    usages: list[SlotUsage] = []
+    if life is not None:
+        bill = node_bill(next(n for n in nodes if n.node_id == life))
+        # Only the hours it ran in matter: the runs that shared them, and nothing else.
+        first = bill.created_at + (span[0] - bill.created_at) // HOUR * HOUR
+        last = bill.created_at + -(-(span[1] - bill.created_at) // HOUR) * HOUR
+        others = await executions_on(ledger, {node_id}, first, max(last, first + HOUR))
+        shared, _ = _usages([r for r in others if r.id != execution_id], nodes, now)
+        usages = [u for u in shared if u.node_id == life]
+    elif fallback is not None:
+        bill = fallback  # a node the ledger never recorded: priced alone, as if new
+    else:
+        return _execution_cost(row, "") if row else ExecutionCost(execution_id=execution_id)
+    mine = SlotUsage(
+        execution_id=execution_id, node_id=bill.node_id, started_at=span[0], finished_at=span[1]
+    )
+    cost = (
+        _execution_cost(row, bill.node_id)
+        if row
+        else ExecutionCost(execution_id=execution_id, node_id=bill.node_id)
+    )
+    for hour in split_hours([bill], [*usages, mine], now):
+        share = hour.shares.get(execution_id)
+        if share is None:
+            continue
+        used = sum(hour.shares.values())
+        cost.cost_microns += share
+        cost.node_hours += 1
+        cost.provisional |= hour.open
+        if used:
+            cost.idle_context_microns += hour.idle * share // used
+    return cost
+
+
+def month_start(now: datetime) -> datetime:
+    """The first instant of now's calendar month, UTC."""
+    now = now.astimezone(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
