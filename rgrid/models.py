@@ -207,6 +207,10 @@ class PlanResult(BaseModel):
 class CostInput(BaseModel):
     lease: NodeLease
     slot_seconds: float
+    # When the script held its slot; histories from before these fields price by seconds.
+    execution_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class CostResult(BaseModel):
