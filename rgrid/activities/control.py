@@ -14,6 +14,7 @@ from rgrid.config import Settings
 from rgrid.infra.accounting import execution_cost
 from rgrid.infra.cache_key import cache_key, cache_parts, default_image
 from rgrid.infra.db import Ledger
+from rgrid.infra.estimate import record_script_run
 from rgrid.infra.pricing import NodeBill, SlotUsage
 from rgrid.infra.result_cache import ResultCache
 from rgrid.infra.storage import Storage
@@ -45,6 +46,10 @@ class ControlActivities:
     async def plan(self, request: PlanInput) -> PlanResult:
         """The run's cache key, and the cached result when a live entry answers it."""
         spec = request.spec
+        # Estimates read the durations of earlier runs of the same script from here.
+        await record_script_run(
+            self._ledger, request.execution_id, spec.script.sha256, spec.node_class
+        )
         if not spec.cacheable:
             return PlanResult()
         image = default_image(spec, self._settings.python_image, self._settings.node_image)

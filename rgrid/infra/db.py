@@ -139,6 +139,8 @@ class AlertRow(SQLModel, table=True):
     period_start: datetime = Field(sa_column=Column(DateTime(timezone=True)))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True)))
     shown_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    webhook: str | None = None
+    dispatched_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 # ExecutionStatus fields kept as JSON text, and their columns.

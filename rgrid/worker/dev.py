@@ -36,6 +36,7 @@ from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.models import NodeRecord, NodeState
 from rgrid.worker.control import build_control_worker
+from rgrid.worker.limit_watch import watch_limits
 
 log = structlog.get_logger()
 
@@ -111,6 +112,7 @@ async def serve(settings: Settings) -> None:
         async with build_control_worker(
             client, ledger, open_storage(settings.effective_storage_url), settings
         ):
+            watch = asyncio.create_task(watch_limits(ledger, client, settings.limit_check_s))
             info = StackInfo(
                 pid=os.getpid(),
                 address=settings.effective_temporal_address,
@@ -123,6 +125,7 @@ async def serve(settings: Settings) -> None:
             tmp.replace(stack_file(settings))  # readers see it whole or not at all
             log.info("stack_ready", **info.model_dump())
             await stop.wait()
+            watch.cancel()
     finally:
         stack_file(settings).unlink(missing_ok=True)
         provider.stop_all()
