@@ -18,6 +18,7 @@ from rgrid.cli.output import (
     cost,
     duration,
     err,
+    format_cost,
     out,
     phase_text,
     print_json,
@@ -25,7 +26,7 @@ from rgrid.cli.output import (
     write_record,
 )
 from rgrid.cli.run import follow_execution
-from rgrid.client import batch, submit
+from rgrid.client import batch, money, submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_pairs
@@ -33,8 +34,9 @@ from rgrid.client.session import Session
 from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
+from rgrid.infra.accounting import ExecutionCost
 from rgrid.infra.logstore import LogRecord
-from rgrid.models import ExecutionSpec, Phase
+from rgrid.models import ExecutionSpec, ExecutionStatus, Phase
 
 
 def status(
@@ -46,14 +48,34 @@ def status(
     async def body(session: Session) -> None:
         if execution_id.startswith("batch-"):
             progress = await batch.progress(session, execution_id)
+            priced = await money.of_batch_or_none(session, execution_id)
             if json_output:
-                print_json(progress.model_dump(mode="json", exclude={"state"}))
+                data = progress.model_dump(mode="json", exclude={"state"})
+                if priced is not None:
+                    data["cost_microns"] = priced.executions_microns
+                    data["idle_caused_microns"] = priced.idle_microns
+                    data["cost_provisional"] = priced.provisional
+                print_json(data)
             else:
                 render_status(progress)
+                if priced is not None:
+                    out.print(
+                        f"[bold]cost[/bold]      {format_cost(priced.executions_microns)} "
+                        f"{_final(priced.provisional)}; idle it caused "
+                        f"{format_cost(priced.idle_microns)}"
+                    )
             return
         found = await current_status(session, execution_id)
+        priced_run = await money.of_execution(session, execution_id)
+        cost_text = _cost_text(found, priced_run)
         if json_output:
-            print_json(found.model_dump(mode="json"))
+            data = found.model_dump(mode="json")
+            if priced_run.node_id:  # the ledger knows its node: the amortized figure
+                data["cost_microns"] = priced_run.cost_microns
+            data["cost_provisional"] = priced_run.provisional or not (
+                priced_run.node_id or found.cached
+            )
+            print_json(data)
             return
         table = Table(show_header=False, box=None)
         rows = [
@@ -68,7 +90,7 @@ def status(
             ("finished", when(found.finished_at)),
             ("duration", duration(found)),
             ("exit code", "-" if found.exit_code is None else str(found.exit_code)),
-            ("cost", cost(found)),
+            ("cost", cost_text),
             ("tags", ", ".join(f"{k}={v}" for k, v in found.tags.items()) or "-"),
             ("outputs", str(len(found.outputs))),
         ]
@@ -81,6 +103,19 @@ def status(
         out.print(table)
 
     with_session(body)
+
+
+def _final(provisional: bool) -> str:
+    return "(provisional: its billing hour is still open)" if provisional else "(final)"
+
+
+def _cost_text(found: ExecutionStatus, priced: ExecutionCost) -> str:
+    if found.cached:
+        return f"{cost(found)} (served from the cache)"
+    if priced.node_id:
+        return f"{format_cost(priced.cost_microns)} {_final(priced.provisional)}"
+    # Its node is not in the ledger: the figure it recorded at its end, which stays open.
+    return f"{cost(found)} (provisional: its node has no ledger record)"
 
 
 def logs(
@@ -202,6 +237,8 @@ def retry(
         raise UserInputError("nothing to retry", "give an execution id or --batch BATCH_ID")
 
     async def body(session: Session) -> int:
+        for line in await money.check_limits(session, session.settings.project, "retries"):
+            err.print(f"[yellow]{line}[/yellow]")
         if batch_id is not None:
             if not failed_only:
                 raise UserInputError(

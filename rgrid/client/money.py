@@ -76,6 +76,14 @@ async def of_batch(session: Session, batch_id: str) -> BatchCost:
     )
 
 
+async def of_batch_or_none(session: Session, batch_id: str) -> BatchCost | None:
+    """A batch's cost, or None while the ledger has none of its executions yet."""
+    try:
+        return await of_batch(session, batch_id)
+    except UserInputError:
+        return None
+
+
 async def check_limits(session: Session, project: str, what: str = "new runs") -> list[str]:
     """Before a run: note new crossings, return the lines to warn with, and refuse (raise
     LimitExceededError) when a limit binding this project is used up."""
@@ -83,9 +91,9 @@ async def check_limits(session: Session, project: str, what: str = "new runs") -
     found = await statuses(ledger, project=project)
     if found:
         await record_crossings(ledger, found)
-    lines = [f"warning: {alert_text(alert)}" for alert in await take_unshown(ledger)]
+    # Refused first: the one-line refusal stays one line; crossings show at the next command.
     refuse_if_exceeded(found, what)
-    return lines
+    return [f"warning: {alert_text(alert)}" for alert in await take_unshown(ledger)]
 
 
 async def pending_alerts(session: Session) -> list[str]:
@@ -168,3 +176,20 @@ async def set_limit(
 async def drop_limit(session: Session, project: str | None) -> bool:
     """Remove a limit; False if there was none."""
     return await remove_limit(await session.ledger(), project or ALL_PROJECTS)
+
+
+async def before_run(
+    session: Session,
+    script: Path,
+    budget: str | None = None,
+    runs: int = 1,
+    parallel: int = 1,
+    timeout_s: int | None = None,
+) -> list[str]:
+    """The checks before anything is uploaded or started: spending limits (refuse at
+    100 %), then --budget against the estimate. Returns warning lines to show."""
+    lines = await check_limits(session, session.settings.project)
+    if budget is not None:
+        amount = parse_money(budget).amount_microns
+        await enforce_budget(session, script, amount, runs, parallel, timeout_s)
+    return lines

@@ -182,7 +182,8 @@ async def take_unshown(ledger: Ledger) -> list[LimitAlert]:
         for row in rows:
             row.shown_at = datetime.now(UTC)
             session.add(row)
-        await session.commit()
+        if rows:
+            await session.commit()
     return [_alert(row) for row in sorted(rows, key=lambda r: r.created_at)]
 
 
