@@ -178,13 +178,14 @@ async def take_unshown(ledger: Ledger) -> list[LimitAlert]:
     """Crossings no command has shown yet; they are marked shown."""
     async with AsyncSession(ledger.engine) as session:
         query = select(AlertRow).where(col(AlertRow.shown_at).is_(None))
-        rows = list((await session.exec(query)).all())
+        rows = sorted((await session.exec(query)).all(), key=lambda r: r.created_at)
+        taken = [_alert(row) for row in rows]  # before commit expires the rows
         for row in rows:
             row.shown_at = datetime.now(UTC)
             session.add(row)
         if rows:
             await session.commit()
-    return [_alert(row) for row in sorted(rows, key=lambda r: r.created_at)]
+    return taken
 
 
 async def undispatched(ledger: Ledger) -> list[LimitAlert]:
