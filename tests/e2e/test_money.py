@@ -57,8 +57,9 @@ def test_a_run_is_priced_and_the_cost_report_reconciles_with_the_node_bill(
     by_script = priced("cost", "--by", "script", "--json", cwd=work).json()
     assert isinstance(by_script, dict)
     groups = by_script["groups"]
-    assert sum(g["executions_microns"] + g["idle_microns"] for g in groups) == (
-        by_script["bill_microns"]
+    assert (
+        sum(g["executions_microns"] + g["idle_microns"] for g in groups)
+        == (by_script["bill_microns"])
     )
 
 
