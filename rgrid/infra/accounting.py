@@ -138,7 +138,9 @@ async def executions_on(
     if not node_ids:
         return []
     query = select(ExecutionRow).where(
-        col(ExecutionRow.node_id).in_(sorted({base_node_id(n) for n in node_ids}))
+        col(ExecutionRow.node_id).in_(sorted({base_node_id(n) for n in node_ids})),
+        col(ExecutionRow.started_at) < end,
+        col(ExecutionRow.finished_at).is_(None) | (col(ExecutionRow.finished_at) >= start),
     )
     async with AsyncSession(ledger.engine) as session:
         rows = list((await session.exec(query)).all())
@@ -285,7 +287,12 @@ async def _cached_between(
     ledger: Ledger, since: datetime | None, until: datetime
 ) -> list[ExecutionCost]:
     # Served from the cache: listed (they count as runs) at no cost.
-    query = select(ExecutionRow).where(ExecutionRow.cached == True)  # noqa: E712
+    query = select(ExecutionRow).where(
+        ExecutionRow.cached == True,  # noqa: E712
+        col(ExecutionRow.created_at) < until,
+    )
+    if since is not None:
+        query = query.where(col(ExecutionRow.created_at) >= since)
     async with AsyncSession(ledger.engine) as session:
         rows = (await session.exec(query)).all()
     found = []
