@@ -88,7 +88,9 @@ async def check_limits(session: Session, project: str, what: str = "new runs") -
     """Before a run: note new crossings, return the lines to warn with, and refuse (raise
     LimitExceededError) when a limit binding this project is used up."""
     ledger = await session.ledger()
-    found = await statuses(ledger, project=project)
+    # The control worker refreshes the spend every limit_check_s; fresher than twice that
+    # is good enough to decide on, and spares pricing the whole month before each run.
+    found = await statuses(ledger, project=project, max_age_s=2 * session.settings.limit_check_s)
     if found:
         await record_crossings(ledger, found)
     # Refused first: the one-line refusal stays one line; crossings show at the next command.

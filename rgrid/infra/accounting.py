@@ -13,11 +13,14 @@ execution on `local-1` belongs to the life that spans its start.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import ColumnElement
+from sqlalchemy import select as sa_select
+from sqlmodel import col
 
 from rgrid.errors import NotFoundError
 from rgrid.infra.db import ExecutionRow, Ledger
@@ -26,6 +29,35 @@ from rgrid.models import NodeRecord, Phase
 
 LIFE_SEPARATOR = "@"
 POOL = "(pool)"  # idle no batch caused
+
+
+class RunRow(NamedTuple):
+    """The columns of an execution row that accounting reads (times in UTC)."""
+
+    id: str
+    phase: str
+    node_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cached: bool
+    project: str
+    batch_id: str | None
+    script: str
+    tags_json: str
+    created_at: datetime | None
+
+
+async def load_runs(ledger: Ledger, *conditions: ColumnElement[bool]) -> list[RunRow]:
+    """Execution rows matching the conditions, as plain tuples (a month's rows load fast)."""
+    table = ExecutionRow.__table__  # type: ignore[attr-defined]
+    query = sa_select(*(table.c[name] for name in RunRow._fields)).where(*conditions)
+    async with ledger.engine.connect() as conn:
+        result = await conn.execute(query)
+        rows = result.all()
+    return [
+        RunRow._make(_utc(value) if isinstance(value, datetime) else value for value in row)
+        for row in rows
+    ]
 
 
 class ExecutionCost(BaseModel):
@@ -105,13 +137,13 @@ def node_bill(node: NodeRecord) -> NodeBill:
     )
 
 
-def usage_of(row: ExecutionRow | None, now: datetime) -> tuple[datetime, datetime] | None:
+def usage_of(row: RunRow | None, now: datetime) -> tuple[datetime, datetime] | None:
     """When an execution held its slot: from start to finish (to now while it runs)."""
     if row is None or row.cached or row.node_id is None or row.started_at is None:
         return None
-    started = _utc(row.started_at)
+    started = row.started_at
     if row.finished_at is not None:
-        return started, max(_utc(row.finished_at), started)
+        return started, max(row.finished_at, started)
     if Phase(row.phase).terminal:
         return None  # ended without a finish time: nothing to charge
     return started, max(now, started)
@@ -133,25 +165,24 @@ def life_of(execution_node: str, started: datetime, nodes: list[NodeRecord]) -> 
 
 async def executions_on(
     ledger: Ledger, node_ids: set[str], start: datetime, end: datetime
-) -> list[ExecutionRow]:
+) -> list[RunRow]:
     """Execution rows on these nodes (by agent id) whose slot time may touch [start, end)."""
     if not node_ids:
         return []
-    query = select(ExecutionRow).where(
+    rows = await load_runs(
+        ledger,
         col(ExecutionRow.node_id).in_(sorted({base_node_id(n) for n in node_ids})),
         col(ExecutionRow.started_at) < end,
         col(ExecutionRow.finished_at).is_(None) | (col(ExecutionRow.finished_at) >= start),
     )
-    async with AsyncSession(ledger.engine) as session:
-        rows = list((await session.exec(query)).all())
-    found = []
-    for row in rows:
-        began = _utc(row.started_at) if row.started_at else None
-        ended = _utc(row.finished_at) if row.finished_at else None
-        if began is None or began >= end or (ended is not None and ended < start):
-            continue
-        found.append(row)
-    return found
+    # Again in Python: SQLite compares the stored text, which is exact only for UTC values.
+    return [
+        row
+        for row in rows
+        if row.started_at is not None
+        and row.started_at < end
+        and (row.finished_at is None or row.finished_at >= start)
+    ]
 
 
 def _lifetime_overlaps(
@@ -163,10 +194,10 @@ def _lifetime_overlaps(
 
 
 def _usages(
-    rows: list[ExecutionRow], nodes: list[NodeRecord], now: datetime
-) -> tuple[list[SlotUsage], dict[str, ExecutionRow]]:
+    rows: list[RunRow], nodes: list[NodeRecord], now: datetime
+) -> tuple[list[SlotUsage], dict[str, RunRow]]:
     usages: list[SlotUsage] = []
-    by_id: dict[str, ExecutionRow] = {}
+    by_id: dict[str, RunRow] = {}
     for row in rows:
         span = usage_of(row, now)
         if span is None or row.node_id is None:
@@ -174,8 +205,11 @@ def _usages(
         life = life_of(row.node_id, span[0], nodes)
         if life is None:
             continue  # a node the ledger never recorded: nothing to split
+        # Built unvalidated: usage_of already guarantees finished_at >= started_at.
         usages.append(
-            SlotUsage(execution_id=row.id, node_id=life, started_at=span[0], finished_at=span[1])
+            SlotUsage.model_construct(
+                execution_id=row.id, node_id=life, started_at=span[0], finished_at=span[1]
+            )
         )
         by_id[row.id] = row
     return usages, by_id
@@ -190,12 +224,10 @@ async def cost_report(
 ) -> CostReport:
     """Every billed hour starting in [since, until), split; with `project`, its part only."""
     now = now or datetime.now(UTC)
-    until = until or now + HOUR  # the open hour of a running node starts before now
-    nodes = [
-        n
-        for n in await ledger.nodes(include_deleted=True)
-        if _lifetime_overlaps(n, since, until, now)
-    ]
+    every = await ledger.nodes(include_deleted=True)
+    # No end given: every hour billed so far (a node's clock may even run ahead of ours).
+    until = until or max([now, *(n.created_at for n in every)]) + HOUR
+    nodes = [n for n in every if _lifetime_overlaps(n, since, until, now)]
     floor = (since or datetime.min.replace(tzinfo=UTC) + HOUR) - HOUR
     rows = await executions_on(ledger, {n.node_id for n in nodes}, floor, until + HOUR)
     usages, by_id = _usages(rows, nodes, now)
@@ -212,51 +244,65 @@ async def cost_report(
 def _aggregate(
     hours: list[HourSplit],
     nodes: list[NodeRecord],
-    rows: dict[str, ExecutionRow],
+    rows: dict[str, RunRow],
     since: datetime | None,
     until: datetime,
     now: datetime,
 ) -> CostReport:
-    report = CostReport(since=since, until=until, now=now)
-    node_costs = {
-        n.node_id: NodeCost(
-            node_id=n.node_id,
-            provider=n.provider,
-            node_class=n.node_class,
-            currency=n.currency,
-            hourly_price_microns=n.hourly_price_microns,
-            slots=n.slots,
-            caused_by=n.caused_by,
-        )
-        for n in nodes
-    }
-    costs: dict[str, ExecutionCost] = {}
-    days: dict[str, GroupCost] = {}
+    # Sums in plain ints first: models are built once at the end (a month has ~10^4 hours).
+    node_sums: dict[str, list[int]] = {
+        n.node_id: [0, 0, 0, 0] for n in nodes
+    }  # h, open, bill, idle
+    run_sums: dict[str, list[int]] = {}  # cost, hours, open, idle context
+    run_node: dict[str, str] = {}
+    day_sums: dict[str, list[int]] = {}  # runs, executions, idle
     for hour in hours:
-        node = node_costs[hour.node_id]
-        node.hours += 1
-        node.open_hours += hour.open
-        node.bill_microns += hour.price
-        node.idle_microns += hour.idle
-        day = days.setdefault(
-            hour.hour_start.date().isoformat(), GroupCost(key=hour.hour_start.date().isoformat())
-        )
-        day.idle_microns += hour.idle
+        sums = node_sums[hour.node_id]
+        sums[0] += 1
+        sums[1] += hour.open
+        sums[2] += hour.price
+        sums[3] += hour.idle
+        day = day_sums.setdefault(hour.hour_start.date().isoformat(), [0, 0, 0])
+        day[2] += hour.idle
         used = sum(hour.shares.values())
         for execution_id, share in hour.shares.items():
-            cost = costs.get(execution_id)
-            if cost is None:
-                cost = costs[execution_id] = _execution_cost(rows[execution_id], hour.node_id)
-                day.executions += 1
-            cost.cost_microns += share
-            cost.node_hours += 1
-            cost.provisional |= hour.open
+            run = run_sums.get(execution_id)
+            if run is None:
+                run = run_sums[execution_id] = [0, 0, 0, 0]
+                run_node[execution_id] = hour.node_id
+                day[0] += 1
+            run[0] += share
+            run[1] += 1
+            run[2] |= hour.open
             if used:
-                cost.idle_context_microns += hour.idle * share // used
-            day.executions_microns += share
-    report.executions = sorted(costs.values(), key=lambda c: c.execution_id)
-    report.nodes = [c for c in node_costs.values() if c.hours]
-    report.executions_microns = sum(c.cost_microns for c in report.executions)
+                run[3] += hour.idle * share // used
+            day[1] += share
+    report = CostReport(since=since, until=until, now=now)
+    for execution_id in sorted(run_sums):
+        cost, node_hours, is_open, context = run_sums[execution_id]
+        entry = _execution_cost(rows[execution_id], run_node[execution_id])
+        entry.cost_microns, entry.node_hours = cost, node_hours
+        entry.provisional, entry.idle_context_microns = bool(is_open), context
+        report.executions.append(entry)
+    for n in nodes:
+        count, open_hours, bill, idle = node_sums[n.node_id]
+        if count:
+            report.nodes.append(
+                NodeCost(
+                    node_id=n.node_id,
+                    provider=n.provider,
+                    node_class=n.node_class,
+                    currency=n.currency,
+                    hourly_price_microns=n.hourly_price_microns,
+                    slots=n.slots,
+                    caused_by=n.caused_by,
+                    hours=count,
+                    open_hours=open_hours,
+                    bill_microns=bill,
+                    idle_microns=idle,
+                )
+            )
+    report.executions_microns = sum(c[0] for c in run_sums.values())
     report.idle_microns = sum(n.idle_microns for n in report.nodes)
     report.bill_microns = sum(n.bill_microns for n in report.nodes)
     report.provisional = any(h.open for h in hours)
@@ -265,21 +311,24 @@ def _aggregate(
     for node in report.nodes:
         key = node.caused_by or POOL
         report.idle_by_batch[key] = report.idle_by_batch.get(key, 0) + node.idle_microns
-    report.by_day = [days[key] for key in sorted(days)]
+    report.by_day = [
+        GroupCost(key=key, executions=d[0], executions_microns=d[1], idle_microns=d[2])
+        for key, d in sorted(day_sums.items())
+    ]
     return report
 
 
-def _execution_cost(row: ExecutionRow, node_id: str) -> ExecutionCost:
-    status = row.to_status()
+def _execution_cost(row: RunRow, node_id: str) -> ExecutionCost:
     return ExecutionCost(
         execution_id=row.id,
         node_id=node_id,
-        project=status.project,
-        batch_id=status.batch_id,
-        script=status.script,
-        tags=status.tags,
-        started_at=status.started_at,
-        finished_at=status.finished_at,
+        project=row.project,
+        batch_id=row.batch_id,
+        script=row.script,
+        tags=json.loads(row.tags_json) if row.tags_json != "{}" else {},
+        cached=row.cached,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )
 
 
@@ -287,22 +336,18 @@ async def _cached_between(
     ledger: Ledger, since: datetime | None, until: datetime
 ) -> list[ExecutionCost]:
     # Served from the cache: listed (they count as runs) at no cost.
-    query = select(ExecutionRow).where(
-        ExecutionRow.cached == True,  # noqa: E712
+    conditions: list[ColumnElement[bool]] = [
+        col(ExecutionRow.cached).is_(True),
         col(ExecutionRow.created_at) < until,
-    )
+    ]
     if since is not None:
-        query = query.where(col(ExecutionRow.created_at) >= since)
-    async with AsyncSession(ledger.engine) as session:
-        rows = (await session.exec(query)).all()
+        conditions.append(col(ExecutionRow.created_at) >= since)
     found = []
-    for row in rows:
-        created = _utc(row.created_at) if row.created_at else None
+    for row in await load_runs(ledger, *conditions):
+        created = row.created_at
         if created is None or created >= until or (since is not None and created < since):
             continue
-        cost = _execution_cost(row, "")
-        cost.node_id, cost.cached = None, True
-        found.append(cost)
+        found.append(_execution_cost(row, "").model_copy(update={"node_id": None}))
     return found
 
 
@@ -382,12 +427,12 @@ async def execution_cost(
     `usage` replaces what the ledger says (the execution's end is not recorded yet when
     it prices itself); `fallback` stands in for a node the ledger has no row for."""
     now = now or datetime.now(UTC)
-    async with AsyncSession(ledger.engine) as session:
-        row = await session.get(ExecutionRow, execution_id)
+    found = await load_runs(ledger, col(ExecutionRow.id) == execution_id)
+    row = found[0] if found else None
     if row is None and usage is None:
         raise NotFoundError(f"no execution {execution_id!r}", "see `rgrid list`")
     if row is not None and row.cached:
-        return _execution_cost(row, "").model_copy(update={"cached": True, "node_id": None})
+        return _execution_cost(row, "").model_copy(update={"node_id": None})
     span = (usage.started_at, usage.finished_at) if usage else usage_of(row, now)
     node_id = usage.node_id if usage else (row.node_id if row else None)
     if span is None or node_id is None:

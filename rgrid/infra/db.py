@@ -124,6 +124,9 @@ class LimitRow(SQLModel, table=True):
     alert_at_percent: int = 80
     webhook: str | None = None
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+    # The month's spend when last checked: commands read it while it is fresh.
+    spent_microns: int = 0
+    checked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class AlertRow(SQLModel, table=True):

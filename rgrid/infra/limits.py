@@ -9,7 +9,7 @@ once, whoever notices it first (a CLI command or the control worker's watch).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from pydantic import BaseModel
@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import LimitExceededError
-from rgrid.infra.accounting import cost_report, month_start
+from rgrid.infra.accounting import CostReport, cost_report, month_start, restrict
 from rgrid.infra.db import AlertRow, Ledger, LimitRow
 from rgrid.infra.pricing import format_microns
 from rgrid.models import LimitAlert
@@ -44,7 +44,6 @@ class LimitStatus(BaseModel):
     limit: SpendingLimit
     spent_microns: int
     period_start: datetime
-    provisional: bool = False
 
     @property
     def percent(self) -> int:
@@ -99,26 +98,48 @@ async def limits(ledger: Ledger) -> list[SpendingLimit]:
 
 
 async def statuses(
-    ledger: Ledger, now: datetime | None = None, project: str | None = None
+    ledger: Ledger,
+    now: datetime | None = None,
+    project: str | None = None,
+    max_age_s: float | None = None,
 ) -> list[LimitStatus]:
-    """Each limit (those that bind `project`, if given) against this month's spend."""
+    """Each limit (those that bind `project`, if given) against this month's spend.
+
+    The spend is computed from the ledger and kept on the limit's row; with `max_age_s`
+    a kept figure that young is used instead (the control worker refreshes them on a
+    timer, so a command need not price the whole month before every run)."""
     now = now or datetime.now(UTC)
     start = month_start(now)
+    whole: CostReport | None = None
     found = []
-    for limit in await limits(ledger):
-        if project is not None and limit.project not in (ALL_PROJECTS, project):
-            continue
-        scope = None if limit.project == ALL_PROJECTS else limit.project
-        report = await cost_report(ledger, start, None, now, project=scope)
-        found.append(
-            LimitStatus(
-                limit=limit,
-                spent_microns=report.bill_microns,
-                period_start=start,
-                provisional=report.provisional,
-            )
-        )
+    async with AsyncSession(ledger.engine) as session:
+        rows = list((await session.exec(select(LimitRow))).all())
+        rows.sort(key=lambda row: (row.project != ALL_PROJECTS, row.project))
+        for row in rows:
+            if project is not None and row.project not in (ALL_PROJECTS, project):
+                continue
+            limit = SpendingLimit.model_validate(row.model_dump())
+            checked = _aware(row.checked_at) if row.checked_at else None
+            if (
+                max_age_s is not None
+                and checked is not None
+                and start <= checked
+                and now - checked <= timedelta(seconds=max_age_s)
+            ):
+                spent = row.spent_microns
+            else:
+                whole = whole or await cost_report(ledger, start, None, now)
+                part = whole if row.project == ALL_PROJECTS else restrict(whole, row.project)
+                spent = part.bill_microns
+                row.spent_microns, row.checked_at = spent, now
+                session.add(row)
+            found.append(LimitStatus(limit=limit, spent_microns=spent, period_start=start))
+        await session.commit()
     return found
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def alert_key(status: LimitStatus, threshold: int) -> str:
