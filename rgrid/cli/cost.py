@@ -36,7 +36,8 @@ class _CostGroup(TyperGroup):
 
 app = typer.Typer(
     cls=_CostGroup,
-    help="What runs cost: reports that reconcile with node bills, breakdowns, limits.",
+    help="What runs cost: reports that reconcile with node bills, breakdowns, limits. "
+    "`rgrid cost exec-…` or `rgrid cost batch-…` breaks one down.",
     invoke_without_command=True,
 )
 
@@ -58,7 +59,12 @@ def report(
     ] = "7d",
     until: Annotated[str | None, typer.Option(help="End (a date or time); default now.")] = None,
     by: Annotated[
-        GroupBy | None, typer.Option("--by", help="Break the totals down by this.")
+        GroupBy | None,
+        typer.Option(
+            "--by",
+            help="Break the totals down (tag: by whole tag set; idle goes to the batch or "
+            "project that caused its node, else to (pool)).",
+        ),
     ] = None,
     project: Annotated[
         str | None, typer.Option(help="Only this project's runs and the idle it caused.")

@@ -3,7 +3,7 @@ that run before anything starts (spending limits, --budget)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -60,10 +60,14 @@ async def of_execution(session: Session, execution_id: str) -> ExecutionCost:
 async def of_batch(session: Session, batch_id: str) -> BatchCost:
     """A batch's executions and the idle it caused, over every hour so far."""
     ledger = await session.ledger()
-    members = {e.execution_id for e in await ledger.of_batch(batch_id)}
+    rows = await ledger.of_batch(batch_id)
+    members = {e.execution_id for e in rows}
     if not members:
         raise UserInputError(f"no batch {batch_id!r} in the ledger", "see `rgrid list --batches`")
-    whole = await cost_report(ledger, None, None, datetime.now(UTC))
+    # An hour holding its runs starts at most an hour before the first of them was created.
+    first = min((e.created_at for e in rows if e.created_at), default=None)
+    since = first - timedelta(hours=1) if first else None
+    whole = await cost_report(ledger, since, None, datetime.now(UTC))
     mine = [c for c in whole.executions if c.execution_id in members]
     caused = [n for n in whole.nodes if n.caused_by == batch_id]
     return BatchCost(

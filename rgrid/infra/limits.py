@@ -170,7 +170,9 @@ async def record_crossings(ledger: Ledger, found: list[LimitStatus]) -> list[Lim
                 webhook=limit.webhook,
             )
             if await _insert_once(ledger, alert, now):
-                log.warning("limit_crossed", **alert.model_dump(mode="json", exclude={"webhook"}))
+                # The control worker logs it at warning when it dispatches it; here a command
+                # may be the one noticing, and its stderr is for the user's one line.
+                log.debug("limit_crossing_recorded", key=alert.key)
                 fresh.append(alert)
     return fresh
 
@@ -210,11 +212,9 @@ async def take_unshown(ledger: Ledger) -> list[LimitAlert]:
 
 
 async def undispatched(ledger: Ledger) -> list[LimitAlert]:
-    """Crossings with a webhook whose AlertWorkflow was not started yet."""
+    """Crossings the control worker has not logged (and sent to a webhook) yet."""
     async with AsyncSession(ledger.engine) as session:
-        query = select(AlertRow).where(
-            col(AlertRow.dispatched_at).is_(None), col(AlertRow.webhook).is_not(None)
-        )
+        query = select(AlertRow).where(col(AlertRow.dispatched_at).is_(None))
         rows = (await session.exec(query)).all()
     return [_alert(row) for row in rows]
 
@@ -246,9 +246,9 @@ def alert_text(alert: LimitAlert) -> str:
     """One line about a crossing."""
     scope = "all projects" if alert.project == ALL_PROJECTS else f"project {alert.project}"
     return (
-        f"{scope} reached {alert.threshold_percent}% of its monthly limit "
-        f"({format_microns(alert.spent_microns)} of {format_microns(alert.limit_microns)} "
-        f"since {alert.period_start:%Y-%m-%d})"
+        f"the spending limit {format_microns(alert.limit_microns)}/month for {scope} is "
+        f"{alert.threshold_percent}% used ({format_microns(alert.spent_microns)} spent since "
+        f"{alert.period_start:%Y-%m-%d})"
     )
 
 

@@ -26,9 +26,14 @@ log = structlog.get_logger()
 async def check_limits_once(
     ledger: Ledger, client: Client, task_queue: str = CONTROL_QUEUE
 ) -> list[LimitAlert]:
-    """Record new crossings and start an AlertWorkflow for each that has a webhook."""
+    """Record new crossings; log each crossing not yet logged (whoever noticed it) and
+    start an AlertWorkflow for those with a webhook."""
     fresh = await record_crossings(ledger, await statuses(ledger))
     for alert in await undispatched(ledger):
+        log.warning("limit_crossed", **alert.model_dump(mode="json", exclude={"webhook"}))
+        if alert.webhook is None:
+            await mark_dispatched(ledger, alert.key)
+            continue
         try:
             await client.start_workflow(
                 "AlertWorkflow",

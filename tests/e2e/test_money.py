@@ -80,9 +80,9 @@ def test_a_used_up_limit_refuses_new_runs_in_one_line_and_warns_once(
 
         # The crossings show on the next command that gets through, once.
         first = priced("cost", cwd=work)
-        assert "reached 80%" in first.stderr and "reached 100%" in first.stderr
+        assert "80% used" in first.stderr and "100% used" in first.stderr
         again = priced("cost", cwd=work)
-        assert "reached" not in again.stderr
+        assert "% used" not in again.stderr
     finally:
         assert priced("cost", "remove-limit", cwd=work).code == 0
     assert priced("run", "job.py", cwd=work).code == 0

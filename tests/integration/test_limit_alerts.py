@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 from temporalio.client import Client
 from ulid import ULID
 
@@ -98,9 +99,12 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     await set_limit(control, limit.model_copy(update={"webhook": url}))
 
     await spend(control, project, node_id, created, 10)  # €0.60: past 50 %
-    first = await check_limits_once(control, client)
-    assert [(a.project, a.threshold_percent) for a in first] == [(project, 50)]
-    assert await check_limits_once(control, client) == []  # the same crossing: no new alert
+    with capture_logs() as logged:
+        first = await check_limits_once(control, client)
+        assert [(a.project, a.threshold_percent) for a in first] == [(project, 50)]
+        assert await check_limits_once(control, client) == []  # the same crossing: no new one
+    events = [e for e in logged if e["event"] == "limit_crossed" and e["project"] == project]
+    assert [(e["log_level"], e["threshold_percent"]) for e in events] == [("warning", 50)]
 
     handle = client.get_workflow_handle(alert_workflow_id(first[0]))
     await handle.result()
