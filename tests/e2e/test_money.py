@@ -54,6 +54,13 @@ def test_a_run_is_priced_and_the_cost_report_reconciles_with_the_node_bill(
     assert breakdown.code == 0, breakdown.stderr
     assert "runtime share" in breakdown.stdout and "node hours" in breakdown.stdout
 
+    # The run is history now: an estimate for the same script says it came from it.
+    estimate = priced("estimate", "job.py", "--files", "50", "--json", cwd=work).json()
+    assert isinstance(estimate, dict)
+    assert estimate["history"] >= 1 and estimate["runs"] == 50
+    assert estimate["expected_microns"] >= 50 * 300 * 500
+    assert "earlier successful run" in estimate["derivation"][0]
+
     by_script = priced("cost", "--by", "script", "--json", cwd=work).json()
     assert isinstance(by_script, dict)
     groups = by_script["groups"]
