@@ -164,8 +164,8 @@ async def record_local_nodes(
         if node.provider == "local" and node.deleted_at is None:
             # Its end is unknown: bill it to its last sign of life, the latest run on it.
             runs = await executions_on(ledger, {node.node_id}, node.created_at, now)
-            seen = [r.finished_at or r.started_at for r in runs]
-            last = max([node.ready_at or node.created_at, *(_aware(t) for t in seen if t)])
+            seen = [t for r in runs if (t := r.finished_at or r.started_at)]
+            last = max([node.ready_at or node.created_at, *seen])
             await ledger.save_node(
                 node.model_copy(update={"state": NodeState.DELETED, "deleted_at": last})
             )
@@ -195,10 +195,6 @@ async def close_local_nodes(ledger: Ledger, lives: list[NodeRecord]) -> None:
         await ledger.save_node(
             record.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
         )
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def main() -> None:
