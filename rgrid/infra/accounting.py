@@ -427,7 +427,8 @@ async def execution_cost(
     `usage` replaces what the ledger says (the execution's end is not recorded yet when
     it prices itself); `fallback` stands in for a node the ledger has no row for."""
     now = now or datetime.now(UTC)
-    found = await load_runs(ledger, col(ExecutionRow.id) == execution_id)
+    # Pricing itself at its end, an execution brings its own usage: its row is not needed.
+    found = [] if usage else await load_runs(ledger, col(ExecutionRow.id) == execution_id)
     row = found[0] if found else None
     if row is None and usage is None:
         raise NotFoundError(f"no execution {execution_id!r}", "see `rgrid list`")

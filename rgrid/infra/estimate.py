@@ -13,6 +13,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,14 +57,19 @@ class Estimate(BaseModel):
 async def record_script_run(
     ledger: Ledger, execution_id: str, script_sha256: str, node_class: str
 ) -> None:
-    """Remember which script an execution runs (idempotent: a retried call writes the same)."""
-    async with AsyncSession(ledger.engine) as session:
-        await session.merge(
-            ScriptRunRow(
-                execution_id=execution_id, script_sha256=script_sha256, node_class=node_class
-            )
-        )
-        await session.commit()
+    """Remember which script an execution runs (idempotent: a retried call changes nothing)."""
+    values = {
+        "execution_id": execution_id,
+        "script_sha256": script_sha256,
+        "node_class": node_class,
+    }
+    table = ScriptRunRow.__table__  # type: ignore[attr-defined]
+    # One statement, no read first: this runs once per execution, on the hot path.
+    dialect = ledger.engine.dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(table).values(**values).on_conflict_do_nothing()
+    async with ledger.engine.begin() as conn:
+        await conn.execute(statement)
 
 
 async def durations_ms(ledger: Ledger, script_sha256: str) -> list[int]:
