@@ -38,7 +38,13 @@ def with_session(body: Callable[[Session], Awaitable[T]]) -> T:
         config = settings()
         session = Session(config, ensure_stack=ensure_stack_for(config))
         try:
-            return await body(session)
+            result = await body(session)
+            if session.ledger_open:  # spending-limit crossings not shown yet, once each
+                from rgrid.client.money import unshown_warnings
+
+                for line in await unshown_warnings(session):
+                    err.print(f"[yellow]{line}[/yellow]")
+            return result
         finally:
             await session.close()
 

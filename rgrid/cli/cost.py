@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -12,15 +12,17 @@ from typer.core import TyperGroup
 
 from rgrid.cli.common import with_session
 from rgrid.cli.output import JsonOption, err, out, print_json, when
-from rgrid.client import money
 from rgrid.client.batch import expand_patterns
 from rgrid.client.parse import parse_duration
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
-from rgrid.infra.accounting import group_by
-from rgrid.infra.estimate import Estimate
-from rgrid.infra.limits import describe
 from rgrid.infra.pricing import format_microns
+
+if TYPE_CHECKING:
+    from rgrid.infra.estimate import Estimate
+
+# Money's modules (accounting, limits, estimate) load SQLAlchemy: imported inside the
+# commands, so every other command keeps its quick start.
 
 GroupBy = Literal["day", "project", "tag", "batch", "script"]
 
@@ -80,6 +82,9 @@ def report(
         raise UserInputError("--until is not after --since", "swap them")
 
     async def body(session: Session) -> None:
+        from rgrid.client import money
+        from rgrid.infra.accounting import group_by
+
         _warn(await money.pending_alerts(session))
         found = await money.report(session, start, end, project)
         rows = group_by(found, by) if by else []
@@ -125,6 +130,8 @@ def show(
     """Breakdown of one execution's or batch's cost."""
 
     async def body(session: Session) -> None:
+        from rgrid.client import money
+
         if target.startswith("batch-"):
             batch = await money.of_batch(session, target)
             if json_output:
@@ -184,6 +191,9 @@ def set_limit(
     """Set a monthly spending limit: a warning at --alert-at %, new runs refused at 100 %."""
 
     async def body(session: Session) -> None:
+        from rgrid.client import money
+        from rgrid.infra.limits import describe
+
         limit = await money.set_limit(session, amount, project, alert_at, webhook)
         if limit is None:
             out.print("limit removed")
@@ -198,6 +208,9 @@ def show_limit(json_output: JsonOption = False) -> None:
     """Show the limits and this month's spend against them."""
 
     async def body(session: Session) -> None:
+        from rgrid.client import money
+        from rgrid.infra.limits import describe
+
         found = await money.limit_statuses(session)
         if json_output:
             print_json(
@@ -228,6 +241,8 @@ def remove_limit(
     """Remove a spending limit."""
 
     async def body(session: Session) -> None:
+        from rgrid.client import money
+
         removed = await money.drop_limit(session, project)
         out.print("limit removed" if removed else "there was no such limit")
 
@@ -254,6 +269,8 @@ def estimate(
     timeout_s = parse_duration(timeout) if timeout else None
 
     async def body(session: Session) -> None:
+        from rgrid.client import money
+
         found = await money.estimate_script(session, script, runs, parallel, timeout_s)
         if json_output:
             print_json(found.model_dump(mode="json"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -26,7 +26,7 @@ from rgrid.cli.output import (
     write_record,
 )
 from rgrid.cli.run import follow_execution
-from rgrid.client import batch, money, submit
+from rgrid.client import batch, submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_pairs
@@ -34,9 +34,11 @@ from rgrid.client.session import Session
 from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
-from rgrid.infra.accounting import ExecutionCost
 from rgrid.infra.logstore import LogRecord
 from rgrid.models import ExecutionSpec, ExecutionStatus, Phase
+
+if TYPE_CHECKING:
+    from rgrid.infra.accounting import ExecutionCost
 
 
 def status(
@@ -46,6 +48,8 @@ def status(
     """Show an execution's phase, node, times, exit code, attempts, cost; or a batch's counts."""
 
     async def body(session: Session) -> None:
+        from rgrid.client import money  # SQLAlchemy: only for the commands that price
+
         if execution_id.startswith("batch-"):
             progress = await batch.progress(session, execution_id)
             priced = await money.of_batch_or_none(session, execution_id)
@@ -237,6 +241,8 @@ def retry(
         raise UserInputError("nothing to retry", "give an execution id or --batch BATCH_ID")
 
     async def body(session: Session) -> int:
+        from rgrid.client import money
+
         for line in await money.check_limits(session, session.settings.project, "retries"):
             err.print(f"[yellow]{line}[/yellow]")
         if batch_id is not None:

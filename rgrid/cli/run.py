@@ -23,7 +23,7 @@ from rgrid.cli.output import (
     print_json,
     write_record,
 )
-from rgrid.client import money, submit
+from rgrid.client import submit
 from rgrid.client.batch import expand_patterns
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
@@ -196,6 +196,8 @@ async def _checks(
     parallel: int = 1,
 ) -> None:
     """Spending limits and --budget, before anything is uploaded or started."""
+    from rgrid.client import money  # loads SQLAlchemy, as the run's ledger use does anyway
+
     for line in await money.before_run(
         session, request.script, budget, runs, parallel, request.timeout_s
     ):

@@ -111,6 +111,11 @@ async def pending_alerts(session: Session) -> list[str]:
     return [f"warning: {alert_text(alert)}" for alert in await take_unshown(ledger)]
 
 
+async def unshown_warnings(session: Session) -> list[str]:
+    """Crossings recorded but not shown yet (cheap: reads no costs); each is shown once."""
+    return [f"warning: {alert_text(alert)}" for alert in await take_unshown(await session.ledger())]
+
+
 async def limit_statuses(session: Session) -> list[LimitStatus]:
     """Every limit against this month's spend."""
     return await statuses(await session.ledger())
