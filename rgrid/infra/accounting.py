@@ -14,6 +14,7 @@ execution on `local-1` belongs to the life that spans its start.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -149,18 +150,32 @@ def usage_of(row: RunRow | None, now: datetime) -> tuple[datetime, datetime] | N
     return started, max(now, started)
 
 
+class Lives:
+    """Finds the node row an execution ran on: the row with its node id, or else the life
+    of that id that began last before the execution started."""
+
+    def __init__(self, nodes: list[NodeRecord]) -> None:
+        self._exact = {node.node_id for node in nodes}
+        self._lives: dict[str, list[tuple[datetime, str]]] = {}
+        for node in nodes:
+            self._lives.setdefault(base_node_id(node.node_id), []).append(
+                (node.created_at, node.node_id)
+            )
+        for lives in self._lives.values():
+            lives.sort()
+
+    def of(self, execution_node: str, started: datetime) -> str | None:
+        """The row id, or None when the ledger has no such node."""
+        if execution_node in self._exact:
+            return execution_node
+        lives = self._lives.get(execution_node, [])
+        index = bisect_right(lives, started, key=lambda life: life[0])
+        return lives[index - 1][1] if index else None
+
+
 def life_of(execution_node: str, started: datetime, nodes: list[NodeRecord]) -> str | None:
-    """The node row an execution ran on: same id, or the life of that id spanning its start."""
-    for node in nodes:
-        if node.node_id == execution_node:
-            return node.node_id
-    best: NodeRecord | None = None
-    for node in nodes:
-        if base_node_id(node.node_id) != execution_node or node.created_at > started:
-            continue
-        if best is None or node.created_at > best.created_at:
-            best = node  # the latest life that began before the run did
-    return best.node_id if best else None
+    """The node row an execution ran on (see Lives)."""
+    return Lives(nodes).of(execution_node, started)
 
 
 async def executions_on(
@@ -198,11 +213,12 @@ def _usages(
 ) -> tuple[list[SlotUsage], dict[str, RunRow]]:
     usages: list[SlotUsage] = []
     by_id: dict[str, RunRow] = {}
+    lives = Lives(nodes)
     for row in rows:
         span = usage_of(row, now)
         if span is None or row.node_id is None:
             continue
-        life = life_of(row.node_id, span[0], nodes)
+        life = lives.of(row.node_id, span[0])
         if life is None:
             continue  # a node the ledger never recorded: nothing to split
         # Built unvalidated: usage_of already guarantees finished_at >= started_at.
@@ -230,7 +246,10 @@ async def cost_report(
     nodes = [n for n in every if _lifetime_overlaps(n, since, until, now)]
     floor = (since or datetime.min.replace(tzinfo=UTC) + HOUR) - HOUR
     rows = await executions_on(ledger, {n.node_id for n in nodes}, floor, until + HOUR)
-    usages, by_id = _usages(rows, nodes, now)
+    # Lives are told apart among all rows: one outside the window may be the run's own.
+    usages, by_id = _usages(rows, every, now)
+    inside = {n.node_id for n in nodes}
+    usages = [u for u in usages if u.node_id in inside]
     hours = [
         h
         for h in split_hours([node_bill(n) for n in nodes], usages, now)
