@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -257,7 +258,17 @@ async def cost_report(
     ]
     report = _aggregate(hours, nodes, by_id, since, until, now)
     report.executions.extend(await _cached_between(ledger, since, until))
-    return restrict(report, project) if project else report
+    if not project:
+        return report
+    part = restrict(report, project)
+    causes = causes_of(report, project)
+    cause_of = {n.node_id: n.caused_by for n in nodes}
+    part.by_day = _days(
+        hours,
+        lambda execution_id: by_id[execution_id].project == project,
+        lambda node_id: cause_of.get(node_id) in causes,
+    )
+    return part
 
 
 def _aggregate(
@@ -274,28 +285,23 @@ def _aggregate(
     }  # h, open, bill, idle
     run_sums: dict[str, list[int]] = {}  # cost, hours, open, idle context
     run_node: dict[str, str] = {}
-    day_sums: dict[str, list[int]] = {}  # runs, executions, idle
     for hour in hours:
         sums = node_sums[hour.node_id]
         sums[0] += 1
         sums[1] += hour.open
         sums[2] += hour.price
         sums[3] += hour.idle
-        day = day_sums.setdefault(hour.hour_start.date().isoformat(), [0, 0, 0])
-        day[2] += hour.idle
         used = sum(hour.shares.values())
         for execution_id, share in hour.shares.items():
             run = run_sums.get(execution_id)
             if run is None:
                 run = run_sums[execution_id] = [0, 0, 0, 0]
                 run_node[execution_id] = hour.node_id
-                day[0] += 1
             run[0] += share
             run[1] += 1
             run[2] |= hour.open
             if used:
                 run[3] += hour.idle * share // used
-            day[1] += share
     report = CostReport(since=since, until=until, now=now)
     for execution_id in sorted(run_sums):
         cost, node_hours, is_open, context = run_sums[execution_id]
@@ -330,10 +336,7 @@ def _aggregate(
     for node in report.nodes:
         key = node.caused_by or POOL
         report.idle_by_batch[key] = report.idle_by_batch.get(key, 0) + node.idle_microns
-    report.by_day = [
-        GroupCost(key=key, executions=d[0], executions_microns=d[1], idle_microns=d[2])
-        for key, d in sorted(day_sums.items())
-    ]
+    report.by_day = _days(hours, lambda _: True, lambda _: True)
     return report
 
 
@@ -370,10 +373,38 @@ async def _cached_between(
     return found
 
 
+def _days(
+    hours: list[HourSplit], counts: Callable[[str], bool], idles: Callable[[str], bool]
+) -> list[GroupCost]:
+    """Per day of the hours' starts (UTC): the shares of executions `counts` keeps and the
+    idle of the nodes `idles` keeps."""
+    days: dict[str, GroupCost] = {}
+    seen: set[tuple[str, str]] = set()
+    for hour in hours:
+        key = hour.hour_start.date().isoformat()
+        day = days.setdefault(key, GroupCost(key=key))
+        if idles(hour.node_id):
+            day.idle_microns += hour.idle
+        for execution_id, share in hour.shares.items():
+            if not counts(execution_id):
+                continue
+            day.executions_microns += share
+            if (key, execution_id) not in seen:
+                seen.add((key, execution_id))
+                day.executions += 1
+    return [days[key] for key in sorted(days)]
+
+
+def causes_of(report: CostReport, project: str) -> set[str]:
+    """What a project's demand may have caused a node for: its batches and executions."""
+    mine = [c for c in report.executions if c.project == project]
+    return {c.batch_id for c in mine if c.batch_id} | {c.execution_id for c in mine}
+
+
 def restrict(report: CostReport, project: str) -> CostReport:
-    """A project's part: its executions, and the idle of nodes its batches caused."""
-    causes = {c.batch_id for c in report.executions if c.project == project and c.batch_id}
-    causes |= {c.execution_id for c in report.executions if c.project == project}
+    """A project's part: its executions, and the idle of nodes its batches caused (its
+    `by_day` is left to cost_report, which has the hours)."""
+    causes = causes_of(report, project)
     executions = [c for c in report.executions if c.project == project]
     idle = {k: v for k, v in report.idle_by_batch.items() if k in causes}
     part = report.model_copy(

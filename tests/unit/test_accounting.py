@@ -167,6 +167,11 @@ def test_reports_from_ledger_rows_reconcile_to_the_micron(
             part = await cost_report(ledger, None, None, now, project=project)
             assert part.executions_microns + part.idle_microns == part.bill_microns
             assert part.bill_microns <= report.bill_microns
+            for by in ("day", "project", "tag", "batch", "script"):
+                rows = group_by(part, by)
+                assert sum(r.executions_microns + r.idle_microns for r in rows) == (
+                    part.bill_microns
+                )
 
     with_ledger(body)
 
