@@ -72,3 +72,15 @@ class DependencyInstallError(RgridError):
     """The script's dependencies could not be installed; retrying will not help."""
 
     code = "dependency_install"
+
+
+class LimitExceededError(RgridError):
+    """A spending limit is used up: new runs and retries are refused."""
+
+    code = "limit_exceeded"
+
+
+class BudgetExceededError(RgridError):
+    """A run's estimate is above the --budget it was given."""
+
+    code = "budget_exceeded"
