@@ -58,6 +58,9 @@ class BatchWorkflow:
     @workflow.run
     async def run(self, request: BatchInput) -> BatchProgress:
         spec = self._spec
+        # Asked before anything else: asked after a local activity, the marker can land in
+        # the next workflow task, where a replay no longer sees it (a nondeterminism error).
+        concurrent_starts = workflow.patched("concurrent-child-starts")
         if self._state.started_at is None:
             self._state.started_at = workflow.now()
         try:
@@ -71,7 +74,7 @@ class BatchWorkflow:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(BatchInput(spec=spec, state=self._state))
                 start = await self._start_next()
-                if workflow.patched("concurrent-child-starts"):
+                if concurrent_starts:
                     # Several starts go out in one workflow task instead of one per task.
                     self._starts.append(asyncio.ensure_future(start))
                 else:

@@ -15,6 +15,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 from ulid import ULID
 
 from rgrid.activities.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
@@ -24,6 +25,7 @@ from rgrid.infra.storage import LocalStorage
 from rgrid.worker.agent import build_workers
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
+from rgrid.workflows import WORKFLOWS
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +83,14 @@ async def agent(
 
 
 HISTORIES = Path(__file__).parent.parent / "histories"
+
+
+async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
+    """The run's whole history replays against today's workflow code: what a worker
+    restart, a cache eviction or a query on an evicted workflow does."""
+    history = await handle.fetch_history()
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:

@@ -16,7 +16,7 @@ from rgrid.config import Settings
 from rgrid.infra.db import Ledger
 from rgrid.models import BatchProgress, Phase, SetParallelInput
 from rgrid.worker.dev import temporal_binary
-from tests.integration.conftest import agent, record_history
+from tests.integration.conftest import agent, assert_replays, record_history
 
 pytestmark = pytest.mark.integration
 
@@ -109,6 +109,7 @@ async def test_set_parallel_changes_concurrency_live(
         assert await peak_running(handle, 2.0) == 3
         final = await handle.result()
     assert final.succeeded == 6 and final.parallel == 3
+    await assert_replays(handle)
 
 
 async def test_pause_holds_new_items_until_resume(
@@ -124,6 +125,7 @@ async def test_pause_holds_new_items_until_resume(
         await handle.signal("resume")
         final = await handle.result()
     assert final.succeeded == 4 and not final.paused
+    await assert_replays(handle)
 
 
 async def test_cancel_cancels_running_children_and_starts_no_more(
