@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from rgrid.errors import ConfigError
+from rgrid.models import NodeClassConfig, ServerChoice
 
 
 def xdg_dir(var: str, fallback: str) -> Path:
@@ -92,12 +93,31 @@ class Settings(BaseSettings):
     dev_ip: str = "127.0.0.1"
 
     # Nodes.
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "hetzner"] = "local"
     node_class: str = "local"
     local_nodes: int = 1
     local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1)
     local_hourly_price_microns: int = 0
     lease_ttl_s: int = 120
+
+    # Cloud nodes (RGRID_PROVIDER=hetzner): hcloud's own token variable, any compatible
+    # endpoint, and the node class: `type@location` choices tried in order.
+    hcloud_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("HCLOUD_TOKEN", "hcloud_token")
+    )
+    hcloud_endpoint: str = "https://api.hetzner.cloud/v1"
+    node_choices: str = "cx22@nbg1"
+    server_image: str = "ubuntu-24.04"
+    node_slots: int = 2
+    max_nodes: int = 10
+    ssh_key: str | None = None
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    node_package: str = Field(default_factory=lambda: f"rgrid=={_version()}")
+    pool_tick_s: int = 30
+    node_heartbeat_s: int = 30
+    node_dead_after_s: int = 120
+    retire_margin_s: int = 300
+    node_max_age_s: int = 86_400
 
     # Defaults for a run. Images are settings: a node may reach no registry at all.
     runtime: str = "auto"
@@ -162,10 +182,47 @@ class Settings(BaseSettings):
         """State of the embedded stack: pid file, server db, logs."""
         return self.home / "dev"
 
+    def node_class_config(self) -> NodeClassConfig:
+        """The pool configuration of this deployment's node class."""
+        choices = []
+        for item in self.node_choices.split(","):
+            server_type, _, location = item.strip().partition("@")
+            if not server_type or not location:
+                raise ConfigError(
+                    f"bad node choice {item!r}", "write RGRID_NODE_CHOICES as cx22@nbg1,cx32@fsn1"
+                )
+            choices.append(ServerChoice(server_type=server_type, location=location))
+        return NodeClassConfig(
+            provider=self.provider,
+            node_class=self.node_class,
+            choices=choices,
+            image=self.server_image,
+            slots=self.node_slots,
+            max_nodes=self.max_nodes,
+            ssh_key=self.ssh_key,
+            labels=self.node_labels,
+            tick_s=self.pool_tick_s,
+            heartbeat_s=self.node_heartbeat_s,
+            dead_after_s=self.node_dead_after_s,
+            retire_margin_s=self.retire_margin_s,
+            max_age_s=self.node_max_age_s,
+        )
+
+    @property
+    def pool_id(self) -> str | None:
+        """The NodePoolWorkflow that scales this node class, or None (fixed local nodes)."""
+        return None if self.provider == "local" else f"pool-{self.provider}-{self.node_class}"
+
     @property
     def node_dir(self) -> Path:
         """Work and cache dirs of local nodes."""
         return self.home / "nodes"
+
+
+def _version() -> str:
+    from rgrid import __version__
+
+    return __version__
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -357,3 +357,155 @@ class LoadItemsInput(BaseModel):
 
 class LoadItemsResult(BaseModel):
     items: list[BatchItem]
+
+
+# --- Node pools (NodePoolWorkflow and its activities) ---
+
+
+class ServerChoice(BaseModel):
+    """One server type in one location: a pool tries its choices in order."""
+
+    server_type: str = "cx22"
+    location: str = "nbg1"
+
+
+class NodeClassConfig(BaseModel):
+    """How a pool's nodes are made and when they are retired (defaults: the original
+    RGrid's: cx22 in nbg1, 2 slots, at most 10, dead after 120 s, retired 5 min before
+    their next billing hour, never older than 24 h)."""
+
+    provider: str = "hetzner"
+    node_class: str = "default"
+    choices: list[ServerChoice] = Field(default_factory=lambda: [ServerChoice()])
+    image: str = "ubuntu-24.04"
+    slots: int = 2
+    max_nodes: int = 10
+    ssh_key: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    tick_s: int = 30  # how often the pool looks without being asked
+    heartbeat_s: int = 30  # how often the pool pings each node
+    dead_after_s: int = 120  # silence after which the API is asked whether the node lives
+    retire_margin_s: int = 300  # idle nodes go when this little remains of a billed hour
+    max_age_s: int = 86_400
+    boot_timeout_s: int = 900  # a node not polling by then is deleted
+    billing_period_s: int = 3600
+
+
+class PoolNode(BaseModel):
+    """A node as its pool tracks it."""
+
+    node_id: str
+    server_id: int | None = None
+    server_type: str = ""
+    location: str = ""
+    slots: int = 1
+    hourly_price_microns: int = 0
+    currency: str = "EUR"
+    state: NodeState = NodeState.PROVISIONING
+    created_at: datetime
+    ready_at: datetime | None = None
+    last_seen: datetime | None = None  # last answered ping
+    in_use: int = 0
+    caused_by: str | None = None
+
+
+class PoolState(BaseModel):
+    """What a pool carries across continue-as-new."""
+
+    nodes: dict[str, PoolNode] = Field(default_factory=dict)
+    waiting: dict[str, str] = Field(default_factory=dict)  # execution id -> caused_by
+    drain: list[str] = Field(default_factory=list)  # node ids asked to drain
+    destroy: list[str] = Field(default_factory=list)  # node ids asked to be destroyed
+    last_error: str | None = None
+    counter: int = 0  # nodes created so far: part of new node ids
+
+
+class PoolInput(BaseModel):
+    config: NodeClassConfig
+    state: PoolState | None = None
+
+
+class Demand(BaseModel):
+    """An execution waits for a slot of the pool's class."""
+
+    execution_id: str
+    caused_by: str | None = None
+
+
+class DemandInput(BaseModel):
+    pool_id: str
+    demand: Demand
+
+
+class NodeActionInput(BaseModel):
+    node_id: str
+
+
+class PoolStatus(BaseModel):
+    """The pool's `status` query: its nodes and its last provisioning error."""
+
+    pool_id: str
+    config: NodeClassConfig
+    nodes: list[PoolNode] = Field(default_factory=list)
+    waiting: int = 0
+    last_error: str | None = None
+
+
+class ServerInfo(BaseModel):
+    """A server as the provider's API reports it."""
+
+    server_id: int
+    name: str
+    status: str  # initializing, starting, running, off, deleting, ...
+    server_type: str = ""
+    location: str = ""
+    created_at: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
+    hourly_price_microns: int = 0
+    currency: str = "EUR"
+
+
+class ObservePoolInput(BaseModel):
+    node_class: str
+    node_ids: list[str] = Field(default_factory=list)
+
+
+class PoolObservation(BaseModel):
+    """One look at the world: the shared queue's backlog, which nodes poll, the servers."""
+
+    backlog: int = 0
+    polling: list[str] = Field(default_factory=list)  # node ids with pollers on their queue
+    servers: list[ServerInfo] = Field(default_factory=list)  # every server with our labels
+
+
+class ProvisionNodeInput(BaseModel):
+    config: NodeClassConfig
+    node_id: str
+    choice: ServerChoice
+    caused_by: str | None = None
+
+
+class DestroyNodeInput(BaseModel):
+    node_id: str
+    server_id: int | None = None
+    reason: str = ""
+    state: NodeState = NodeState.DELETED  # DEAD: recorded dead, then deleted
+
+
+class SaveNodeInput(BaseModel):
+    record: NodeRecord
+
+
+class NodeLoad(BaseModel):
+    """A node agent's answer to a ping: its slots, those leased, whether it drains."""
+
+    node_id: str
+    slots: int
+    in_use: int
+    draining: bool = False
+
+
+class NoCapacity(BaseModel):
+    """The pool could not make a node: the waiting execution fails with this message."""
+
+    message: str
