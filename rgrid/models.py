@@ -103,6 +103,7 @@ class ExecutionSpec(BaseModel):
     batch_item: int | None = None
     cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
     no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
+    pool_id: str | None = None  # the NodePoolWorkflow to wake while waiting for a slot
 
 
 class NodeLease(BaseModel):
@@ -408,6 +409,24 @@ class PoolNode(BaseModel):
     in_use: int = 0
     caused_by: str | None = None
 
+    def record(self, provider: str, node_class: str) -> NodeRecord:
+        """The node's ledger row."""
+        return NodeRecord(
+            node_id=self.node_id,
+            provider=provider,
+            node_class=node_class,
+            server_type=self.server_type,
+            location=self.location,
+            server_id=self.server_id,
+            slots=self.slots,
+            hourly_price_microns=self.hourly_price_microns,
+            currency=self.currency,
+            state=self.state,
+            created_at=self.created_at,
+            ready_at=self.ready_at,
+            caused_by=self.caused_by,
+        )
+
 
 class PoolState(BaseModel):
     """What a pool carries across continue-as-new."""
@@ -486,10 +505,9 @@ class ProvisionNodeInput(BaseModel):
 
 
 class DestroyNodeInput(BaseModel):
-    node_id: str
-    server_id: int | None = None
+    record: NodeRecord
     reason: str = ""
-    state: NodeState = NodeState.DELETED  # DEAD: recorded dead, then deleted
+    dead: bool = False  # recorded dead first, then deleted
 
 
 class SaveNodeInput(BaseModel):

@@ -2,7 +2,8 @@
 
 from rgrid.workflows.batch import BatchWorkflow
 from rgrid.workflows.execution import ExecutionWorkflow
+from rgrid.workflows.node_pool import NodePoolWorkflow
 
-WORKFLOWS = [BatchWorkflow, ExecutionWorkflow]
+WORKFLOWS = [BatchWorkflow, ExecutionWorkflow, NodePoolWorkflow]
 
-__all__ = ["WORKFLOWS", "BatchWorkflow", "ExecutionWorkflow"]
+__all__ = ["WORKFLOWS", "BatchWorkflow", "ExecutionWorkflow", "NodePoolWorkflow"]

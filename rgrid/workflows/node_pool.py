@@ -1,0 +1,288 @@
+"""NodePoolWorkflow (id `pool-<provider>-<class>`): scales one node class; never assigns work.
+
+On a timer and on a `demand` signal it looks at the shared queue's backlog, the nodes'
+pollers and the provider's servers; it creates nodes up to max_nodes (`provision_node`,
+falling back through the configured type@location choices), marks a node ready when its
+agent polls, pings ready nodes for their load, retires idle ones shortly before their
+next billing hour (`destroy_node`), deletes labelled servers it does not know (orphans),
+and declares a node dead only when it missed its pings AND the API says it is not
+running. Long-lived: it continues as new when Temporal suggests it.
+
+After temporalio/samples-python's safe_message_handlers (handlers only change state; the
+loop does the work; all handlers finish before continue-as-new) and
+worker_specific_task_queues (each node's own queue, here pinged for liveness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from rgrid.activities import names
+    from rgrid.models import (
+        Ack,
+        Demand,
+        DestroyNodeInput,
+        NoCapacity,
+        NodeActionInput,
+        NodeLoad,
+        NodeState,
+        ObservePoolInput,
+        PoolInput,
+        PoolNode,
+        PoolObservation,
+        PoolState,
+        PoolStatus,
+        ProvisionNodeInput,
+        SaveNodeInput,
+    )
+    from rgrid.workflows import pool_policy as policy
+
+CONTROL_TIMEOUT = timedelta(seconds=60)
+CONTROL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# Provisioning errors that another type@location may not have (see rgrid.errors).
+FALLBACK_ERRORS = ("QuotaExceededError", "CapacityUnavailableError", "UnknownServerChoiceError")
+MAX_HISTORY = 5000
+
+
+@workflow.defn(name="NodePoolWorkflow")
+class NodePoolWorkflow:
+    @workflow.init
+    def __init__(self, request: PoolInput) -> None:
+        self._config = request.config
+        self._state = request.state or PoolState()
+        self._fresh_demand = 0  # demands since the last look: the backlog stat may lag
+        self._wake = False
+
+    @workflow.signal(name="demand")
+    def demand(self, request: Demand) -> None:
+        self._state.waiting[request.execution_id] = request.caused_by or request.execution_id
+        self._fresh_demand += 1
+        self._wake = True
+
+    @workflow.signal(name="drain")
+    def drain(self, request: NodeActionInput) -> None:
+        if request.node_id not in self._state.drain:
+            self._state.drain.append(request.node_id)
+        self._wake = True
+
+    @workflow.signal(name="destroy")
+    def destroy(self, request: NodeActionInput) -> None:
+        if request.node_id not in self._state.destroy:
+            self._state.destroy.append(request.node_id)
+        self._wake = True
+
+    @workflow.query(name="status")
+    def status(self) -> PoolStatus:
+        return PoolStatus(
+            pool_id=workflow.info().workflow_id,
+            config=self._config,
+            nodes=list(self._state.nodes.values()),
+            waiting=len(self._state.waiting),
+            last_error=self._state.last_error,
+        )
+
+    @workflow.run
+    async def run(self, request: PoolInput) -> None:
+        while True:
+            await self._tick()
+            info = workflow.info()
+            if info.is_continue_as_new_suggested() or info.get_current_history_length() > (
+                MAX_HISTORY
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(PoolInput(config=self._config, state=self._state))
+            try:
+                await workflow.wait_condition(
+                    lambda: self._wake, timeout=timedelta(seconds=self._config.tick_s)
+                )
+            except TimeoutError:
+                pass
+
+    async def _tick(self) -> None:
+        self._wake = False
+        fresh, self._fresh_demand = self._fresh_demand, 0
+        nodes = self._state.nodes
+        seen = await workflow.execute_activity(
+            names.OBSERVE_POOL,
+            ObservePoolInput(node_class=self._config.node_class, node_ids=list(nodes)),
+            result_type=PoolObservation,
+            start_to_close_timeout=CONTROL_TIMEOUT,
+            retry_policy=CONTROL_RETRY,
+        )
+        servers = {s.name: s for s in seen.servers}
+        await self._delete_orphans(seen)
+        await self._update_nodes(seen)
+        now = workflow.now()
+        for node in list(nodes.values()):
+            status = servers[node.node_id].status if node.node_id in servers else "missing"
+            if node.node_id in self._state.destroy:
+                await self._destroy(node, "asked to be destroyed")
+            elif policy.is_dead(node, now, self._config, status):
+                await self._destroy(node, f"no answer and server {status}", dead=True)
+            elif node.state is NodeState.PROVISIONING and (
+                status == "missing" or policy.boot_timed_out(node, now, self._config)
+            ):
+                await self._destroy(node, f"never became ready (server {status})")
+            elif policy.should_retire(node, now, self._config, seen.backlog):
+                await self._destroy(node, "idle before its next billing hour")
+        self._state.destroy = [n for n in self._state.destroy if n in nodes]
+        await self._drain_asked()
+        backlog = max(seen.backlog, fresh)
+        if backlog == 0:
+            self._state.waiting.clear()  # nobody waits any more
+        await self._scale_up(backlog)
+
+    async def _update_nodes(self, seen: PoolObservation) -> None:
+        """Ready when its agent polls; ping ready nodes for their load (their heartbeat)."""
+        now = workflow.now()
+        for node in self._state.nodes.values():
+            if node.state is NodeState.PROVISIONING and node.node_id in seen.polling:
+                node.state = NodeState.READY
+                node.ready_at = node.last_seen = now
+                await self._save(node)
+        alive = [
+            n
+            for n in self._state.nodes.values()
+            if n.state in (NodeState.READY, NodeState.DRAINING)
+        ]
+        loads = await asyncio.gather(*(self._ping(n) for n in alive))
+        for node, load in zip(alive, loads, strict=True):
+            if load is not None:
+                node.in_use = load.in_use
+                node.last_seen = now
+
+    async def _ping(self, node: PoolNode) -> NodeLoad | None:
+        try:
+            return await workflow.execute_activity(
+                names.PING_NODE,
+                NodeActionInput(node_id=node.node_id),
+                result_type=NodeLoad,
+                task_queue=names.node_queue(node.node_id),
+                schedule_to_start_timeout=timedelta(seconds=self._config.heartbeat_s),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            return None  # one missed ping; dead only with the API's word too
+
+    async def _delete_orphans(self, seen: PoolObservation) -> None:
+        for server in seen.servers:
+            if server.name in self._state.nodes:
+                continue
+            workflow.logger.warning("deleting orphan server %s", server.name)
+            orphan = PoolNode(
+                node_id=server.name,
+                server_id=server.server_id,
+                server_type=server.server_type,
+                location=server.location,
+                created_at=server.created_at,
+            )
+            await self._destroy(orphan, "orphan: labelled but unknown to the pool")
+
+    async def _drain_asked(self) -> None:
+        for node_id in self._state.drain:
+            node = self._state.nodes.get(node_id)
+            if node is None or node.state is not NodeState.READY:
+                continue
+            try:
+                await workflow.execute_activity(
+                    names.DRAIN_NODE,
+                    NodeActionInput(node_id=node_id),
+                    result_type=Ack,
+                    task_queue=names.node_queue(node_id),
+                    schedule_to_start_timeout=timedelta(seconds=self._config.heartbeat_s),
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError:
+                continue  # try again next tick
+            node.state = NodeState.DRAINING
+            await self._save(node)
+        self._state.drain = [
+            n
+            for n in self._state.drain
+            if n in self._state.nodes and self._state.nodes[n].state is NodeState.READY
+        ]
+
+    async def _scale_up(self, backlog: int) -> None:
+        wanted = policy.nodes_to_create(backlog, list(self._state.nodes.values()), self._config)
+        if wanted == 0:
+            return
+        caused_by = next(iter(self._state.waiting.values()), None)
+        errors: list[str] = []
+        for _ in range(wanted):
+            node = await self._provision(caused_by, errors)
+            if node is None:
+                break
+        if errors and not any(n.state in policy.LIVE for n in self._state.nodes.values()):
+            await self._no_capacity(errors[-1])
+
+    async def _provision(self, caused_by: str | None, errors: list[str]) -> PoolNode | None:
+        """Create one node, trying each configured type@location in order."""
+        self._state.counter += 1
+        node_id = f"{self._config.node_class}-{self._state.counter}-{workflow.uuid4().hex[:6]}"
+        for choice in self._config.choices:
+            try:
+                node = await workflow.execute_activity(
+                    names.PROVISION_NODE,
+                    ProvisionNodeInput(
+                        config=self._config, node_id=node_id, choice=choice, caused_by=caused_by
+                    ),
+                    result_type=PoolNode,
+                    start_to_close_timeout=timedelta(minutes=3),
+                    retry_policy=CONTROL_RETRY,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                message = cause.message if isinstance(cause, ApplicationError) else str(err)
+                errors.append(message)
+                self._state.last_error = message
+                if isinstance(cause, ApplicationError) and cause.type in FALLBACK_ERRORS:
+                    continue  # the next choice may have what this one lacks
+                return None
+            self._state.nodes[node.node_id] = node
+            self._state.last_error = None
+            return node
+        return None
+
+    async def _no_capacity(self, message: str) -> None:
+        """No node exists or could be made: every waiting execution fails with the reason,
+        instead of waiting out its queue timeout."""
+        waiting, self._state.waiting = self._state.waiting, {}
+        for execution_id in waiting:
+            try:
+                await workflow.get_external_workflow_handle(execution_id).signal(
+                    "no_capacity", NoCapacity(message=message)
+                )
+            except FailureError:
+                pass  # it ended meanwhile
+
+    async def _destroy(self, node: PoolNode, reason: str, dead: bool = False) -> None:
+        workflow.logger.info("destroying node %s: %s", node.node_id, reason)
+        await workflow.execute_activity(
+            names.DESTROY_NODE,
+            DestroyNodeInput(
+                record=node.record(self._config.provider, self._config.node_class),
+                reason=reason,
+                dead=dead,
+            ),
+            result_type=Ack,
+            start_to_close_timeout=CONTROL_TIMEOUT,
+            retry_policy=CONTROL_RETRY,
+        )
+        self._state.nodes.pop(node.node_id, None)
+
+    async def _save(self, node: PoolNode) -> None:
+        await workflow.execute_activity(
+            names.SAVE_NODE,
+            SaveNodeInput(record=node.record(self._config.provider, self._config.node_class)),
+            result_type=Ack,
+            start_to_close_timeout=CONTROL_TIMEOUT,
+            retry_policy=CONTROL_RETRY,
+        )

@@ -1,0 +1,78 @@
+"""A node pool's decisions as pure functions of its nodes, the backlog and the time:
+how many nodes to add, which to retire, which are dead. Deterministic, so the
+NodePoolWorkflow can call them, and unit tests can check them without a server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rgrid.models import NodeClassConfig, NodeState, PoolNode
+
+LIVE = (NodeState.PROVISIONING, NodeState.READY, NodeState.DRAINING)
+# Statuses in which a server can still run an agent (Hetzner's server status values).
+ALIVE_STATUSES = ("initializing", "starting", "running", "migrating", "rebuilding")
+
+
+def billed_hours(created_at: datetime, until: datetime, period_s: int = 3600) -> int:
+    """Started billing periods between creation and `until` (at least one)."""
+    elapsed = max(0.0, (until - created_at).total_seconds())
+    return max(1, -int(-elapsed // period_s))
+
+
+def seconds_left_in_hour(created_at: datetime, now: datetime, period_s: int = 3600) -> float:
+    """Seconds until the node's next billing period starts (and costs another hour)."""
+    elapsed = max(0.0, (now - created_at).total_seconds())
+    return period_s - (elapsed % period_s)
+
+
+def in_retire_window(node: PoolNode, now: datetime, config: NodeClassConfig) -> bool:
+    """True when so little of the paid hour remains that keeping the node idle into the
+    next one would cost a whole hour more."""
+    left = seconds_left_in_hour(node.created_at, now, config.billing_period_s)
+    return left <= config.retire_margin_s
+
+
+def too_old(node: PoolNode, now: datetime, config: NodeClassConfig) -> bool:
+    """Past the maximum node age: it drains and goes once idle."""
+    return (now - node.created_at).total_seconds() >= config.max_age_s
+
+
+def should_retire(node: PoolNode, now: datetime, config: NodeClassConfig, backlog: int) -> bool:
+    """An idle node goes shortly before its next billing hour unless work waits, and a
+    draining (or too old) node goes as soon as it is idle."""
+    if node.state not in (NodeState.READY, NodeState.DRAINING) or node.in_use > 0:
+        return False
+    if node.state is NodeState.DRAINING or too_old(node, now, config):
+        return True
+    return backlog == 0 and in_retire_window(node, now, config)
+
+
+def is_dead(node: PoolNode, now: datetime, config: NodeClassConfig, server_status: str) -> bool:
+    """Dead only on two signals: the agent missed its pings for `dead_after_s`, AND the
+    API says the server is not running (or is gone: status "missing")."""
+    if node.state not in (NodeState.READY, NodeState.DRAINING):
+        return False
+    seen = node.last_seen or node.ready_at or node.created_at
+    silent = (now - seen).total_seconds() >= config.dead_after_s
+    return silent and server_status not in ALIVE_STATUSES
+
+
+def boot_timed_out(node: PoolNode, now: datetime, config: NodeClassConfig) -> bool:
+    """A node whose agent never polled within `boot_timeout_s` is given up."""
+    return (
+        node.state is NodeState.PROVISIONING
+        and (now - node.created_at).total_seconds() >= config.boot_timeout_s
+    )
+
+
+def nodes_to_create(backlog: int, nodes: list[PoolNode], config: NodeClassConfig) -> int:
+    """Nodes to add so that waiting claims find slots: the backlog beyond the slots that
+    booting nodes and free ready slots will offer, capped by max_nodes."""
+    live = [n for n in nodes if n.state in LIVE]
+    coming = sum(n.slots for n in live if n.state is NodeState.PROVISIONING)
+    free = sum(max(0, n.slots - n.in_use) for n in live if n.state is NodeState.READY)
+    short = backlog - coming - free
+    if short <= 0:
+        return 0
+    wanted = -(-short // max(1, config.slots))
+    return max(0, min(wanted, config.max_nodes - len(live)))
