@@ -19,6 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models import NodeClassConfig, ServerChoice
 
@@ -112,12 +113,13 @@ class Settings(BaseSettings):
     max_nodes: int = 10
     ssh_key: str | None = None
     node_labels: dict[str, str] = Field(default_factory=dict)
-    node_package: str = Field(default_factory=lambda: f"rgrid=={_version()}")
+    node_package: str = f"rgrid=={__version__}"
     pool_tick_s: int = 30
     node_heartbeat_s: int = 30
     node_dead_after_s: int = 120
     retire_margin_s: int = 300
     node_max_age_s: int = 86_400
+    node_billing_period_s: int = 3600  # Hetzner bills started hours; shorter only in tests
 
     # Defaults for a run. Images are settings: a node may reach no registry at all.
     runtime: str = "auto"
@@ -206,6 +208,7 @@ class Settings(BaseSettings):
             dead_after_s=self.node_dead_after_s,
             retire_margin_s=self.retire_margin_s,
             max_age_s=self.node_max_age_s,
+            billing_period_s=self.node_billing_period_s,
         )
 
     @property
@@ -217,12 +220,6 @@ class Settings(BaseSettings):
     def node_dir(self) -> Path:
         """Work and cache dirs of local nodes."""
         return self.home / "nodes"
-
-
-def _version() -> str:
-    from rgrid import __version__
-
-    return __version__
 
 
 def load_settings(**overrides: Any) -> Settings:

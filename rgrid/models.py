@@ -437,6 +437,7 @@ class PoolState(BaseModel):
     destroy: list[str] = Field(default_factory=list)  # node ids asked to be destroyed
     last_error: str | None = None
     counter: int = 0  # nodes created so far: part of new node ids
+    last_backlog: int = 0  # the previous look's backlog
 
 
 class PoolInput(BaseModel):

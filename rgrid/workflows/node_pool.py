@@ -133,7 +133,10 @@ class NodePoolWorkflow:
                 await self._destroy(node, "idle before its next billing hour")
         self._state.destroy = [n for n in self._state.destroy if n in nodes]
         await self._drain_asked()
-        backlog = max(seen.backlog, fresh)
+        # The backlog statistic lags matching by a second or so: a standing backlog counts
+        # once two looks agree; new demand counts at once.
+        backlog = max(min(seen.backlog, self._state.last_backlog), fresh)
+        self._state.last_backlog = seen.backlog
         if backlog == 0:
             self._state.waiting.clear()  # nobody waits any more
         await self._scale_up(backlog)
@@ -211,7 +214,8 @@ class NodePoolWorkflow:
         ]
 
     async def _scale_up(self, backlog: int) -> None:
-        wanted = policy.nodes_to_create(backlog, list(self._state.nodes.values()), self._config)
+        nodes = list(self._state.nodes.values())
+        wanted = policy.nodes_to_create(backlog, nodes, self._config, workflow.now())
         if wanted == 0:
             return
         caused_by = next(iter(self._state.waiting.values()), None)

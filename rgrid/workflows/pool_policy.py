@@ -10,6 +10,8 @@ from rgrid.models import NodeClassConfig, NodeState, PoolNode
 
 LIVE = (NodeState.PROVISIONING, NodeState.READY, NodeState.DRAINING)
 # Statuses in which a server can still run an agent (Hetzner's server status values).
+# Seconds Temporal's backlog statistic may trail matching (measured here: about 1 s).
+BACKLOG_STATS_LAG_S = 3
 ALIVE_STATUSES = ("initializing", "starting", "running", "migrating", "rebuilding")
 
 
@@ -65,14 +67,29 @@ def boot_timed_out(node: PoolNode, now: datetime, config: NodeClassConfig) -> bo
     )
 
 
-def nodes_to_create(backlog: int, nodes: list[PoolNode], config: NodeClassConfig) -> int:
+def nodes_to_create(
+    backlog: int, nodes: list[PoolNode], config: NodeClassConfig, now: datetime
+) -> int:
     """Nodes to add so that waiting claims find slots: the backlog beyond the slots that
-    booting nodes and free ready slots will offer, capped by max_nodes."""
+    booting nodes and free ready slots will offer, capped by max_nodes. A node that just
+    became ready counts whole: the backlog statistic does not show its claims yet."""
     live = [n for n in nodes if n.state in LIVE]
-    coming = sum(n.slots for n in live if n.state is NodeState.PROVISIONING)
-    free = sum(max(0, n.slots - n.in_use) for n in live if n.state is NodeState.READY)
+    coming = sum(n.slots for n in live if n.state is NodeState.PROVISIONING or _just_ready(n, now))
+    free = sum(
+        max(0, n.slots - n.in_use)
+        for n in live
+        if n.state is NodeState.READY and not _just_ready(n, now)
+    )
     short = backlog - coming - free
     if short <= 0:
         return 0
     wanted = -(-short // max(1, config.slots))
     return max(0, min(wanted, config.max_nodes - len(live)))
+
+
+def _just_ready(node: PoolNode, now: datetime) -> bool:
+    return (
+        node.state is NodeState.READY
+        and node.ready_at is not None
+        and (now - node.ready_at).total_seconds() < BACKLOG_STATS_LAG_S
+    )
