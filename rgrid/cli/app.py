@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import cache, dev, executions, init, run
+from rgrid.cli import cache, dev, executions, init, nodes, run
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -46,6 +46,7 @@ app.command()(executions.download)
 app.command()(init.init)
 app.add_typer(cache.app, name="cache")
 app.add_typer(dev.app, name="dev")
+app.add_typer(nodes.app, name="nodes")
 
 
 @app.command()

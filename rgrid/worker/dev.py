@@ -22,15 +22,20 @@ from pathlib import Path
 
 import structlog
 import yaml
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 
 from rgrid import logs
+from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError
 from rgrid.infra.db import Ledger
+from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
+from rgrid.models import PoolInput
 from rgrid.worker.control import build_control_worker
 
 log = structlog.get_logger()
@@ -97,14 +102,18 @@ async def serve(settings: Settings) -> None:
     try:
         client = await _wait_for_temporal(settings, server)
         ledger = await Ledger.open(settings.effective_database_url)
-        nodes = provider.start_nodes()
+        # With a cloud provider the node pool makes nodes on demand; else fixed local agents.
+        cloud = cloud_provider(settings)
+        nodes = provider.start_nodes() if cloud is None else []
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with build_control_worker(
-            client, ledger, open_storage(settings.effective_storage_url), settings
+            client, ledger, open_storage(settings.effective_storage_url), settings, provider=cloud
         ):
+            if cloud is not None:
+                await start_pool(client, settings)
             info = StackInfo(
                 pid=os.getpid(),
                 address=settings.effective_temporal_address,
@@ -127,6 +136,28 @@ async def serve(settings: Settings) -> None:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def cloud_provider(settings: Settings) -> NodeProvider | None:
+    """The provider behind the node pool, or None for fixed local agents."""
+    if settings.provider == "hetzner":
+        from rgrid.infra.providers.hetzner import HetznerProvider
+
+        return HetznerProvider(settings)
+    return None
+
+
+async def start_pool(client: Client, settings: Settings) -> None:
+    """Start the node pool now (not only on first demand), so it deletes any orphans a
+    crash left behind; a pool that already runs is kept."""
+    assert settings.pool_id is not None
+    await client.start_workflow(
+        "NodePoolWorkflow",
+        PoolInput(config=settings.node_class_config()),
+        id=settings.pool_id,
+        task_queue=CONTROL_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]

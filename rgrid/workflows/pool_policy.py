@@ -15,12 +15,6 @@ BACKLOG_STATS_LAG_S = 3
 ALIVE_STATUSES = ("initializing", "starting", "running", "migrating", "rebuilding")
 
 
-def billed_hours(created_at: datetime, until: datetime, period_s: int = 3600) -> int:
-    """Started billing periods between creation and `until` (at least one)."""
-    elapsed = max(0.0, (until - created_at).total_seconds())
-    return max(1, -int(-elapsed // period_s))
-
-
 def seconds_left_in_hour(created_at: datetime, now: datetime, period_s: int = 3600) -> float:
     """Seconds until the node's next billing period starts (and costs another hour)."""
     elapsed = max(0.0, (now - created_at).total_seconds())
