@@ -153,4 +153,18 @@ def user_data(boot: NodeBootstrap) -> str:
             ["systemctl", "enable", "--now", AGENT_UNIT_NAME],
         ],
     }
-    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)
+    return "#cloud-config\n" + yaml.dump(
+        config, Dumper=_BlockDumper, sort_keys=False, width=1000
+    )
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the files) as literal blocks, readable as they land."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
