@@ -198,11 +198,12 @@ async def test_a_batch_scales_from_zero_to_n_nodes_and_back_to_zero(
 ) -> None:
     assert await pool_stack.servers() == []
     handle = await pool_stack.start_batch(["4"] * 5, parallel=5)
+    result = asyncio.ensure_future(handle.result())
     peak = 0
-    while not (await handle.query("progress", result_type=BatchProgress)).done:
+    while not result.done():
         peak = max(peak, len(await pool_stack.servers()))
         await asyncio.sleep(0.3)
-    progress = await handle.result()
+    progress = await result
     assert progress.succeeded == 5 and progress.failed == 0
     assert peak == 3  # max_nodes: five waiting items, one slot per node
     # Idle nodes go before their next (30 s) billing period; none is left billing.
@@ -216,9 +217,6 @@ async def test_a_batch_scales_from_zero_to_n_nodes_and_back_to_zero(
         assert node.ready_at is not None and node.deleted_at is not None
         lived = (node.deleted_at - node.created_at).total_seconds()
         assert lived < 30  # deleted within its first billed period
-        print(
-            f"{node.node_id}: create -> ready {(node.ready_at - node.created_at).total_seconds():.1f} s"
-        )
     await record_history(pool_stack.client.get_workflow_handle(pool_stack.pool_id), "node_pool")
 
 
@@ -229,7 +227,8 @@ async def _none_left(stack: PoolStack) -> bool:
 async def test_a_node_is_reused_within_its_hour_and_deleted_before_the_next(
     pool_stack: PoolStack,
 ) -> None:
-    first = await (await pool_stack.start_execution()).result()
+    first_handle = await pool_stack.start_execution()
+    first = await first_handle.result()
     second = await (await pool_stack.start_execution()).result()
     assert first.phase is Phase.SUCCEEDED and second.phase is Phase.SUCCEEDED
     assert second.node_id == first.node_id  # the node still had paid time: reused
@@ -240,6 +239,7 @@ async def test_a_node_is_reused_within_its_hour_and_deleted_before_the_next(
     lived = (node.deleted_at - node.created_at).total_seconds()
     # Retired in the margin before the next period (30 s, margin 8 s), not earlier.
     assert 30 - 8 - 2 <= lived < 30
+    await record_history(first_handle, "execution_with_pool")
 
 
 async def test_a_labelled_server_the_pool_does_not_know_is_deleted(
@@ -321,6 +321,7 @@ async def test_a_quota_error_fails_the_waiting_run_with_a_clear_message(
     assert "raise your Hetzner limit or lower max_nodes" in message
     status = await pool_stack.pool_status()
     assert status.last_error is not None and "limit" in status.last_error
+    await record_history(handle, "no_capacity")
 
 
 async def test_capacity_missing_in_the_first_choice_falls_back_to_the_next(
