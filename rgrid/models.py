@@ -384,6 +384,7 @@ class NodeClassConfig(BaseModel):
     ssh_key: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     tick_s: int = 30  # how often the pool looks without being asked
+    boot_tick_s: int = 2  # ... and while a node boots, so it is ready as soon as it polls
     heartbeat_s: int = 30  # how often the pool pings each node
     dead_after_s: int = 120  # silence after which the API is asked whether the node lives
     retire_margin_s: int = 300  # idle nodes go when this little remains of a billed hour

@@ -97,9 +97,11 @@ class NodePoolWorkflow:
             ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(PoolInput(config=self._config, state=self._state))
+            booting = any(n.state is NodeState.PROVISIONING for n in self._state.nodes.values())
+            tick = min(self._config.boot_tick_s, self._config.tick_s) if booting else None
             try:
                 await workflow.wait_condition(
-                    lambda: self._wake, timeout=timedelta(seconds=self._config.tick_s)
+                    lambda: self._wake, timeout=timedelta(seconds=tick or self._config.tick_s)
                 )
             except TimeoutError:
                 pass

@@ -153,9 +153,7 @@ def user_data(boot: NodeBootstrap) -> str:
             ["systemctl", "enable", "--now", AGENT_UNIT_NAME],
         ],
     }
-    return "#cloud-config\n" + yaml.dump(
-        config, Dumper=_BlockDumper, sort_keys=False, width=1000
-    )
+    return "#cloud-config\n" + yaml.dump(config, Dumper=_BlockDumper, sort_keys=False, width=1000)
 
 
 class _BlockDumper(yaml.SafeDumper):
