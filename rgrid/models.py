@@ -391,6 +391,7 @@ class NodeClassConfig(BaseModel):
     max_age_s: int = 86_400
     boot_timeout_s: int = 900  # a node not polling by then is deleted
     billing_period_s: int = 3600
+    max_history: int = 5000  # events before the pool continues as new (if not suggested sooner)
 
 
 class PoolNode(BaseModel):

@@ -47,7 +47,6 @@ CONTROL_TIMEOUT = timedelta(seconds=60)
 CONTROL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 # Provisioning errors that another type@location may not have (see rgrid.errors).
 FALLBACK_ERRORS = ("QuotaExceededError", "CapacityUnavailableError", "UnknownServerChoiceError")
-MAX_HISTORY = 5000
 
 
 @workflow.defn(name="NodePoolWorkflow")
@@ -92,9 +91,8 @@ class NodePoolWorkflow:
         while True:
             await self._tick()
             info = workflow.info()
-            if info.is_continue_as_new_suggested() or info.get_current_history_length() > (
-                MAX_HISTORY
-            ):
+            history = info.get_current_history_length()
+            if info.is_continue_as_new_suggested() or history > self._config.max_history:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(PoolInput(config=self._config, state=self._state))
             booting = any(n.state is NodeState.PROVISIONING for n in self._state.nodes.values())
@@ -134,6 +132,10 @@ class NodePoolWorkflow:
             elif policy.should_retire(node, now, self._config, seen.backlog):
                 await self._destroy(node, "idle before its next billing hour")
         self._state.destroy = [n for n in self._state.destroy if n in nodes]
+        for node in nodes.values():
+            if node.state is NodeState.READY and policy.too_old(node, now, self._config):
+                if node.node_id not in self._state.drain:
+                    self._state.drain.append(node.node_id)  # no new work; goes once idle
         await self._drain_asked()
         # The backlog statistic lags matching by a second or so: a standing backlog counts
         # once two looks agree; new demand counts at once.

@@ -36,7 +36,11 @@ def too_old(node: PoolNode, now: datetime, config: NodeClassConfig) -> bool:
 def should_retire(node: PoolNode, now: datetime, config: NodeClassConfig, backlog: int) -> bool:
     """An idle node goes shortly before its next billing hour unless work waits, and a
     draining (or too old) node goes as soon as it is idle."""
-    if node.state not in (NodeState.READY, NodeState.DRAINING) or node.in_use > 0:
+    if node.state not in (NodeState.READY, NodeState.DRAINING):
+        return False
+    # A node that stopped answering (but whose server runs) earns nothing: its last
+    # reported load is not trusted, so it cannot bill on forever.
+    if node.in_use > 0 and not silent(node, now, config):
         return False
     if node.state is NodeState.DRAINING or too_old(node, now, config):
         return True
@@ -48,9 +52,13 @@ def is_dead(node: PoolNode, now: datetime, config: NodeClassConfig, server_statu
     API says the server is not running (or is gone: status "missing")."""
     if node.state not in (NodeState.READY, NodeState.DRAINING):
         return False
+    return silent(node, now, config) and server_status not in ALIVE_STATUSES
+
+
+def silent(node: PoolNode, now: datetime, config: NodeClassConfig) -> bool:
+    """The node has not answered a ping for `dead_after_s`."""
     seen = node.last_seen or node.ready_at or node.created_at
-    silent = (now - seen).total_seconds() >= config.dead_after_s
-    return silent and server_status not in ALIVE_STATUSES
+    return (now - seen).total_seconds() >= config.dead_after_s
 
 
 def boot_timed_out(node: PoolNode, now: datetime, config: NodeClassConfig) -> bool:

@@ -23,8 +23,10 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from ulid import ULID
 
 from rgrid.client import batch, submit
+from rgrid.client import nodes as nodes_client
 from rgrid.client.session import Session
 from rgrid.config import Settings
+from rgrid.errors import NotFoundError
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers import node_labels
 from rgrid.infra.providers.hetzner import HetznerProvider
@@ -160,9 +162,10 @@ async def pool_stack(
             "node_billing_period_s": 30,
             "retire_margin_s": 8,
             "queue_timeout_s": 120,
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'pool-ledger.db'}",
         }
     )
-    ledger = await Ledger.open(f"sqlite+aiosqlite:///{tmp_path / 'pool-ledger.db'}")
+    ledger = await Ledger.open(pool_settings.effective_database_url)
     queue = f"control-{ULID()}"
     worker = build_control_worker(
         client,
@@ -357,3 +360,70 @@ async def test_the_agent_gets_no_database_url_and_its_node_scoped_config(
     assert "DATABASE" not in env
     unit = (root / "etc/systemd/system/rgrid-agent.service").read_text()
     assert f"--node-id {result.node_id}" in unit and "--hourly-price-microns 6000" in unit
+
+
+async def test_the_pool_keeps_its_nodes_across_continue_as_new(pool_stack: PoolStack) -> None:
+    pool_stack.settings = pool_stack.settings.model_copy(
+        update={"node_billing_period_s": 600, "retire_margin_s": 5}
+    )
+    config = pool_stack.settings.node_class_config().model_copy(update={"max_history": 40})
+    pool = await pool_stack.client.start_workflow(
+        "NodePoolWorkflow", PoolInput(config=config), id=pool_stack.pool_id,
+        task_queue=pool_stack.queue,
+    )  # fmt: skip
+    first = await (await pool_stack.start_execution()).result()
+    first_run = (await pool.describe()).run_id
+    await eventually(lambda: _new_run(pool_stack, first_run), timeout=60)
+    second = await (await pool_stack.start_execution()).result()
+    assert second.node_id == first.node_id  # still known: not an orphan, not a new node
+    assert [s["name"] for s in await pool_stack.servers()] == [first.node_id]
+
+
+async def _new_run(stack: PoolStack, run_id: str | None) -> bool:
+    handle = stack.client.get_workflow_handle(stack.pool_id)
+    return (await handle.describe()).run_id != run_id
+
+
+async def test_rgrid_nodes_shows_slots_in_use_and_a_drained_node_goes_when_idle(
+    pool_stack: PoolStack,
+) -> None:
+    pool_stack.settings = pool_stack.settings.model_copy(update={"node_billing_period_s": 600})
+    session = Session(pool_stack.settings)
+    handle = await pool_stack.start_execution(args=["4"], body=SCRIPT.replace(
+        'open(sys.argv[-1]).read().strip() if sys.argv[1:] else "1"', "sys.argv[-1]"))  # fmt: skip
+    running = await eventually(lambda: _running(handle), timeout=60)
+    views = await eventually(lambda: _busy_views(session), timeout=10)
+    assert [(v.node.node_id, v.slots_used, v.billed_hours) for v in views] == [
+        (running.node_id, 1, 1)
+    ]
+    await nodes_client.signal_pool(session, running.node_id or "", "drain")
+    await eventually(lambda: _state_is(pool_stack, NodeState.DRAINING), timeout=10)
+    assert (await handle.result()).phase is Phase.SUCCEEDED  # its run ends first
+    await eventually(lambda: _none_left(pool_stack), timeout=20)  # then it goes, mid-hour
+    with pytest.raises(NotFoundError):
+        await nodes_client.signal_pool(session, "no-such-node", "destroy")
+    await session.close()
+
+
+async def _busy_views(session: Session) -> list[nodes_client.NodeView] | None:
+    views = await nodes_client.list_nodes(session)
+    return views if views and views[0].slots_used else None
+
+
+async def _state_is(stack: PoolStack, state: NodeState) -> bool:
+    status = await stack.pool_status()
+    return bool(status.nodes) and status.nodes[0].state is state
+
+
+async def test_a_destroyed_node_is_deleted_and_its_run_completes_elsewhere(
+    pool_stack: PoolStack,
+) -> None:
+    session = Session(pool_stack.settings)
+    handle = await pool_stack.start_execution(args=["5"], body=SCRIPT.replace(
+        'open(sys.argv[-1]).read().strip() if sys.argv[1:] else "1"', "sys.argv[-1]"))  # fmt: skip
+    running = await eventually(lambda: _running(handle), timeout=60)
+    await nodes_client.signal_pool(session, running.node_id or "", "destroy")
+    result = await handle.result()
+    assert result.phase is Phase.SUCCEEDED and result.node_id != running.node_id
+    rows = {n.node_id: n for n in await pool_stack.nodes()}
+    assert rows[running.node_id or ""].state is NodeState.DELETED

@@ -14,7 +14,11 @@ CONFIG = NodeClassConfig(slots=2, max_nodes=10)  # defaults: margin 300 s, dead 
 
 def node(state: NodeState = NodeState.READY, age_s: float = 0, **fields: object) -> PoolNode:
     created = T0 - timedelta(seconds=age_s)
-    values: dict[str, object] = {"ready_at": created + timedelta(seconds=60), "slots": 2}
+    values: dict[str, object] = {
+        "ready_at": created + timedelta(seconds=60),
+        "last_seen": T0,  # answered the last ping
+        "slots": 2,
+    }
     values.update(fields)
     return PoolNode(node_id="n", state=state, created_at=created, **values)  # type: ignore[arg-type]
 
@@ -54,7 +58,7 @@ def test_seconds_left_in_the_hour_count_from_server_creation() -> None:
 
 
 def test_a_silent_node_is_dead_only_when_the_api_also_says_it_is_not_running() -> None:
-    silent = node(age_s=3600, last_seen=T0 - timedelta(seconds=121))
+    silent = node(age_s=3600, last_seen=T0 - timedelta(seconds=120))
     assert not policy.is_dead(silent, T0, CONFIG, "running")  # one signal is not enough
     assert policy.is_dead(silent, T0, CONFIG, "off")
     assert policy.is_dead(silent, T0, CONFIG, "missing")
@@ -92,3 +96,9 @@ def test_a_node_that_just_became_ready_counts_as_coming_while_the_backlog_stat_l
     assert policy.nodes_to_create(2, [fresh], CONFIG, T0) == 0
     settled = node(age_s=60, ready_at=T0 - timedelta(seconds=10), in_use=2)
     assert policy.nodes_to_create(2, [settled], CONFIG, T0) == 1
+
+
+def test_a_busy_node_that_stopped_answering_is_retired_in_its_window_though_it_runs() -> None:
+    hung = node(age_s=57 * 60, in_use=2, last_seen=T0 - timedelta(seconds=300))
+    assert not policy.is_dead(hung, T0, CONFIG, "running")
+    assert policy.should_retire(hung, T0, CONFIG, backlog=0)
