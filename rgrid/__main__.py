@@ -1,3 +1,3 @@
-from rgrid.cli.app import main
+from rgrid.cli.thin import main
 
 main()

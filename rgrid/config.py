@@ -22,12 +22,7 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models import NodeClassConfig, ServerChoice
-
-
-def xdg_dir(var: str, fallback: str) -> Path:
-    """An XDG base directory with its standard fallback under HOME."""
-    value = os.environ.get(var)
-    return Path(value) if value else Path.home() / fallback
+from rgrid.paths import xdg_dir
 
 
 def config_file_path() -> Path:

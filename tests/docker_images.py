@@ -11,32 +11,42 @@ from pathlib import Path
 
 PYTHON_PACKAGES = ["python3", "ca-certificates"]
 PYTHON_IMAGE = "rgrid-test/python:bookworm"
+NODE_PACKAGES = ["nodejs", "npm", "ca-certificates"]
+NODE_IMAGE = "rgrid-test/node:bookworm"
 
 
 def ensure_python_image() -> str | None:
     """The test python image, built if needed; None (with no side effects) if impossible."""
+    return ensure_image(PYTHON_IMAGE, PYTHON_PACKAGES)
+
+
+def ensure_node_image() -> str | None:
+    """The test Node.js image (with npm), built if needed; None if impossible."""
+    return ensure_image(NODE_IMAGE, NODE_PACKAGES)
+
+
+def ensure_image(tag: str, packages: list[str]) -> str | None:
+    """`tag` imported from a Debian bookworm root with `packages`; None if impossible."""
     docker = shutil.which("docker")
     if docker is None:
         return None
-    if (
-        subprocess.run([docker, "image", "inspect", PYTHON_IMAGE], capture_output=True).returncode
-        == 0
-    ):
-        return PYTHON_IMAGE
+    if subprocess.run([docker, "image", "inspect", tag], capture_output=True).returncode == 0:
+        return tag
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
         return None
-    key = hashlib.sha256(" ".join(PYTHON_PACKAGES).encode()).hexdigest()[:12]
+    key = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
     cache = Path.home() / ".cache" / "rgrid-test-images"
     cache.mkdir(parents=True, exist_ok=True)
-    tarball = cache / f"python-bookworm-{key}.tar"
+    name = tag.split("/")[-1].replace(":", "-")
+    tarball = cache / f"{name}-{key}.tar"
     if not tarball.exists():
         partial = tarball.with_suffix(".partial")
         subprocess.run(
             [
                 mmdebstrap,
                 "--variant=minbase",
-                f"--include={','.join(PYTHON_PACKAGES)}",
+                f"--include={','.join(packages)}",
                 "--format=tar",
                 "bookworm",
                 str(partial),
@@ -45,5 +55,5 @@ def ensure_python_image() -> str | None:
             capture_output=True,
         )
         partial.rename(tarball)
-    subprocess.run([docker, "import", str(tarball), PYTHON_IMAGE], check=True, capture_output=True)
-    return PYTHON_IMAGE
+    subprocess.run([docker, "import", str(tarball), tag], check=True, capture_output=True)
+    return tag

@@ -133,6 +133,7 @@ class NodeActivities:
             runtime=spec.runtime,
             image=spec.image,
             network=spec.network,
+            rebuild=spec.no_cache,
         )
         started = datetime.now(UTC)
         task = asyncio.create_task(self._runtime.run(run, logs.write))

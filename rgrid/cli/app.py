@@ -57,7 +57,7 @@ def version() -> None:
 
 def main() -> None:
     """Entry point: run the app; an RgridError becomes one line on stderr, never a traceback."""
-    code = _run()
+    code = run_command()
     # Skip interpreter finalization: temporalio's Rust runtime threads can abort a
     # short-lived client process there (temporalio/sdk-python#300). Nothing is pending.
     sys.stdout.flush()
@@ -65,7 +65,8 @@ def main() -> None:
     os._exit(code)
 
 
-def _run() -> int:
+def run_command() -> int:
+    """Run the command line in sys.argv; its exit code."""
     debug = os.environ.get("RGRID_DEBUG") == "1"
     logs.configure(json=False, level=10 if debug else 30)
     try:

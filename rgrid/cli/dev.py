@@ -9,6 +9,7 @@ import typer
 from rgrid.cli.common import settings
 from rgrid.cli.output import err, out
 from rgrid.client.stack import read_stack, start_stack, stop_stack
+from rgrid.paths import command_server_socket
 
 app = typer.Typer(help="The embedded stack: Temporal dev server, control worker, local nodes.")
 
@@ -30,11 +31,14 @@ def start() -> None:
 @app.command()
 def status() -> None:
     """Say whether the embedded stack runs, and where."""
-    info = read_stack(settings())
+    config = settings()
+    info = read_stack(config)
     if info is None:
         out.print("not running: `rgrid dev start` starts it")
         raise typer.Exit(1)
     out.print(f"running (pid {info.pid}); Temporal {info.address}; Web UI {info.ui_url}")
+    ready = command_server_socket(config.home).exists()
+    out.print(f"command server {'ready' if ready else 'not running'}")
 
 
 @app.command()

@@ -18,6 +18,14 @@ from rgrid.models import ExecutionStatus, Phase
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+
+def reset_consoles() -> None:
+    """Set the consoles up again for the streams and environment this process has now
+    (a command server's child: a terminal, colours and width are the client's)."""
+    out.__init__(highlight=False, soft_wrap=True)  # type: ignore[misc]
+    err.__init__(stderr=True, highlight=False, soft_wrap=True)  # type: ignore[misc]
+
+
 PHASE_STYLE = {
     Phase.SUCCEEDED: "green",
     Phase.FAILED: "red",

@@ -203,21 +203,10 @@ def gather(
 ) -> tuple[Path, list[str], dict[str, Path], DependencySpec]:
     """Everything a run stages: the script, its args, its files (siblings included), deps."""
     script, args, files = collect_files(request, cwd)
-    deps = detect(script)
+    deps = detect_dependencies(script)
     for sibling in deps.siblings:  # the script's own modules travel with it
         _add(files, sibling, script.parent / sibling)
     return script, args, files, deps
-
-
-def detect(script: Path) -> DependencySpec:
-    """The script's dependencies, refusing what the process runtime cannot install."""
-    deps = detect_dependencies(script)
-    if deps.language == "node" and deps.requirements:
-        raise UserInputError(
-            f"{script.name} needs npm packages ({', '.join(deps.requirements)})",
-            "rgrid does not install npm packages yet; vendor them beside the script",
-        )
-    return deps
 
 
 def new_execution_id() -> str:

@@ -289,6 +289,11 @@ def _distribution(name: str) -> str:
     return parts[0]
 
 
+# npm's package name rules, and semver ranges or dist-tags (`^1.2`, `>=2 <3 || 4.x`, `latest`).
+_NPM_NAME = re.compile(r"(@[a-z0-9~-][a-z0-9._~-]*/)?[a-z0-9~-][a-z0-9._~-]*")
+_NPM_RANGE = re.compile(r"[A-Za-z0-9 .^~<>=|*+-]*")
+
+
 def _node(script: Path) -> DependencySpec:
     package_json = script.parent / "package.json"
     if not package_json.is_file():
@@ -304,8 +309,16 @@ def _node(script: Path) -> DependencySpec:
             f"{package_json}: dependencies must map names to version ranges",
             'e.g. {"lodash": "^4.17.0"}',
         )
+    for name, spec in deps.items():
+        # Registry packages by version range only: a path, URL or git spec would make the
+        # node install from somewhere other than its own registry.
+        if not _NPM_NAME.fullmatch(name) or not _NPM_RANGE.fullmatch(spec):
+            raise UserInputError(
+                f"{package_json}: dependency {name!r}: {spec!r} is not a registry version range",
+                'use registry packages with version ranges, e.g. "lodash": "^4.17.0"',
+            )
     return DependencySpec(
         source="package.json",
-        requirements=sorted(f"{name}@{spec}" for name, spec in deps.items()),
+        requirements=sorted(f"{name}@{spec or 'latest'}" for name, spec in deps.items()),
         language="node",
     )

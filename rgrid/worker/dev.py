@@ -36,6 +36,7 @@ from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.models import PoolInput
+from rgrid.paths import command_server_socket
 from rgrid.worker.control import build_control_worker
 
 log = structlog.get_logger()
@@ -99,6 +100,7 @@ async def serve(settings: Settings) -> None:
     )
     provider = LocalProvider(settings, settings.dev_dir)
     ledger: Ledger | None = None
+    commands = asyncio.create_task(_serve_commands(settings))
     try:
         client = await _wait_for_temporal(settings, server)
         ledger = await Ledger.open(settings.effective_database_url)
@@ -128,6 +130,7 @@ async def serve(settings: Settings) -> None:
             await stop.wait()
     finally:
         stack_file(settings).unlink(missing_ok=True)
+        commands.cancel()
         provider.stop_all()
         if ledger is not None:
             await ledger.close()
@@ -158,6 +161,26 @@ async def start_pool(client: Client, settings: Settings) -> None:
         task_queue=CONTROL_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+async def _serve_commands(settings: Settings) -> None:
+    """Keep a command server running (rgrid.cli.command_server): one that exits because
+    the code changed is started again, with the new code."""
+    path = command_server_socket(settings.home)
+    while True:
+        with (settings.dev_dir / "command-server.log").open("ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "rgrid.cli.command_server", str(path)),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+            )
+        try:
+            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                await proc.wait()
+            path.unlink(missing_ok=True)
+        await asyncio.sleep(1)  # a server that cannot start must not spin
 
 
 async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]

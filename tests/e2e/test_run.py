@@ -295,6 +295,70 @@ def test_detected_dependencies_are_installed_once_and_reused(cli: Cli, work: Pat
     assert "hello from a sibling True" in scanned.stdout
 
 
+def built_at(layer_dirs: set[Path]) -> dict[Path, int]:
+    return {d: (d / ".complete").stat().st_mtime_ns for d in layer_dirs}
+
+
+def test_no_cache_builds_the_dependency_layer_again(cli: Cli, work: Path) -> None:
+    script(
+        work,
+        "fresh.py",
+        """
+        # /// script
+        # dependencies = ["six==1.16.0"]
+        # ///
+        import six, sys
+        print("six", six.__version__, sys.argv[1:])
+    """,
+    )
+    assert cli("run", "fresh.py", "a", cwd=work, timeout=300).code == 0
+    layer = {d for d in cli.home.glob("nodes/*/cache/venvs/*") if "building" not in d.name}
+    before = built_at(layer)
+    reused = cli("run", "fresh.py", "b", cwd=work)
+    assert reused.code == 0 and built_at(layer) == before
+    rebuilt = cli("run", "--no-cache", "fresh.py", "b", cwd=work, timeout=300)
+    assert rebuilt.code == 0, rebuilt.stderr
+    assert "six 1.16.0 ['b']" in rebuilt.stdout and "cached:" not in rebuilt.stderr
+    changed = {d for d, mtime in built_at(layer).items() if mtime != before[d]}
+    assert len(changed) == 1  # only this script's layer was built again
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="no npm on this machine")
+def test_package_json_dependencies_are_installed_once_for_node_scripts(
+    cli: Cli, work: Path
+) -> None:
+    (work / "package.json").write_text('{"dependencies": {"is-number": "^7.0.0"}}')
+    script(
+        work,
+        "check.js",
+        "const isNumber = require('is-number');\nconsole.log('cjs', isNumber(5));\n",
+    )
+    script(
+        work, "check.mjs", "import isNumber from 'is-number';\nconsole.log('esm', isNumber('x'));\n"
+    )
+    first = cli("run", "check.js", cwd=work, timeout=300)
+    assert first.code == 0, first.stderr
+    assert "cjs true" in first.stdout
+    layers = {d for d in cli.home.glob("nodes/*/cache/npm/*") if "building" not in d.name}
+    assert len(layers) == 1
+    esm = cli("run", "check.mjs", cwd=work)
+    assert esm.code == 0, esm.stderr
+    assert "esm false" in esm.stdout
+    assert {d for d in cli.home.glob("nodes/*/cache/npm/*") if "building" not in d.name} == layers
+    assert not list((work / "outputs").glob("**/node_modules"))  # not taken for an output
+
+
+def test_a_package_json_naming_a_path_is_refused_before_anything_starts(
+    cli: Cli, work: Path
+) -> None:
+    (work / "package.json").write_text('{"dependencies": {"x": "file:../../etc"}}')
+    script(work, "sneaky.js", "require('x')\n")
+    result = cli("run", "sneaky.js", cwd=work)
+    assert result.code == 125
+    assert "not a registry version range" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_dry_run_shows_what_would_happen_and_starts_nothing(cli: Cli, work: Path) -> None:
     script(work, "plan.py", "import yaml\nimport helper\n")
     script(work, "helper.py", "")

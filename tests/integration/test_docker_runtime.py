@@ -10,10 +10,11 @@ import aiodocker
 import pytest
 
 from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import RunOutcome, RunRequest
 from rgrid.infra.runtime.docker import LAYER_REPOSITORY, DockerRuntime, docker_available
 from rgrid.models import Resources
-from tests.docker_images import ensure_python_image
+from tests.docker_images import ensure_node_image, ensure_python_image
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +35,11 @@ def runtime(image: str) -> DockerRuntime:
 
 
 async def run(
-    runtime: DockerRuntime, tmp_path: Path, body: str, **request: object
+    runtime: DockerRuntime, tmp_path: Path, body: str, script: str = "job.py", **request: object
 ) -> tuple[RunOutcome, str, str]:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    (work / "job.py").write_text(textwrap.dedent(body))
+    (work / script).write_text(textwrap.dedent(body))
     out: list[bytes] = []
     err: list[bytes] = []
     outcome = await runtime.run(
@@ -46,7 +47,7 @@ async def run(
             execution_id=f"exec-test-{tmp_path.name[-12:]}",
             work_dir=work,
             tmp_dir=tmp_path,
-            script="job.py",
+            script=script,
             **request,  # type: ignore[arg-type]
         ),
         lambda stream, data: (out if stream == "out" else err).append(data),
@@ -179,3 +180,46 @@ async def test_a_failed_install_names_the_package(runtime: DockerRuntime, tmp_pa
 async def test_a_missing_image_is_a_clear_error(runtime: DockerRuntime, tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="is not on this node"):
         await run(runtime, tmp_path, "print(1)\n", image="rgrid-test/absent:never")
+
+
+async def test_rebuild_builds_the_layer_again(runtime: DockerRuntime, tmp_path: Path) -> None:
+    body = "import six\nprint('six', six.__version__)\n"
+    await run(runtime, tmp_path, body, requirements=["six==1.16.0"])
+    async with aiodocker.Docker() as docker:
+        base_id = (await docker.images.inspect(runtime.base_image(request_for("job.py"))))["Id"]
+        layer = f"{LAYER_REPOSITORY}:{layer_key(['six==1.16.0'], base_id)[:24]}"
+        first_id = (await docker.images.inspect(layer))["Id"]
+        again, out, err = await run(
+            runtime, tmp_path, body, requirements=["six==1.16.0"], rebuild=True
+        )
+        assert again.exit_code == 0 and "six 1.16.0" in out, err
+        assert (await docker.images.inspect(layer))["Id"] != first_id
+
+
+@pytest.fixture(scope="module")
+async def node_image(image: str) -> str:
+    built = await asyncio.to_thread(ensure_node_image)
+    if built is None:
+        pytest.skip("cannot build a Node.js image here (needs the docker CLI and mmdebstrap)")
+    return built
+
+
+async def test_package_json_dependencies_become_one_npm_layer(
+    node_image: str, tmp_path: Path
+) -> None:
+    runtime = DockerRuntime(node_image, node_image, Path("/etc/ssl/certs/ca-certificates.crt"))
+    needs = {"requirements": ["is-number@^7.0.0"]}
+    before = await layers()
+    cjs = "const isNumber = require('is-number');\nconsole.log('cjs', isNumber(7));\n"
+    first, out, err = await run(runtime, tmp_path, cjs, script="job.js", **needs)
+    assert first.exit_code == 0 and "cjs true" in out, err
+    built = await layers() - before
+    assert len(built) == 1
+    esm = "import isNumber from 'is-number';\nconsole.log('esm', isNumber('no'));\n"
+    second, out, err = await run(runtime, tmp_path, esm, script="job.mjs", **needs)
+    assert second.exit_code == 0 and "esm false" in out, err
+    assert await layers() - before == built
+
+
+def request_for(script: str) -> RunRequest:
+    return RunRequest(execution_id="x", work_dir=Path("/"), tmp_dir=Path("/"), script=script)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -186,3 +187,22 @@ def test_layer_key_changes_with_any_requirement_or_base_and_ignores_order() -> N
     assert key != layer_key(["numpy==2.1"], "python:3.12-slim")
     assert key != layer_key(["numpy==2.1", "pandas", "rich"], "python:3.12-slim")
     assert key != layer_key(["numpy==2.1", "pandas"], "python:3.13-slim")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["file:../evil", "git+https://example.invalid/x.git", "https://example.invalid/x.tgz", "a/b"],
+)
+def test_node_dependencies_must_be_registry_version_ranges(tmp_path: Path, spec: str) -> None:
+    script = write(tmp_path, "job.js", "require('x')\n")
+    write(tmp_path, "package.json", json.dumps({"dependencies": {"x": spec}}))
+    with pytest.raises(UserInputError, match="not a registry version range"):
+        detect_dependencies(script)
+
+
+def test_node_dependency_ranges_and_tags_are_accepted(tmp_path: Path) -> None:
+    script = write(tmp_path, "job.js", "require('x')\n")
+    deps = {"a": ">=1.2 <2 || 3.x", "b": "latest", "c": "", "d": "~0.1.0-beta.2"}
+    write(tmp_path, "package.json", json.dumps({"dependencies": deps}))
+    found = detect_dependencies(script)
+    assert found.requirements == ["a@>=1.2 <2 || 3.x", "b@latest", "c@latest", "d@~0.1.0-beta.2"]

@@ -30,6 +30,7 @@ class RunRequest(BaseModel):
     runtime: str = "auto"  # auto | process | docker
     image: str | None = None
     network: bool = True
+    rebuild: bool = False  # --no-cache: build the dependency layer again, fresh from the index
 
 
 class RunOutcome(BaseModel):

@@ -36,11 +36,18 @@ VENV = "/opt/rgrid/venv"
 IMAGE_REFERENCE = re.compile(
     r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?"
 )
-# Runs as root in the throwaway build container only; the paths are ours, not the user's.
-_BUILD_SCRIPT = (
+# Run as root in the throwaway build container only. Nothing the user wrote is part of
+# these strings: requirements arrive as a file (pip) or as "$@" arguments (npm).
+_PIP_BUILD = (
     "set -e; /opt/rgrid/uv venv --quiet --python /usr/bin/python3 /opt/rgrid/venv; "
     "/opt/rgrid/uv pip install --quiet --python /opt/rgrid/venv/bin/python "
     "-r /opt/rgrid/build/requirements.txt"
+)
+# Node finds /node_modules from any script under /work, as CommonJS and as an ES module.
+_NPM_BUILD = (
+    "set -e; command -v npm >/dev/null || { echo 'this image has no npm'; exit 1; }; "
+    "npm install --prefix /opt/rgrid/npm --no-audit --no-fund --omit=dev --no-package-lock "
+    '--loglevel=error "$@"; ln -s /opt/rgrid/npm/node_modules /node_modules'
 )
 
 
@@ -137,35 +144,35 @@ class DockerRuntime:
                 f"image {base!r} is not on this node and cannot be pulled",
                 "build or pull it, or set RGRID_PYTHON_IMAGE / --image",
             ) from exc
-        if not request.requirements or request.script.endswith(NODE_SUFFIXES):
-            return base  # npm layers are not built yet; the CLI refuses npm requirements
+        if not request.requirements:
+            return base
         tag = layer_key(request.requirements, base_id)[:24]
         layer = f"{LAYER_REPOSITORY}:{tag}"
         lock = self._building.setdefault(tag, asyncio.Lock())
         async with lock:  # concurrent runs needing the same new layer build it once
-            try:
-                await docker.images.inspect(layer)
-            except aiodocker.DockerError:
-                await self._build_layer(docker, base, tag, request.requirements)
+            if request.rebuild or not await _has(docker, layer):
+                await self._build_layer(docker, base, tag, request)
         return layer
 
     async def _build_layer(
-        self, docker: aiodocker.Docker, base: str, tag: str, requirements: list[str]
+        self, docker: aiodocker.Docker, base: str, tag: str, request: RunRequest
     ) -> None:
+        requirements = request.requirements
         with tempfile.TemporaryDirectory(prefix="rgrid-layer-") as build:
             Path(build, "requirements.txt").write_text("\n".join(requirements) + "\n")
             binds = [f"{find_uv_bin()}:/opt/rgrid/uv:ro", f"{build}:/opt/rgrid/build:ro"]
-            env = ["UV_CACHE_DIR=/tmp/uv-cache", "UV_SYSTEM_CERTS=1"]
+            env = ["UV_CACHE_DIR=/tmp/uv-cache", "UV_SYSTEM_CERTS=1", "HOME=/tmp"]
+            if request.rebuild:  # --no-cache: ask the index again rather than the cache
+                env += ["UV_REFRESH=1", "npm_config_prefer_online=true"]
             if self._ca_bundle is not None:  # a node behind a TLS-inspecting proxy
                 binds.append(f"{self._ca_bundle}:/opt/rgrid/ca.crt:ro")
-                env.append("SSL_CERT_FILE=/opt/rgrid/ca.crt")
+                env += ["SSL_CERT_FILE=/opt/rgrid/ca.crt", "npm_config_cafile=/opt/rgrid/ca.crt"]
+            if request.script.endswith(NODE_SUFFIXES):
+                cmd = ["/bin/sh", "-c", _NPM_BUILD, "sh", *requirements]
+            else:
+                cmd = ["/bin/sh", "-c", _PIP_BUILD]
             container = await docker.containers.create(
-                {
-                    "Image": base,
-                    "Cmd": ["/bin/sh", "-c", _BUILD_SCRIPT],
-                    "Env": env,
-                    "HostConfig": {"Binds": binds},
-                }
+                {"Image": base, "Cmd": cmd, "Env": env, "HostConfig": {"Binds": binds}}
             )
             try:
                 await container.start()
@@ -181,6 +188,14 @@ class DockerRuntime:
             finally:
                 with contextlib.suppress(aiodocker.DockerError):
                     await container.delete(force=True)
+
+
+async def _has(docker: aiodocker.Docker, reference: str) -> bool:
+    try:
+        await docker.images.inspect(reference)
+        return True
+    except aiodocker.DockerError:
+        return False
 
 
 def container_config(request: RunRequest, image: str) -> dict[str, Any]:

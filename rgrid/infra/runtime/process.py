@@ -15,6 +15,7 @@ import resource
 import shutil
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,7 @@ class ProcessRuntime:
 
     def __init__(self, cache_dir: Path, python: str = sys.executable) -> None:
         self._venvs = cache_dir / "venvs"
+        self._npm = cache_dir / "npm"
         self._python = python
         self._building: dict[str, asyncio.Lock] = {}
 
@@ -91,25 +93,51 @@ class ProcessRuntime:
                     "this node has no Node.js for a .js script",
                     "install node or use --runtime docker",
                 )
+            if request.requirements:
+                modules = await self.npm_for(request.requirements, request.rebuild)
+                # Node looks for node_modules in every parent of the script (CommonJS and
+                # ES modules alike), and the lease dir above the work dir is ours alone.
+                link = request.work_dir.parent / "node_modules"
+                link.unlink(missing_ok=True)
+                link.symlink_to(modules / "node_modules")
             return [node, request.script, *request.args], []
-        venv = await self.venv_for(request.requirements)
+        venv = await self.venv_for(request.requirements, request.rebuild)
         return [str(venv / "bin" / "python"), request.script, *request.args], [str(venv / "bin")]
 
-    async def venv_for(self, requirements: list[str]) -> Path:
+    async def venv_for(self, requirements: list[str], rebuild: bool = False) -> Path:
         """The venv for a dependency set, built once per node and reused."""
         key = layer_key(requirements, self._python)[:24]
-        target = self._venvs / key
-        if (target / ".complete").exists():
+        return await self._layer(self._venvs / key, rebuild, self._build_venv, requirements)
+
+    async def npm_for(self, requirements: list[str], rebuild: bool = False) -> Path:
+        """A dir whose node_modules holds an npm dependency set, built once per node."""
+        key = layer_key(requirements, "npm")[:24]
+        return await self._layer(self._npm / key, rebuild, _install_npm, requirements)
+
+    async def _layer(
+        self,
+        target: Path,
+        rebuild: bool,
+        build: Callable[[Path, list[str], bool], Awaitable[None]],
+        requirements: list[str],
+    ) -> Path:
+        """Build `target` once (or again, when asked), under a temporary name, then move it
+        into place, so a half-built layer is never used."""
+        if (target / ".complete").exists() and not rebuild:
             return target
-        lock = self._building.setdefault(key, asyncio.Lock())
-        async with lock:  # concurrent runs needing the same new venv build it once
-            if not (target / ".complete").exists():
-                await self._build_venv(target, requirements)
+        lock = self._building.setdefault(str(target), asyncio.Lock())
+        async with lock:  # concurrent runs needing the same new layer build it once
+            if rebuild or not (target / ".complete").exists():
+                building = target.with_name(target.name + f".building-{os.getpid()}")
+                shutil.rmtree(building, ignore_errors=True)
+                await build(building, requirements, rebuild)
+                (building / ".complete").touch()
+                shutil.rmtree(target, ignore_errors=True)
+                building.rename(target)
+                log.info("layer_built", path=str(target), requirements=requirements)
         return target
 
-    async def _build_venv(self, target: Path, requirements: list[str]) -> None:
-        building = target.with_name(target.name + f".building-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
+    async def _build_venv(self, building: Path, requirements: list[str], refresh: bool) -> None:
         uv = find_uv_bin()
         # --relocatable: the venv is built under a temporary name, then renamed into place.
         await _check_call(
@@ -118,13 +146,32 @@ class ProcessRuntime:
         if requirements:
             python = str(building / "bin" / "python")
             await _check_call(
-                [uv, "pip", "install", "--quiet", "--python", python, *requirements],
+                [
+                    *(uv, "pip", "install", "--quiet", "--python", python),
+                    *(["--refresh"] if refresh else []),
+                    *requirements,
+                ],
                 install_error=", ".join(requirements),
             )
-        (building / ".complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        building.rename(target)
-        log.info("venv_built", path=str(target), requirements=requirements)
+
+
+async def _install_npm(building: Path, requirements: list[str], refresh: bool) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise UserInputError(
+            "this node has no npm to install the script's package.json dependencies",
+            "install npm on the node, or use --runtime docker with a Node image",
+        )
+    building.mkdir(parents=True)
+    await _check_call(
+        [
+            *(npm, "install", "--prefix", str(building), "--no-audit", "--no-fund"),
+            *("--omit=dev", "--no-package-lock", "--loglevel=error"),
+            *(["--prefer-online"] if refresh else []),
+            *requirements,  # validated name@range pairs, never paths or URLs (deps.py)
+        ],
+        install_error=", ".join(requirements),
+    )
 
 
 def _limits(request: RunRequest):  # type: ignore[no-untyped-def]

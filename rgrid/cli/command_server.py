@@ -1,0 +1,112 @@
+"""The command server: a process with the whole CLI already imported, that forks one
+child per `rgrid` command.
+
+Importing the CLI (typer, rich, pydantic, SQLAlchemy, temporalio, aiodocker) takes about
+half a second, longer than a cache hit or a container start. The embedded stack runs
+this server beside itself; the thin client (rgrid.cli.thin) hands it the command line,
+environment, working directory and its own stdin/stdout/stderr (SCM_RIGHTS), and the
+forked child runs the command exactly as an in-process CLI would: same streams, same
+environment, same exit code.
+
+Safe to fork because this process starts no threads and opens no connections: the
+child creates Temporal's runtime, database pools and event loops of its own. A client
+whose code differs from the server's (an upgrade or an edit) is told so and runs the
+command in-process; the server then exits, and the stack starts a fresh one.
+
+    python -m rgrid.cli.command_server SOCKET
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+# Everything a command may need, imported once here rather than in every command.
+import aiodocker  # noqa: F401
+import sqlmodel  # noqa: F401
+import temporalio.client  # noqa: F401
+
+from rgrid.cli import app, output
+from rgrid.cli.thin import MAX_REQUEST, CommandRequest, code_fingerprint, send_message
+
+
+def serve(path: Path) -> None:
+    """Accept commands until the code changes under us or we are told to stop."""
+    fingerprint = code_fingerprint()
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)  # the socket is the user's alone: it runs commands as them
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    listener.listen(64)
+    # Children are reaped by the kernel; each reports its own exit code to its client.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        conn, _ = listener.accept()
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(conn, MAX_REQUEST, 3)
+            request: CommandRequest = json.loads(message)
+        except (OSError, ValueError):
+            conn.close()
+            continue
+        if request.get("fingerprint") != fingerprint:
+            send_message(conn, {"stale": True})
+            conn.close()
+            for fd in fds:
+                os.close(fd)
+            listener.close()
+            path.unlink(missing_ok=True)
+            return
+        if os.fork() == 0:
+            listener.close()
+            _child(conn, fds, request)  # never returns
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def _child(conn: socket.socket, fds: list[int], request: CommandRequest) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # subprocesses must be waitable again
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()  # signals to the server's group must not reach commands in flight
+    for target, fd in zip(request["streams"], fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = request["argv"]
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
+    output.reset_consoles()
+    send_message(conn, {"pid": os.getpid()})
+    # A client that goes away (closed terminal, killed) takes its command with it.
+    threading.Thread(target=_hang_up_with, args=(conn,), daemon=True).start()
+    code = app.run_command()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):
+        send_message(conn, {"exit": code})
+    os._exit(code)
+
+
+def _hang_up_with(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while conn.recv(64):
+            pass
+    os.kill(os.getpid(), signal.SIGHUP)
+
+
+def main() -> None:
+    serve(Path(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The embedded stack's command server: `rgrid` commands run in a forked child of a
+process that has the CLI imported, on the client's own streams, environment and cwd."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rgrid.paths import command_server_socket
+from tests.e2e.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+
+def server_processes() -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and b"rgrid.cli.command_server" in (proc / "cmdline").read_bytes()
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(condition: object, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_commands_run_in_the_server_with_the_clients_env_cwd_and_exit_code(
+    cli: Cli, work: Path
+) -> None:
+    assert "command server ready" in cli("dev", "status").stdout
+    (work / "sub").mkdir()
+    (work / "sub" / "env.py").write_text(
+        "import os, sys\nprint(os.environ['GREETING'], sys.argv[1])\nsys.exit(4)\n"
+    )
+    result = cli("run", "-e", "GREETING=hallo", "env.py", "welt", cwd=work / "sub")
+    assert result.code == 4
+    assert result.stdout == "hallo welt\n"  # stdout carries exactly the script's output
+    assert "script exited with code 4" in result.stderr
+    missing = cli("run", "absent.py", cwd=work)
+    assert missing.code == 125
+    assert missing.stderr.strip().splitlines() == [
+        "error: script not found: absent.py: check the path"
+    ]
+
+
+def test_a_client_of_other_code_is_turned_away_and_a_fresh_server_takes_over(
+    cli: Cli, work: Path
+) -> None:
+    path = command_server_socket(cli.home)
+    (old,) = server_processes()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(path))
+        request = {
+            "argv": ["rgrid", "version"],
+            "env": {},
+            "cwd": "/",
+            "streams": [],
+            "fingerprint": "other code",
+        }
+        conn.sendall(json.dumps(request).encode())
+        assert json.loads(conn.makefile().readline()) == {"stale": True}
+    wait_for(lambda: server_processes() not in ([], [old]))
+    wait_for(path.exists)
+    assert cli("version").stdout.startswith("rgrid ")
+
+
+def test_killing_the_client_ends_the_command_it_was_running(cli: Cli, work: Path) -> None:
+    (work / "long.py").write_text(
+        textwrap.dedent(
+            """
+            import time
+            print("up", flush=True)
+            time.sleep(30)
+            # rgrid: no-cache
+            """
+        )
+    )
+    started = cli("run", "--detach", "long.py", cwd=work)
+    execution_id = started.stdout.strip()
+    (server,) = server_processes()
+    follower = cli.popen("logs", "-f", execution_id)
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == "up\n"
+    assert len(server_processes()) == 2  # the server and the child running `logs -f`
+    os.kill(follower.pid, signal.SIGKILL)
+    follower.wait()
+    wait_for(lambda: server_processes() == [server])
+    assert cli("cancel", execution_id).code == 0
