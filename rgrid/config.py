@@ -208,8 +208,11 @@ class Settings(BaseSettings):
 
     @property
     def pool_id(self) -> str | None:
-        """The NodePoolWorkflow that scales this node class, or None (fixed local nodes)."""
-        return None if self.provider == "local" else f"pool-{self.provider}-{self.node_class}"
+        """The NodePoolWorkflow that scales this node class, or None for fixed local nodes
+        (RGRID_LOCAL_NODES=0 puts local agents behind a pool too)."""
+        if self.provider == "local" and self.local_nodes > 0:
+            return None
+        return f"pool-{self.provider}-{self.node_class}"
 
     @property
     def node_dir(self) -> Path:

@@ -105,16 +105,16 @@ async def serve(settings: Settings) -> None:
         client = await _wait_for_temporal(settings, server)
         ledger = await Ledger.open(settings.effective_database_url)
         # With a cloud provider the node pool makes nodes on demand; else fixed local agents.
-        cloud = cloud_provider(settings)
-        nodes = provider.start_nodes() if cloud is None else []
+        pooled = pool_provider(settings, provider)
+        nodes = provider.start_nodes() if pooled is None else []
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         async with build_control_worker(
-            client, ledger, open_storage(settings.effective_storage_url), settings, provider=cloud
+            client, ledger, open_storage(settings.effective_storage_url), settings, provider=pooled
         ):
-            if cloud is not None:
+            if pooled is not None:
                 await start_pool(client, settings)
             info = StackInfo(
                 pid=os.getpid(),
@@ -141,13 +141,15 @@ async def serve(settings: Settings) -> None:
             server.kill()
 
 
-def cloud_provider(settings: Settings) -> NodeProvider | None:
+def pool_provider(settings: Settings, local: LocalProvider) -> NodeProvider | None:
     """The provider behind the node pool, or None for fixed local agents."""
+    if settings.pool_id is None:
+        return None
     if settings.provider == "hetzner":
         from rgrid.infra.providers.hetzner import HetznerProvider
 
         return HetznerProvider(settings)
-    return None
+    return local
 
 
 async def start_pool(client: Client, settings: Settings) -> None:
@@ -161,6 +163,8 @@ async def start_pool(client: Client, settings: Settings) -> None:
         task_queue=CONTROL_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
 async def _serve_commands(settings: Settings) -> None:
     """Keep a command server running (rgrid.cli.command_server): one that exits because
     the code changed is started again, with the new code."""

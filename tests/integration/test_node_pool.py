@@ -11,7 +11,7 @@ import socket
 import textwrap
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from rgrid.infra.db import Ledger
 from rgrid.infra.providers import node_labels
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.providers.hetzner_standin import HetznerStandIn, serve
+from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import LocalStorage
 from rgrid.models import (
     BatchInput,
@@ -70,8 +71,8 @@ class PoolStack:
     settings: Settings
     ledger: Ledger
     queue: str
-    standin: HetznerStandIn
     tmp_path: Path
+    standin: HetznerStandIn = field(default=None)  # type: ignore[assignment]  # None: local
 
     @property
     def pool_id(self) -> str:
@@ -175,7 +176,7 @@ async def pool_stack(
         task_queue=queue,
         provider=HetznerProvider(pool_settings),
     )
-    stack = PoolStack(client, pool_settings, ledger, queue, standin, tmp_path)
+    stack = PoolStack(client, pool_settings, ledger, queue, tmp_path, standin)
     try:
         async with worker:
             yield stack
@@ -427,3 +428,53 @@ async def test_a_destroyed_node_is_deleted_and_its_run_completes_elsewhere(
     assert result.phase is Phase.SUCCEEDED and result.node_id != running.node_id
     rows = {n.node_id: n for n in await pool_stack.nodes()}
     assert rows[running.node_id or ""].state is NodeState.DELETED
+
+
+async def test_the_local_provider_runs_behind_the_same_pool(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    local = settings.model_copy(
+        update={
+            "local_nodes": 0,  # no fixed agents: the pool starts them
+            "node_slots": 1,
+            "pool_tick_s": 1,
+            "node_billing_period_s": 20,
+            "retire_margin_s": 15,
+            "local_hourly_price_microns": 1000,
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'local-ledger.db'}",
+        }
+    )
+    assert local.pool_id == f"pool-local-{local.node_class}"
+    provider = LocalProvider(local, tmp_path / "agents")
+    ledger = await Ledger.open(local.effective_database_url)
+    queue = f"control-{ULID()}"
+    worker = build_control_worker(
+        client,
+        ledger,
+        LocalStorage(Path(local.effective_storage_url.removeprefix("file://"))),
+        local,
+        task_queue=queue,
+        provider=provider,
+    )
+    stack = PoolStack(client, local, ledger, queue, tmp_path)
+    try:
+        async with worker:
+            result = await (await stack.start_execution()).result()
+            assert result.phase is Phase.SUCCEEDED
+            (node,) = await ledger.nodes(include_deleted=True)
+            assert (node.node_id, node.provider, node.hourly_price_microns) == (
+                result.node_id,
+                "local",
+                1000,
+            )
+            await eventually(lambda: _no_agents(provider, local.node_class), timeout=30)
+            (node,) = await ledger.nodes(include_deleted=True)
+            assert node.state is NodeState.DELETED
+            await client.get_workflow_handle(stack.pool_id).terminate("test over")
+    finally:
+        provider.stop_all()
+        await ledger.close()
+
+
+async def _no_agents(provider: LocalProvider, node_class: str) -> bool:
+    return not await provider.list_nodes(node_class)
