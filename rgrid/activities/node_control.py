@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from rgrid.activities import names
-from rgrid.models import Ack, NodeActionInput, NodeLoad
+from rgrid.models import NodeActionInput, NodeLoad
 from rgrid.worker.leases import LeaseBook
 
 
@@ -27,6 +27,7 @@ class NodeControlActivities:
         )
 
     @activity.defn(name=names.DRAIN_NODE)
-    async def drain_node(self, request: NodeActionInput) -> Ack:
+    async def drain_node(self, request: NodeActionInput) -> NodeLoad:
+        """Take no more claims; answers the load, so an idle node can go at once."""
         self._book.drain()
-        return Ack()
+        return await self.ping_node(request)

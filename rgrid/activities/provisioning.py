@@ -92,26 +92,27 @@ class ProvisioningActivities:
 
     @activity.defn(name=names.PROVISION_NODE)
     async def provision_node(self, request: ProvisionNodeInput) -> PoolNode:
-        """Create one node's server and record it as provisioning (idempotent by node id:
-        a retry after a lost answer finds the server it already made)."""
+        """Create one node's server and record it as provisioning (idempotent by node id)."""
         config = request.config
         try:
             existing = [
                 s for s in await self._provider.list_nodes(config.node_class)
                 if s.name == request.node_id
             ]  # fmt: skip
-            if existing:
-                # The price is not in a server listing; a retry asks the API once more.
-                await self._provider.delete_node(existing[0].server_id)
-            server = await self._provider.create_node(
-                CreateNode(
-                    node_id=request.node_id,
-                    node_class=config.node_class,
-                    choice=request.choice,
-                    image=config.image,
-                    slots=config.slots,
-                    ssh_key=config.ssh_key,
-                    labels=config.labels,
+            # A retry after a lost answer finds the server it made: no second one.
+            server = (
+                existing[0]
+                if existing
+                else await self._provider.create_node(
+                    CreateNode(
+                        node_id=request.node_id,
+                        node_class=config.node_class,
+                        choice=request.choice,
+                        image=config.image,
+                        slots=config.slots,
+                        ssh_key=config.ssh_key,
+                        labels=config.labels,
+                    )
                 )
             )
         except RgridError as exc:

@@ -45,6 +45,8 @@ with workflow.unsafe.imports_passed_through():
 
 CONTROL_TIMEOUT = timedelta(seconds=60)
 CONTROL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# A live agent takes a ping within milliseconds; a tick must not wait long on a dead one.
+PING_PICKUP = timedelta(seconds=5)
 # Provisioning errors that another type@location may not have (see rgrid.errors).
 FALLBACK_ERRORS = ("QuotaExceededError", "CapacityUnavailableError", "UnknownServerChoiceError")
 
@@ -130,7 +132,7 @@ class NodePoolWorkflow:
             ):
                 await self._destroy(node, f"never became ready (server {status})")
             elif policy.should_retire(node, now, self._config, seen.backlog):
-                await self._destroy(node, "idle before its next billing hour")
+                await self._retire(node)
         self._state.destroy = [n for n in self._state.destroy if n in nodes]
         for node in nodes.values():
             if node.state is NodeState.READY and policy.too_old(node, now, self._config):
@@ -153,10 +155,16 @@ class NodePoolWorkflow:
                 node.state = NodeState.READY
                 node.ready_at = node.last_seen = now
                 await self._save(node)
+        # Pinged every heartbeat_s, not on every (faster, boot-time) tick.
         alive = [
             n
             for n in self._state.nodes.values()
             if n.state in (NodeState.READY, NodeState.DRAINING)
+            and (
+                n.last_seen is None
+                or (now - n.last_seen).total_seconds() >= self._config.heartbeat_s
+                or n.state is NodeState.DRAINING
+            )
         ]
         loads = await asyncio.gather(*(self._ping(n) for n in alive))
         for node, load in zip(alive, loads, strict=True):
@@ -171,7 +179,7 @@ class NodePoolWorkflow:
                 NodeActionInput(node_id=node.node_id),
                 result_type=NodeLoad,
                 task_queue=names.node_queue(node.node_id),
-                schedule_to_start_timeout=timedelta(seconds=self._config.heartbeat_s),
+                schedule_to_start_timeout=PING_PICKUP,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
@@ -192,25 +200,39 @@ class NodePoolWorkflow:
             )
             await self._destroy(orphan, "orphan: labelled but unknown to the pool")
 
+    async def _retire(self, node: PoolNode) -> None:
+        """Drain first, then delete only if still idle: a claim that landed since the ping
+        keeps the node until its run ends."""
+        if node.state is NodeState.READY and not policy.silent(node, workflow.now(), self._config):
+            load = await self._drain(node)
+            if load is None or load.in_use > 0:
+                return  # draining (or unreachable): a later tick decides
+        await self._destroy(node, "idle before its next billing hour")
+
+    async def _drain(self, node: PoolNode) -> NodeLoad | None:
+        """Tell a node to take no more claims; its load after that, or None if unreachable."""
+        try:
+            load = await workflow.execute_activity(
+                names.DRAIN_NODE,
+                NodeActionInput(node_id=node.node_id),
+                result_type=NodeLoad,
+                task_queue=names.node_queue(node.node_id),
+                schedule_to_start_timeout=PING_PICKUP,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            return None
+        node.state = NodeState.DRAINING
+        node.in_use = load.in_use
+        await self._save(node)
+        return load
+
     async def _drain_asked(self) -> None:
         for node_id in self._state.drain:
             node = self._state.nodes.get(node_id)
-            if node is None or node.state is not NodeState.READY:
-                continue
-            try:
-                await workflow.execute_activity(
-                    names.DRAIN_NODE,
-                    NodeActionInput(node_id=node_id),
-                    result_type=Ack,
-                    task_queue=names.node_queue(node_id),
-                    schedule_to_start_timeout=timedelta(seconds=self._config.heartbeat_s),
-                    start_to_close_timeout=timedelta(seconds=10),
-                    retry_policy=RetryPolicy(maximum_attempts=1),
-                )
-            except ActivityError:
-                continue  # try again next tick
-            node.state = NodeState.DRAINING
-            await self._save(node)
+            if node is not None and node.state is NodeState.READY:
+                await self._drain(node)  # unreachable: try again next tick
         self._state.drain = [
             n
             for n in self._state.drain
@@ -222,6 +244,7 @@ class NodePoolWorkflow:
         wanted = policy.nodes_to_create(backlog, nodes, self._config, workflow.now())
         if wanted == 0:
             return
+        workflow.logger.info("adding %d node(s) for a backlog of %d", wanted, backlog)
         caused_by = next(iter(self._state.waiting.values()), None)
         errors: list[str] = []
         for _ in range(wanted):

@@ -10,8 +10,9 @@ from rgrid.models import NodeClassConfig, NodeState, PoolNode
 
 LIVE = (NodeState.PROVISIONING, NodeState.READY, NodeState.DRAINING)
 # Statuses in which a server can still run an agent (Hetzner's server status values).
-# Seconds Temporal's backlog statistic may trail matching (measured here: about 1 s).
-BACKLOG_STATS_LAG_S = 3
+# Seconds Temporal's backlog statistic may trail matching (measured here: 1-4 s on a
+# busy dev server): a node that became ready this recently counts as not yet claiming.
+BACKLOG_STATS_LAG_S = 10
 ALIVE_STATUSES = ("initializing", "starting", "running", "migrating", "rebuilding")
 
 
@@ -90,8 +91,10 @@ def nodes_to_create(
 
 
 def _just_ready(node: PoolNode, now: datetime) -> bool:
+    # Draining too: a node drained right after it became ready took the claims the
+    # backlog statistic still shows.
     return (
-        node.state is NodeState.READY
+        node.state in (NodeState.READY, NodeState.DRAINING)
         and node.ready_at is not None
         and (now - node.ready_at).total_seconds() < BACKLOG_STATS_LAG_S
     )

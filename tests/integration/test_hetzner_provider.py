@@ -84,6 +84,7 @@ async def test_servers_carry_rgrid_labels_and_are_listed_by_class_only(
         "rgrid-class": "cpu",
         "rgrid-node": "n-1",
     }
+    assert (server.hourly_price_microns, server.currency) == (6000, "EUR")  # a retry reuses it
     assert await provider.list_nodes("gpu") == []
 
 

@@ -94,7 +94,7 @@ def test_no_more_than_max_nodes_are_ever_wanted() -> None:
 def test_a_node_that_just_became_ready_counts_as_coming_while_the_backlog_stat_lags() -> None:
     fresh = node(age_s=60, ready_at=T0 - timedelta(seconds=1), in_use=2)
     assert policy.nodes_to_create(2, [fresh], CONFIG, T0) == 0
-    settled = node(age_s=60, ready_at=T0 - timedelta(seconds=10), in_use=2)
+    settled = node(age_s=60, ready_at=T0 - timedelta(seconds=30), in_use=2)
     assert policy.nodes_to_create(2, [settled], CONFIG, T0) == 1
 
 
@@ -102,3 +102,8 @@ def test_a_busy_node_that_stopped_answering_is_retired_in_its_window_though_it_r
     hung = node(age_s=57 * 60, in_use=2, last_seen=T0 - timedelta(seconds=300))
     assert not policy.is_dead(hung, T0, CONFIG, "running")
     assert policy.should_retire(hung, T0, CONFIG, backlog=0)
+
+
+def test_a_node_drained_right_after_it_became_ready_still_counts_for_the_lagging_backlog() -> None:
+    drained = node(NodeState.DRAINING, age_s=60, ready_at=T0 - timedelta(seconds=2), in_use=2)
+    assert policy.nodes_to_create(2, [drained], CONFIG, T0) == 0

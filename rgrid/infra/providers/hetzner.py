@@ -85,6 +85,7 @@ class HetznerProvider:
             )
         self._client = client
         self._settings = settings
+        self._currency_code: str | None = None
 
     async def create_node(self, request: CreateNode) -> ServerInfo:
         """Create the server of a node (it boots and starts its agent on its own)."""
@@ -143,10 +144,13 @@ class HetznerProvider:
         )
 
     def _currency(self) -> str:
-        try:
-            return str(self._client.request("GET", "/pricing")["pricing"]["currency"])
-        except (APIException, KeyError):
-            return "EUR"  # every Hetzner Cloud account bills in EUR
+        if self._currency_code is None:
+            try:
+                answer = self._client.request("GET", "/pricing")
+                self._currency_code = str(answer["pricing"]["currency"])
+            except (APIException, KeyError):
+                return "EUR"  # every Hetzner Cloud account bills in EUR
+        return self._currency_code
 
     def _list(self, selector: str) -> list[ServerInfo]:
         try:
@@ -166,16 +170,21 @@ class HetznerProvider:
             raise translate(exc, f"delete server {server_id}") from exc
         log.info("server_deleted", server=server_id)
 
-    @staticmethod
-    def _info(server: BoundServer) -> ServerInfo:
+    def _info(self, server: BoundServer) -> ServerInfo:
         server_type = server.server_type
-        location = server.location
+        location = (server.location.name if server.location else "") or ""
+        price = 0
+        for entry in (server_type.prices if server_type else None) or []:
+            if entry.get("location") == location:
+                price = to_microns(entry["price_hourly"]["net"])
         return ServerInfo(
             server_id=server.id or 0,
             name=server.name or "",
             status=server.status or "unknown",
             server_type=(server_type.name if server_type else "") or "",
-            location=(location.name if location else "") or "",
+            location=location,
             created_at=server.created,
             labels=dict(server.labels or {}),
+            hourly_price_microns=price,
+            currency=self._currency() if price else "EUR",
         )
