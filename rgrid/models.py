@@ -490,6 +490,7 @@ class ServerInfo(BaseModel):
 class ObservePoolInput(BaseModel):
     node_class: str
     node_ids: list[str] = Field(default_factory=list)
+    list_servers: bool = True  # False: spare the provider's API rate limit this time
 
 
 class PoolObservation(BaseModel):
@@ -498,6 +499,7 @@ class PoolObservation(BaseModel):
     backlog: int = 0
     polling: list[str] = Field(default_factory=list)  # node ids with pollers on their queue
     servers: list[ServerInfo] = Field(default_factory=list)  # every server with our labels
+    servers_listed: bool = True
 
 
 class ProvisionNodeInput(BaseModel):

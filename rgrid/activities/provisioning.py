@@ -64,7 +64,9 @@ class ProvisioningActivities:
             polled = await asyncio.gather(
                 *(self._describe(names.node_queue(node)) for node in request.node_ids)
             )
-            servers = await self._provider.list_nodes(request.node_class)
+            servers = (
+                await self._provider.list_nodes(request.node_class) if request.list_servers else []
+            )
         except RgridError as exc:
             raise as_application_error(exc) from exc
         return PoolObservation(
@@ -73,6 +75,7 @@ class ProvisioningActivities:
                 node for node, seen in zip(request.node_ids, polled, strict=True) if seen.pollers
             ],
             servers=servers,
+            servers_listed=request.list_servers,
         )
 
     async def _describe(self, queue: str):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ worker_specific_task_queues (each node's own queue, here pinged for liveness).
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -45,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
 
 CONTROL_TIMEOUT = timedelta(seconds=60)
 CONTROL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# Executions remembered as waiting (to fail them at once when no node can be made).
+MAX_WAITING = 1000
+LIST_EVERY = timedelta(seconds=10)
 # A live agent takes a ping within milliseconds; a tick must not wait long on a dead one.
 PING_PICKUP = timedelta(seconds=5)
 # Provisioning errors that another type@location may not have (see rgrid.errors).
@@ -59,10 +62,15 @@ class NodePoolWorkflow:
         self._state = request.state or PoolState()
         self._fresh_demand = 0  # demands since the last look: the backlog stat may lag
         self._wake = False
+        self._listed_at: datetime | None = None
 
     @workflow.signal(name="demand")
     def demand(self, request: Demand) -> None:
         self._state.waiting[request.execution_id] = request.caused_by or request.execution_id
+        if len(self._state.waiting) > MAX_WAITING:
+            # Oldest first out: they most likely found a slot long ago (a long batch keeps
+            # a backlog, so the set is not emptied by a quiet moment).
+            del self._state.waiting[next(iter(self._state.waiting))]
         self._fresh_demand += 1
         self._wake = True
 
@@ -110,25 +118,38 @@ class NodePoolWorkflow:
         self._wake = False
         fresh, self._fresh_demand = self._fresh_demand, 0
         nodes = self._state.nodes
+        started = workflow.now()
+        # Servers are listed at most every LIST_EVERY (fast boot-time ticks would spend
+        # Hetzner's 3600 requests an hour); queues are looked at every tick.
+        list_servers = self._listed_at is None or started - self._listed_at >= min(
+            LIST_EVERY, timedelta(seconds=self._config.tick_s)
+        )
         seen = await workflow.execute_activity(
             names.OBSERVE_POOL,
-            ObservePoolInput(node_class=self._config.node_class, node_ids=list(nodes)),
+            ObservePoolInput(
+                node_class=self._config.node_class,
+                node_ids=list(nodes),
+                list_servers=list_servers,
+            ),
             result_type=PoolObservation,
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=CONTROL_RETRY,
         )
         servers = {s.name: s for s in seen.servers}
-        await self._delete_orphans(seen)
+        if seen.servers_listed:
+            self._listed_at = started
+            await self._delete_orphans(seen)
         await self._update_nodes(seen)
         now = workflow.now()
         for node in list(nodes.values()):
             status = servers[node.node_id].status if node.node_id in servers else "missing"
+            known = seen.servers_listed  # decisions on the server's status need a listing
             if node.node_id in self._state.destroy:
                 await self._destroy(node, "asked to be destroyed")
-            elif policy.is_dead(node, now, self._config, status):
+            elif known and policy.is_dead(node, now, self._config, status):
                 await self._destroy(node, f"no answer and server {status}", dead=True)
             elif node.state is NodeState.PROVISIONING and (
-                status == "missing" or policy.boot_timed_out(node, now, self._config)
+                (known and status == "missing") or policy.boot_timed_out(node, now, self._config)
             ):
                 await self._destroy(node, f"never became ready (server {status})")
             elif policy.should_retire(node, now, self._config, seen.backlog):
@@ -247,10 +268,8 @@ class NodePoolWorkflow:
         workflow.logger.info("adding %d node(s) for a backlog of %d", wanted, backlog)
         caused_by = next(iter(self._state.waiting.values()), None)
         errors: list[str] = []
-        for _ in range(wanted):
-            node = await self._provision(caused_by, errors)
-            if node is None:
-                break
+        # In parallel: on Hetzner a create takes a second or two, and a batch wants many.
+        await asyncio.gather(*(self._provision(caused_by, errors) for _ in range(wanted)))
         if errors and not any(n.state in policy.LIVE for n in self._state.nodes.values()):
             await self._no_capacity(errors[-1])
 
