@@ -99,7 +99,13 @@ class NodePoolWorkflow:
     @workflow.run
     async def run(self, request: PoolInput) -> None:
         while True:
-            await self._tick()
+            try:
+                await self._tick()
+            except ActivityError as err:
+                # The pool must outlive any outage (Temporal, the provider's API, the
+                # ledger): a failed look or action is tried again on the next tick.
+                self._state.last_error = _message(err)
+                workflow.logger.warning("pool tick failed: %s", self._state.last_error)
             info = workflow.info()
             history = info.get_current_history_length()
             if info.is_continue_as_new_suggested() or history > self._config.max_history:
@@ -274,7 +280,8 @@ class NodePoolWorkflow:
             await self._no_capacity(errors[-1])
 
     async def _provision(self, caused_by: str | None, errors: list[str]) -> PoolNode | None:
-        """Create one node, trying each configured type@location in order."""
+        """Create one node, trying each configured type@location in order; `errors` gets
+        the refusals that mean no node can be made (quota, capacity, unknown choice)."""
         self._state.counter += 1
         node_id = f"{self._config.node_class}-{self._state.counter}-{workflow.uuid4().hex[:6]}"
         for choice in self._config.choices:
@@ -290,12 +297,11 @@ class NodePoolWorkflow:
                 )
             except ActivityError as err:
                 cause = err.cause
-                message = cause.message if isinstance(cause, ApplicationError) else str(err)
-                errors.append(message)
-                self._state.last_error = message
+                self._state.last_error = _message(err)
                 if isinstance(cause, ApplicationError) and cause.type in FALLBACK_ERRORS:
+                    errors.append(self._state.last_error)
                     continue  # the next choice may have what this one lacks
-                return None
+                return None  # a passing fault (API down): tried again next tick
             self._state.nodes[node.node_id] = node
             self._state.last_error = None
             return node
@@ -336,3 +342,8 @@ class NodePoolWorkflow:
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=CONTROL_RETRY,
         )
+
+
+def _message(err: ActivityError) -> str:
+    cause = err.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or err)

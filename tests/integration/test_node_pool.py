@@ -478,3 +478,27 @@ async def test_the_local_provider_runs_behind_the_same_pool(
 
 async def _no_agents(provider: LocalProvider, node_class: str) -> bool:
     return not await provider.list_nodes(node_class)
+
+
+async def test_the_pool_outlives_an_api_outage_and_then_serves(pool_stack: PoolStack) -> None:
+    await pool_stack.client.start_workflow(
+        "NodePoolWorkflow",
+        PoolInput(config=pool_stack.settings.node_class_config()),
+        id=pool_stack.pool_id,
+        task_queue=pool_stack.queue,
+    )
+    await asyncio.to_thread(
+        _post, pool_stack.settings.hcloud_endpoint, "/_standin/outage", {"seconds": 6}
+    )
+    handle = await pool_stack.start_execution()
+    status = await eventually(lambda: _errored(pool_stack), timeout=10)
+    assert "service_error" in (status.last_error or "")
+    result = await handle.result()  # after the outage, a node is made
+    assert result.phase is Phase.SUCCEEDED
+    pool = await pool_stack.client.get_workflow_handle(pool_stack.pool_id).describe()
+    assert pool.status is not None and pool.status.name == "RUNNING"
+
+
+async def _errored(stack: PoolStack) -> PoolStatus | None:
+    status = await stack.pool_status()
+    return status if status.last_error else None

@@ -15,7 +15,8 @@ and `packages` are logged to `<root>/server-<id>/cloud-init.log`, not run. Delet
 server kills its process group.
 
 Test hooks live under `/_standin/` (not part of Hetzner's API): inject errors for the
-next creates, cap the number of servers (the account limit), crash a server.
+next creates (`faults`), cap the number of servers (`limit`, the account limit), fail
+every call for a while (`outage`), crash a server (`servers/<id>/crash`).
 
     rgrid dev hetzner-standin --port 4000
 """
@@ -29,6 +30,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +81,7 @@ STATUS = {
     "uniqueness_error": 409,
     "rate_limit_exceeded": 429,
     "server_error": 500,
+    "service_error": 503,
     "resource_unavailable": 503,
 }
 
@@ -187,6 +190,7 @@ class HetznerStandIn:
         self.actions: dict[int, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self.server_limit: int | None = None
+        self.outage_until = 0.0  # time.monotonic() until which every API call fails
         self._ids = itertools.count(1000)
         self._action_ids = itertools.count(5000)
         self.app = web.Application(middlewares=[self._errors])
@@ -206,6 +210,7 @@ class HetznerStandIn:
                 web.get("/v1/actions/{id}", self._get_action),
                 web.post("/_standin/faults", self._add_fault),
                 web.post("/_standin/limit", self._set_limit),
+                web.post("/_standin/outage", self._outage),
                 web.post("/_standin/servers/{id}/crash", self._crash),
             ]
         )
@@ -216,6 +221,8 @@ class HetznerStandIn:
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
+            if request.path.startswith("/v1/") and time.monotonic() < self.outage_until:
+                raise ApiError("service_error", "the API is down (stand-in outage)")
             if request.path.startswith("/v1/") and self.token is not None:
                 if request.headers.get("Authorization") != f"Bearer {self.token}":
                     raise ApiError("unauthorized", "unable to authenticate")
@@ -533,6 +540,12 @@ class HetznerStandIn:
     async def _set_limit(self, request: web.Request) -> web.Response:
         self.server_limit = (await request.json()).get("servers")
         return web.json_response({"servers": self.server_limit})
+
+    async def _outage(self, request: web.Request) -> web.Response:
+        """Every API call fails for the next `seconds` (`service_error`, not retried)."""
+        seconds = float((await request.json()).get("seconds", 10))
+        self.outage_until = time.monotonic() + seconds
+        return web.json_response({"seconds": seconds})
 
     async def _crash(self, request: web.Request) -> web.Response:
         """The machine dies: its agent is killed and the API reports it off."""
