@@ -222,6 +222,7 @@ class ExecutionWorkflow:
     ) -> None:
         """Wake the node pool (scheduled with the claim, so the claim is already queued when
         the pool looks), and fail at once if the pool says no node can be made."""
+        self._no_capacity = None  # an answer to an earlier attempt's demand is old news
         try:
             await workflow.execute_activity(
                 names.REQUEST_CAPACITY,
