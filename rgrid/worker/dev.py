@@ -29,7 +29,7 @@ from rgrid import logs
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
-from rgrid.errors import EmbeddedStackError
+from rgrid.errors import EmbeddedStackError, RgridError
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
@@ -207,7 +207,7 @@ def main() -> None:
     settings = load_settings()
     try:
         asyncio.run(serve(settings))
-    except EmbeddedStackError as exc:
+    except RgridError as exc:  # e.g. RGRID_PROVIDER=hetzner without HCLOUD_TOKEN
         print(f"ERROR: {exc.one_line()}", file=sys.stderr, flush=True)
         sys.exit(3)
 

@@ -99,3 +99,13 @@ def test_an_unknown_node_is_one_clear_line(cloud_cli: Cli) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: the node pool has no node 'no-such-node': see `rgrid nodes`"
     ]
+
+
+def test_hetzner_without_a_token_says_so_in_one_line(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    env.update(RGRID_PROVIDER="hetzner")
+    env.pop("HCLOUD_TOKEN", None)
+    result = Cli(env=env, home=tmp_path / "rgrid")("dev", "start", timeout=120)
+    assert result.code == 125
+    assert "RGRID_PROVIDER=hetzner needs an API token: set HCLOUD_TOKEN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
