@@ -7,12 +7,14 @@ With nothing configured every part is the embedded default.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -137,6 +139,8 @@ class Settings(BaseSettings):
     debug: bool = False
     # Days outputs and logs are kept; cache entries live as long as their outputs.
     retention_days: int = 30
+    # Days an input (cas/) stays stored after its last use; a run after that uploads it again.
+    input_retention_days: int = 7
 
     @classmethod
     def settings_customise_sources(
@@ -218,6 +222,81 @@ class Settings(BaseSettings):
     def node_dir(self) -> Path:
         """Work and cache dirs of local nodes."""
         return self.home / "nodes"
+
+
+# Settings whose values are never shown: `rgrid config` says only whether they are set.
+SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})
+
+
+class SettingSource(BaseModel):
+    """One effective setting, printable: its value (secrets hidden) and where it came from."""
+
+    name: str
+    value: str | None
+    source: str
+
+
+def describe_settings(settings: Settings) -> list[SettingSource]:
+    """Every setting with its effective value and source: env, a profile, or the default."""
+    profile = os.environ.get("RGRID_PROFILE", "default")
+    path = config_file_path()
+    in_profile = read_profile(profile, path)
+    described = []
+    for name in Settings.model_fields:
+        env_name = "HCLOUD_TOKEN" if name == "hcloud_token" else f"RGRID_{name.upper()}"
+        if env_name in os.environ:
+            source = f"env {env_name}"
+        elif name in in_profile:
+            source = f"profile {profile} in {path}"
+        else:
+            source = "default"
+        described.append(SettingSource(name=name, value=_shown(name, settings), source=source))
+    return described
+
+
+def _shown(name: str, settings: Settings) -> str | None:
+    effective = {
+        "temporal_address": settings.effective_temporal_address
+        + (" (embedded)" if settings.embedded else ""),
+        "database_url": settings.effective_database_url,
+        "storage_url": settings.effective_storage_url,
+        "dev_ui_port": str(settings.effective_ui_port),
+    }
+    value = getattr(settings, name)
+    if name in SECRET_SETTINGS:
+        return None if value is None else "(set, hidden)"
+    shown = effective.get(name, None if value is None else str(value))
+    return hide_password(shown) if shown else shown
+
+
+def hide_password(url: str) -> str:
+    """A URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# What a node must never hold: it reaches the ledger only through Temporal.
+NODE_WITHHELD = frozenset({"database_url", "hcloud_token"})
+
+
+def node_environment(settings: Settings) -> dict[str, str]:
+    """The RGRID_* variables a node agent gets: every effective setting but the withheld
+    ones, with the config file switched off (so a profile cannot hand it the database URL)."""
+    env = {"RGRID_CONFIG": os.devnull}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        # The profile was resolved here; the node reads no config file to apply it to.
+        if name in NODE_WITHHELD or name == "profile" or value is None:
+            continue
+        # Dicts and lists as JSON, which is how settings read them back.
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        env[f"RGRID_{name.upper()}"] = text
+    env["RGRID_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
+    env["RGRID_STORAGE_URL"] = settings.effective_storage_url
+    return env
 
 
 def load_settings(**overrides: Any) -> Settings:

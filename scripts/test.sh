@@ -16,8 +16,14 @@ if command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1; then
   (dockerd >/tmp/rgrid-test-dockerd.log 2>&1 &)
   for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
 fi
+# PostgreSQL's server binaries, for the throwaway cluster the ledger tests start.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      postgresql-15 >/dev/null; } || echo "could not install postgresql-15"
+fi
 # Tests start their own services in private directories: never the user's own stack.
-unset RGRID_HOME RGRID_TEMPORAL_ADDRESS RGRID_DATABASE_URL RGRID_STORAGE_URL RGRID_PROFILE
+unset RGRID_HOME RGRID_TEMPORAL_ADDRESS RGRID_DATABASE_URL RGRID_STORAGE_URL RGRID_PROFILE \
+  RGRID_CONFIG
 .venv/bin/ruff check rgrid tests bench
 .venv/bin/ruff format --check rgrid tests bench
 .venv/bin/mypy rgrid

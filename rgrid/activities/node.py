@@ -114,7 +114,7 @@ class NodeActivities:
 
     async def _stage(self, work: Path, ref: FileRef) -> None:
         dest = work / safe_relative(ref.name)
-        await self._storage.get_file(cas_key(ref.sha256), dest)
+        await self._storage.get_file(cas_key(ref.sha256), dest, sha256=ref.sha256)
         if ref.executable:
             dest.chmod(dest.stat().st_mode | stat.S_IXUSR)
 
@@ -189,6 +189,10 @@ class NodeActivities:
     async def release_node(self, request: ReleaseNodeInput) -> Ack:
         self._release(request.lease.lease_id)
         return Ack()
+
+    async def close(self) -> None:
+        """Release storage connections (the agent is stopping)."""
+        await self._storage.aclose()
 
     def reap_expired(self) -> list[str]:
         """Release leases their executions stopped renewing (the workflow went away)."""

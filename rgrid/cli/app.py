@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import cache, dev, executions, init, nodes, run
+from rgrid.cli import admin, cache, config_cmd, dev, executions, init, nodes, run
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -43,9 +43,12 @@ app.command("list")(executions.list_executions)
 app.command()(executions.cancel)
 app.command()(executions.retry)
 app.command()(executions.download)
+app.command()(executions.outputs)
+app.command()(config_cmd.config)
 app.command()(init.init)
 app.add_typer(cache.app, name="cache")
 app.add_typer(dev.app, name="dev")
+app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from rgrid.cli.output import err
+from rgrid.cli.transfer import transfer_bars
 from rgrid.client.session import Session
 from rgrid.client.stack import read_stack, start_stack
 from rgrid.config import Settings, load_settings
@@ -37,6 +38,7 @@ def with_session(body: Callable[[Session], Awaitable[T]]) -> T:
     async def main() -> T:
         config = settings()
         session = Session(config, ensure_stack=ensure_stack_for(config))
+        session.track = transfer_bars()
         try:
             return await body(session)
         finally:

@@ -34,6 +34,7 @@ from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
+from rgrid.infra.retention import outputs_expire_at
 from rgrid.models import ExecutionSpec, Phase
 
 
@@ -52,8 +53,13 @@ def status(
                 render_status(progress)
             return
         found = await current_status(session, execution_id)
+        # A cached run returns outputs its source stored when that one finished.
+        source = found
+        if found.cached_from:
+            source = await (await session.ledger()).get(found.cached_from)
+        expiry = outputs_expire_at(session.settings, source.finished_at)
         if json_output:
-            print_json(found.model_dump(mode="json"))
+            print_json({**found.model_dump(mode="json"), "outputs_expire_at": expiry})
             return
         table = Table(show_header=False, box=None)
         rows = [
@@ -72,6 +78,8 @@ def status(
             ("tags", ", ".join(f"{k}={v}" for k, v in found.tags.items()) or "-"),
             ("outputs", str(len(found.outputs))),
         ]
+        if found.outputs:
+            rows.append(("expires", when(expiry) if expiry else "never (local storage)"))
         if found.cached:
             rows.append(("cached", f"outputs of {found.cached_from}; ran on no node"))
         if found.error:
@@ -233,6 +241,30 @@ def retry(
     raise typer.Exit(with_session(body))
 
 
+def outputs(
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+    json_output: JsonOption = False,
+) -> None:
+    """List an execution's outputs with their sizes (they stay in storage)."""
+
+    async def body(session: Session) -> None:
+        found = await (await session.ledger()).get(execution_id)
+        if json_output:
+            print_json([o.model_dump(mode="json") for o in found.outputs])
+            return
+        if not found.outputs:
+            err.print(f"{execution_id} has no outputs")
+            return
+        table = Table("size", "path", box=None)
+        for output in found.outputs:
+            table.add_row(f"{output.size:,}", output.path)
+        out.print(table)
+        total = sum(o.size for o in found.outputs)
+        err.print(f"{len(found.outputs)} output(s), {total:,} bytes")
+
+    with_session(body)
+
+
 def cancel(
     execution_id: Annotated[str, typer.Argument(help="An execution or batch id.")],
 ) -> None:
@@ -267,7 +299,9 @@ def download(
                 out.print(f"{output.size:>12}  {output.path}")
             return
         chosen = found.model_copy(update={"outputs": outputs})
-        written, refused = await download_outputs(session.storage, chosen, output_dir)
+        written, refused = await download_outputs(
+            session.storage, chosen, output_dir, track=session.track
+        )
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
         err.print(f"{len(written)} file(s) in {output_dir}/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from pathlib import Path
 from typing import Annotated
 
 import tomli_w
@@ -23,6 +24,15 @@ def init(
     storage_url: Annotated[
         str | None, typer.Option(help="Storage URL (unset: a local directory).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Client certificate for Temporal mTLS (a path).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="Its private key (a path; the key stays in its file).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Temporal Cloud API key (kept in the 0600 file).")
+    ] = None,
 ) -> None:
     """Create or update a profile in the config file (dir 0700, file 0600)."""
     path = config_file_path()
@@ -35,6 +45,9 @@ def init(
         "temporal_namespace": namespace,
         "database_url": database_url,
         "storage_url": storage_url,
+        "temporal_tls_cert": str(tls_cert.resolve()) if tls_cert else None,
+        "temporal_tls_key": str(tls_key.resolve()) if tls_key else None,
+        "temporal_api_key": api_key,
     }.items():
         if value is not None:
             section[key] = value

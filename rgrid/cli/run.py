@@ -208,7 +208,9 @@ async def conclude(
     """Download an ended execution's outputs and summarise it; the exit code."""
     local: list[Path] = []
     if not remote_only and status.outputs:
-        local, refused = await download_outputs(session.storage, status, output_dir)
+        local, refused = await download_outputs(
+            session.storage, status, output_dir, track=session.track
+        )
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
     if json_output:
@@ -264,6 +266,7 @@ def _json_result(
         "cached_from": status.cached_from,
         "error": status.error,
         "uploaded_files": report.uploaded,
+        "uploaded_bytes": report.uploaded_bytes,
         "already_stored_files": report.already_stored,
     }
 

@@ -7,14 +7,18 @@ from pathlib import Path
 import structlog
 
 from rgrid.errors import UnsafePathError
-from rgrid.infra.storage import Storage, output_prefix, safe_relative
+from rgrid.infra.storage import Storage, Track, output_prefix, safe_relative
 from rgrid.models import ExecutionStatus
 
 log = structlog.get_logger()
 
 
 async def download_outputs(
-    storage: Storage, execution: ExecutionStatus, target: Path, prefix: str = ""
+    storage: Storage,
+    execution: ExecutionStatus,
+    target: Path,
+    prefix: str = "",
+    track: Track | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Download an execution's outputs under `target` (names prefixed by `prefix`);
     returns written paths and refused names."""
@@ -33,8 +37,14 @@ async def download_outputs(
         if not dest.parent.resolve().is_relative_to(root) or dest.is_symlink():
             refused.append(output.path)
             continue
-        await storage.get_file(output_prefix(execution_id) + output.path, dest)
+        progress = track(output.path, output.size) if track else None
+        # The sha256 the node recorded: a copy damaged on the way is refused.
+        await storage.get_file(
+            output_prefix(execution_id) + output.path, dest, progress, sha256=output.sha256
+        )
         written.append(dest)
+    if track is not None:
+        track.close()
     for name in refused:
         log.warning("output_refused", execution=execution_id, path=name)
     return written, refused

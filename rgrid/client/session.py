@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from temporalio.client import Client
 
 from rgrid.config import Settings
-from rgrid.infra.storage import Storage, open_storage
+from rgrid.infra.storage import Storage, Track, open_storage
 from rgrid.infra.temporal import connect
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ class Session:
         self.settings = settings
         self.storage: Storage = open_storage(settings.effective_storage_url)
         self._ensure_stack = ensure_stack
+        # Set by the CLI to show large transfers; None shows nothing.
+        self.track: Track | None = None
         self._client: Client | None = None
         self._ledger: Ledger | None = None
 
@@ -43,7 +45,10 @@ class Session:
             # and `rgrid run` needs the ledger only when an execution did not succeed.
             from rgrid.infra.db import Ledger
 
-            self._ledger = await Ledger.open(self.settings.effective_database_url)
+            url = self.settings.effective_database_url
+            # A client migrates only a SQLite ledger (its own file); a shared database is
+            # migrated by workers and `rgrid admin setup`, where the rights to do so live.
+            self._ledger = await Ledger.open(url, migrate=url.startswith("sqlite"))
         return self._ledger
 
     async def result_cache(self) -> ResultCache:
@@ -55,5 +60,6 @@ class Session:
 
     async def close(self) -> None:
         """Release what was opened."""
+        await self.storage.aclose()
         if self._ledger is not None:
             await self._ledger.close()

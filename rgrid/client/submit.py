@@ -29,7 +29,7 @@ from rgrid.errors import RgridError, UserInputError
 from rgrid.infra.cache_key import cache_key, cache_parts, default_image, has_no_cache_marker
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.runtime.docker import check_image
-from rgrid.infra.storage import Storage, cas_key, sha256_file
+from rgrid.infra.storage import Storage, Track, cas_key, sha256_file
 from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
@@ -145,7 +145,7 @@ async def hash_files(files: dict[str, Path]) -> list[FileRef]:
 
 
 async def upload_files(
-    storage: Storage, files: dict[str, Path]
+    storage: Storage, files: dict[str, Path], track: Track | None = None
 ) -> tuple[list[FileRef], UploadReport]:
     """Hash every file and upload the contents storage does not have yet."""
     refs = await hash_files(files)
@@ -153,14 +153,19 @@ async def upload_files(
 
     async def upload(ref: FileRef, path: Path) -> None:
         key = cas_key(ref.sha256)
-        if await storage.exists(key):
+        # keep(): a stored input counts as used now, so it expires after its last use.
+        if await storage.keep(key):
             report.already_stored += 1
         else:
-            await storage.put_file(key, path)
+            await storage.put_file(key, path, track(ref.name, ref.size) if track else None)
             report.uploaded += 1
             report.uploaded_bytes += ref.size
 
-    await asyncio.gather(*(upload(ref, files[ref.name]) for ref in refs))
+    try:
+        await asyncio.gather(*(upload(ref, files[ref.name]) for ref in refs))
+    finally:
+        if track is not None:
+            track.close()
     return refs, report
 
 
@@ -219,7 +224,7 @@ async def prepare(
 ) -> tuple[ExecutionSpec, UploadReport]:
     """Validate, upload, and build the spec; nothing is started yet."""
     script, args, files, deps = gather(request, cwd)
-    refs, report = await upload_files(session.storage, files)
+    refs, report = await upload_files(session.storage, files, session.track)
     return build_spec(session.settings, request, script, args, refs, deps), report
 
 

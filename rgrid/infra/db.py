@@ -1,4 +1,5 @@
-"""The ledger: one row per execution, in SQLite (default) or Postgres.
+"""The ledger: one row per execution, in SQLite (default) or Postgres; its schema is made
+by the migrations in rgrid.infra.migrations.
 
 Rows only move forward: a late or replayed write never takes a terminal execution back
 to a running phase.
@@ -9,15 +10,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import DateTime, event
+from sqlalchemy import ColumnElement, DateTime, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import Column, Field, SQLModel, String, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.errors import NotFoundError
-from rgrid.models import TERMINAL_PHASES, ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.errors import ConfigError, NotFoundError, ServiceUnavailableError
+from rgrid.infra.migrations import head_revision, schema_revision
+from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+
+
+class SchemaBehindError(ConfigError):
+    """The ledger's schema is older than this rgrid and the caller may not migrate it."""
 
 
 class ExecutionRow(SQLModel, table=True):
@@ -115,6 +125,15 @@ def _row_values(status: ExecutionStatus) -> dict[str, object]:
     return values
 
 
+def phases_before(phase: Phase) -> set[Phase]:
+    """The phases a row may be in for `phase` to be written over it: itself, and the
+    earlier non-terminal ones."""
+    order = list(Phase)
+    if phase.terminal:
+        return {phase, *(p for p in order if not p.terminal)}
+    return {p for p in order[: order.index(phase) + 1]}
+
+
 def _utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything rgrid stores is UTC.
     return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
@@ -127,16 +146,20 @@ class Ledger:
         self.engine = engine
 
     @classmethod
-    async def open(cls, url: str) -> Ledger:
-        """Connect and create the tables if missing."""
+    async def open(cls, url: str, *, migrate: bool = True) -> Ledger:
+        """Connect; migrate the schema to the newest revision when it is behind (workers,
+        `rgrid admin setup`), or with `migrate=False` refuse a schema that is behind."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+        try:
+            await _ensure_schema(engine, migrate)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:
@@ -144,17 +167,15 @@ class Ledger:
         await self.engine.dispose()
 
     async def upsert(self, status: ExecutionStatus) -> None:
-        """Write an execution's state, never moving a terminal row backwards."""
-        async with AsyncSession(self.engine) as session:
-            row = await session.get(ExecutionRow, status.execution_id, with_for_update=True)
-            if row is None:
-                row = ExecutionRow(id=status.execution_id, phase=status.phase.value)
-            elif Phase(row.phase) in TERMINAL_PHASES and not status.phase.terminal:
-                return
-            for key, value in _row_values(status).items():
-                setattr(row, key, value)
-            session.add(row)
-            await session.commit()
+        """Write an execution's state; the phase only moves forward, and a terminal row
+        takes no other phase (a late or replayed event changes nothing)."""
+        values = {"id": status.execution_id, **_row_values(status)}
+        # One atomic statement, so concurrent writers cannot interleave a read and a write.
+        await self._upsert(
+            ExecutionRow,
+            values,
+            where=col(ExecutionRow.phase).in_([p.value for p in phases_before(status.phase)]),
+        )
 
     async def get(self, execution_id: str) -> ExecutionStatus:
         """One execution, or NotFoundError."""
@@ -201,17 +222,24 @@ class Ledger:
 
     async def save_node(self, node: NodeRecord) -> None:
         """Create or update a node's row; a deleted node is never brought back."""
-        async with AsyncSession(self.engine) as session:
-            row = await session.get(NodeRow, node.node_id, with_for_update=True)
-            if row is not None and row.state == NodeState.DELETED.value:
-                return
-            values = node.model_dump(exclude={"node_id"})
-            values["state"] = node.state.value
-            row = row or NodeRow(id=node.node_id, created_at=node.created_at)
-            for key, value in values.items():
-                setattr(row, key, value)
-            session.add(row)
-            await session.commit()
+        values = {"id": node.node_id, **node.model_dump(exclude={"node_id"})}
+        values["state"] = node.state.value
+        await self._upsert(NodeRow, values, where=col(NodeRow.state) != NodeState.DELETED.value)
+
+    async def _upsert(
+        self, model: type[SQLModel], values: dict[str, Any], where: ColumnElement[bool]
+    ) -> None:
+        """Insert a row, or update the existing one when `where` holds for it."""
+        table = model.__table__  # type: ignore[attr-defined]
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        update = {key: value for key, value in values.items() if key != "id"}
+        statement = (
+            insert(table)
+            .values(values)
+            .on_conflict_do_update(index_elements=["id"], set_=update, where=where)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(statement)
 
     async def nodes(self, include_deleted: bool = False) -> list[NodeRecord]:
         """Nodes, oldest first; only the live ones unless asked."""
@@ -221,6 +249,39 @@ class Ledger:
         async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         return [row.to_record() for row in rows]
+
+
+async def _ensure_schema(engine: AsyncEngine, migrate: bool) -> None:
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        # The common case costs one query; Alembic is imported only when work is due.
+        revision = await schema_revision(engine)
+        if revision == head_revision():
+            return
+        if revision is not None and revision > head_revision():  # ids are sequential
+            raise ConfigError(
+                f"the ledger at {where} is at schema {revision}, newer than this rgrid "
+                f"knows ({head_revision()})",
+                "upgrade rgrid to the version the workers run",
+            )
+        if not migrate:
+            raise SchemaBehindError(
+                f"the ledger at {where} is at schema {revision or 'none'}, "
+                f"this rgrid needs {head_revision()}",
+                "run `rgrid admin setup` (or start a worker) to migrate it",
+            )
+        from rgrid.infra.migrations.runner import upgrade
+
+        await upgrade(engine)
+    except (OSError, OperationalError, InterfaceError) as exc:
+        raise ServiceUnavailableError(
+            f"the ledger database at {where} does not answer ({_first_line(exc)})",
+            "check RGRID_DATABASE_URL and that the database is up",
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -12,13 +12,15 @@ import builtins
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import unquote, urlparse
 
 import aioboto3
+import structlog
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -40,9 +42,15 @@ from rgrid.errors import (
     ServiceUnavailableError,
     StorageError,
 )
-from rgrid.infra.storage import ObjectInfo, safe_relative
+from rgrid.infra.storage import (
+    KEEP_REFRESH,
+    ObjectInfo,
+    Progress,
+    check_sha256,
+    safe_relative,
+)
 
-Progress = Callable[[int], None]
+log = structlog.get_logger()
 
 MIB = 1024 * 1024
 
@@ -61,6 +69,8 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(
     max_io_queue=2,
 )
 
+_COPY_CONFIG = TransferConfig(multipart_threshold=5 * 1024 * MIB, multipart_chunksize=512 * MIB)
+
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 _NO_SETTINGS = (
@@ -72,6 +82,9 @@ _NO_SETTINGS = (
 )
 _UNREACHABLE = (BotoConnectionError, HTTPClientError)
 _CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+# Whole-download attempts: botocore retries requests, not a body cut off mid-stream or a
+# copy whose sha256 does not match.
+DOWNLOAD_ATTEMPTS = 3
 
 
 class S3Storage:
@@ -88,6 +101,7 @@ class S3Storage:
         client_config: Config | None = None,
         transfer_config: TransferConfig | None = None,
         page_size: int = 1000,
+        keep_refresh: timedelta = KEEP_REFRESH,
     ) -> None:
         if not bucket:
             raise ConfigError("S3 storage URL names no bucket", "use s3://bucket/prefix")
@@ -96,10 +110,12 @@ class S3Storage:
         self._client_config = client_config or DEFAULT_CLIENT_CONFIG
         self._transfer = transfer_config or DEFAULT_TRANSFER_CONFIG
         self._page_size = page_size
+        self._keep_refresh = keep_refresh
         self._session = aioboto3.Session()
         self._client: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._lock = asyncio.Lock()
+        self._bucket_seen = False
 
     @classmethod
     def from_url(cls, url: str) -> S3Storage:
@@ -122,19 +138,50 @@ class S3Storage:
         """Close the client; a later call opens a new one."""
         async with self._lock:
             stack, self._stack, self._client = self._stack, contextlib.AsyncExitStack(), None
+            self._bucket_seen = False
             await stack.aclose()
 
     async def exists(self, key: str) -> bool:
+        return await self._head(key) is not None
+
+    async def keep(self, key: str) -> bool:
+        head = await self._head(key)
+        if head is None:
+            return False
+        if datetime.now(UTC) - head["LastModified"] > self._keep_refresh:
+            await self._refresh(key)
+        return True
+
+    async def _head(self, key: str) -> dict[str, Any] | None:
         full = self._key(key)
         with self._errors("look up", key):
             client = await self._open()
             try:
-                await client.head_object(Bucket=self.bucket, Key=full)
+                head: dict[str, Any] = await client.head_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
-                if _code(exc) in _NOT_FOUND:
-                    return False
-                raise
-        return True
+                if _code(exc) not in _NOT_FOUND:
+                    raise
+                # A HEAD answers a bare 404 for a missing bucket too: ask once which it is.
+                if not self._bucket_seen:
+                    await self._check_bucket(client)
+                return None
+        self._bucket_seen = True
+        return head
+
+    async def _refresh(self, key: str) -> None:
+        # Copying an object onto itself, inside S3, restarts the lifecycle clock: no
+        # byte goes through this machine. A single copy works up to 5 GiB.
+        full = self._key(key)
+        with self._errors("refresh", key):
+            client = await self._open()
+            await client.copy(
+                {"Bucket": self.bucket, "Key": full},
+                self.bucket,
+                full,
+                ExtraArgs={"MetadataDirective": "REPLACE"},
+                Config=_COPY_CONFIG,
+            )
+        log.debug("s3_refreshed", key=key)
 
     async def put_file(self, key: str, path: Path, progress: Progress | None = None) -> None:
         full = self._key(key)
@@ -150,7 +197,26 @@ class S3Storage:
             client = await self._open()
             await client.put_object(Bucket=self.bucket, Key=full, Body=data)
 
-    async def get_file(self, key: str, dest: Path, progress: Progress | None = None) -> None:
+    async def get_file(
+        self,
+        key: str,
+        dest: Path,
+        progress: Progress | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                await self._get_file_once(key, dest, progress, sha256)
+                return
+            except (StorageError, ServiceUnavailableError) as exc:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                log.warning("s3_download_retry", key=key, attempt=attempt, error=exc.message)
+                await asyncio.sleep(0.5 * attempt)
+
+    async def _get_file_once(
+        self, key: str, dest: Path, progress: Progress | None, sha256: str | None
+    ) -> None:
         full = self._key(key)
         tmp = await asyncio.to_thread(_temp_beside, dest)
         try:
@@ -163,6 +229,7 @@ class S3Storage:
                     Config=self._transfer,
                     Callback=_increments(progress) if progress else None,
                 )
+            await asyncio.to_thread(check_sha256, tmp, sha256, key)
             await asyncio.to_thread(os.replace, tmp, dest)
         finally:
             # Synchronous so it also runs when the download is cancelled.
@@ -193,6 +260,64 @@ class S3Storage:
                     key = item["Key"].removeprefix(self.prefix)
                     found.append(ObjectInfo(key=key, size=item["Size"]))
         return sorted(found, key=lambda o: o.key)
+
+    async def _check_bucket(self, client: Any) -> None:
+        try:
+            await client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) in {*_NOT_FOUND, "NoSuchBucket"}:
+                raise self._no_bucket() from exc
+            raise
+        self._bucket_seen = True
+
+    def _no_bucket(self) -> ConfigError:
+        return ConfigError(
+            f"no bucket {self.bucket!r}", "run `rgrid admin setup` or fix the storage URL"
+        )
+
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket if it is missing; True when it was created."""
+        with self._errors("create the bucket for", ""):
+            client = await self._open()
+            try:
+                await client.head_bucket(Bucket=self.bucket)
+                return False
+            except ClientError as exc:
+                if _code(exc) not in {*_NOT_FOUND, "NoSuchBucket"}:
+                    raise
+            region = client.meta.region_name
+            extra = {}
+            if region and region != "us-east-1":  # us-east-1 refuses an explicit location
+                extra["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            try:
+                await client.create_bucket(Bucket=self.bucket, **extra)
+            except ClientError as exc:
+                if _code(exc) in {"BucketAlreadyOwnedByYou"}:
+                    return False  # another setup won the race
+                raise
+        self._bucket_seen = True
+        return True
+
+    async def put_lifecycle(self, rules: builtins.list[dict[str, Any]]) -> None:
+        """Replace the bucket's lifecycle rules with `rules` (S3's own format)."""
+        with self._errors("set the lifecycle rules of", ""):
+            client = await self._open()
+            await client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": rules}
+            )
+
+    async def get_lifecycle(self) -> builtins.list[dict[str, Any]]:
+        """The bucket's lifecycle rules ([] when it has none)."""
+        with self._errors("read the lifecycle rules of", ""):
+            client = await self._open()
+            try:
+                found = await client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) == "NoSuchLifecycleConfiguration":
+                    return []
+                raise
+        rules: builtins.list[dict[str, Any]] = found.get("Rules", [])
+        return rules
 
     def _key(self, key: str) -> str:
         return self.prefix + safe_relative(key).as_posix()
@@ -234,7 +359,7 @@ class S3Storage:
             if code in _NOT_FOUND:
                 return NotFoundError(f"no stored object {where}", "it may have expired")
             if code == "NoSuchBucket":
-                return ConfigError(f"no bucket {self.bucket!r}", "create it or fix the storage URL")
+                return self._no_bucket()
             if code in _REFUSED:
                 return ConfigError(
                     f"storage refused to {action} {where} ({code})", _CREDENTIALS_HINT

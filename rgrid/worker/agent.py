@@ -126,6 +126,7 @@ async def run_agent(
             await stack.enter_async_context(worker)
         await stop.wait()
     reaper.cancel()
+    await activities.close()
     log.info("agent_stopped", node=node_id)
 
 

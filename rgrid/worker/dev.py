@@ -99,6 +99,7 @@ async def serve(settings: Settings) -> None:
         stdin=subprocess.DEVNULL,
     )
     provider = LocalProvider(settings, settings.dev_dir)
+    storage = open_storage(settings.effective_storage_url)
     ledger: Ledger | None = None
     commands = asyncio.create_task(_serve_commands(settings))
     try:
@@ -111,9 +112,7 @@ async def serve(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with build_control_worker(
-            client, ledger, open_storage(settings.effective_storage_url), settings, provider=pooled
-        ):
+        async with build_control_worker(client, ledger, storage, settings, provider=pooled):
             if pooled is not None:
                 await start_pool(client, settings)
             info = StackInfo(
@@ -134,6 +133,7 @@ async def serve(settings: Settings) -> None:
         provider.stop_all()
         if ledger is not None:
             await ledger.close()
+        await storage.aclose()
         server.terminate()
         try:
             server.wait(timeout=10)

@@ -37,3 +37,29 @@ def test_an_unknown_profile_is_one_line(tmp_path: Path) -> None:
     result = cli("--profile", "nope", "run", "ok.py", cwd=tmp_path)
     assert result.code == 125
     assert "no profile named 'nope'" in one_clear_line(result.stderr)
+
+
+def test_config_shows_where_settings_come_from_and_never_the_api_key(tmp_path: Path) -> None:
+    cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
+    written = cli(
+        "init", "--profile", "team", "--temporal-address", "t.internal:7233",
+        "--api-key", "very-secret-key", "--tls-cert", "cert.pem",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert written.code == 0, written.stderr
+
+    shown = cli("--profile", "team", "config", "--json", RGRID_TIMEOUT_S="60")
+    assert shown.code == 0, shown.stderr
+    settings = shown.json()
+    assert isinstance(settings, dict)
+    path = tmp_path / "config" / "rgrid" / "config.toml"
+    assert settings["temporal_address"] == {
+        "value": "t.internal:7233",
+        "source": f"profile team in {path}",
+    }
+    assert settings["temporal_tls_cert"]["value"] == str(tmp_path / "cert.pem")
+    assert settings["temporal_api_key"]["value"] == "(set, hidden)"
+    assert settings["timeout_s"] == {"value": "60", "source": "env RGRID_TIMEOUT_S"}
+    assert settings["memory_mb"]["source"] == "default"
+    table = cli("--profile", "team", "config")
+    assert "very-secret-key" not in shown.stdout + table.stdout + table.stderr

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aioboto3
+import aiohttp
 import pytest
+from aiohttp import web
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
@@ -24,6 +26,7 @@ from rgrid.errors import (
     ConfigError,
     NotFoundError,
     ServiceUnavailableError,
+    StorageError,
     UnsafePathError,
 )
 from rgrid.infra.storage import open_storage, sha256_file
@@ -33,53 +36,6 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
-
-
-def _moto_server() -> str | None:
-    beside_python = Path(sys.executable).with_name("moto_server")
-    return str(beside_python) if beside_python.exists() else shutil.which("moto_server")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = _moto_server()
-    if binary is None:
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start; see {log.name}")
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_endpoint: str) -> None:
-    """Only the test's AWS settings: nothing from the host's env, files or instance metadata."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
 
 
 @pytest.fixture
@@ -249,6 +205,26 @@ async def test_missing_bucket_raises_config_error(aws_env: None) -> None:
     async with S3Storage(f"absent-{uuid.uuid4().hex[:12]}") as storage:
         with pytest.raises(ConfigError, match="no bucket"):
             await storage.put_bytes("k", b"v")
+        # A HEAD cannot tell a missing key from a missing bucket; exists() asks which.
+        with pytest.raises(ConfigError, match="no bucket"):
+            await storage.exists("cas/aa/aa11")
+
+
+async def test_a_download_whose_sha256_differs_is_refused_and_dest_kept(
+    storage: S3Storage, tmp_path: Path
+) -> None:
+    source = write_random(tmp_path / "in.bin", 100_000)
+    await storage.put_file("cas/in", source)
+    dest = tmp_path / "dest.bin"
+    dest.write_bytes(b"previous")
+
+    with pytest.raises(StorageError, match="corrupted"):
+        await storage.get_file("cas/in", dest, sha256="0" * 64)
+    assert dest.read_bytes() == b"previous"
+    assert sorted(os.listdir(tmp_path)) == ["dest.bin", "in.bin"]
+
+    await storage.get_file("cas/in", dest, sha256=sha256_file(source))
+    assert dest.read_bytes() == source.read_bytes()
 
 
 async def test_client_reopens_after_aclose(storage: S3Storage) -> None:
@@ -273,3 +249,78 @@ def test_local_storage_does_not_import_aioboto3(tmp_path: Path) -> None:
         f"open_storage({tmp_path.as_uri()!r}); assert 'aioboto3' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@contextlib.asynccontextmanager
+async def flaky_proxy(upstream: str, fail_every: int) -> AsyncIterator[tuple[str, list[str]]]:
+    """An HTTP proxy to the S3 server that answers every `fail_every`-th request with
+    503 SlowDown (as S3 does under load) instead of forwarding it; yields its URL and the
+    requests it failed."""
+    failed: list[str] = []
+    seen = 0
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        nonlocal seen
+        seen += 1
+        if seen % fail_every == 0:
+            failed.append(f"{request.method} {request.path_qs}")
+            body = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+            return web.Response(status=503, body=body, content_type="application/xml")
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with session.request(
+            request.method, upstream + request.path_qs, headers=headers, data=await request.read()
+        ) as answer:
+            # A HEAD's Content-Length is the object's size: pass it on as it is.
+            dropped = {"transfer-encoding", "content-encoding"}
+            if request.method != "HEAD":
+                dropped.add("content-length")
+            headers = {k: v for k, v in answer.headers.items() if k.lower() not in dropped}
+            return web.Response(status=answer.status, body=await answer.read(), headers=headers)
+
+    app = web.Application(client_max_size=64 * MIB)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield f"http://127.0.0.1:{port}", failed
+        finally:
+            await runner.cleanup()
+
+
+async def test_transient_errors_on_parts_are_retried_and_the_file_arrives_whole(
+    bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    source = write_random(tmp_path / "big.bin", 40 * MIB)
+    async with flaky_proxy(s3_endpoint, fail_every=3) as (proxy, failed):
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy)
+        async with S3Storage(bucket) as storage:
+            assert not await storage.exists("cas/big")
+            await storage.put_file("cas/big", source)
+            await storage.get_file("cas/big", tmp_path / "back.bin", sha256=sha256_file(source))
+
+    assert any("partNumber" in request for request in failed), failed
+    assert any(request.startswith("GET") for request in failed), failed
+    assert sha256_file(tmp_path / "back.bin") == sha256_file(source)
+
+
+async def test_keep_restarts_an_inputs_expiry_clock_without_sending_it_again(
+    bucket: str, s3: Any
+) -> None:
+    async with S3Storage(bucket, keep_refresh=timedelta(0)) as storage:
+        await storage.put_bytes("cas/ke/kept", b"input bytes")
+        written = (await s3.head_object(Bucket=bucket, Key="cas/ke/kept"))["LastModified"]
+        await asyncio.sleep(1.1)  # LastModified has whole seconds
+
+        assert await storage.keep("cas/ke/kept")
+        assert not await storage.keep("cas/ke/absent")
+
+        used = (await s3.head_object(Bucket=bucket, Key="cas/ke/kept"))["LastModified"]
+        assert used > written
+        assert await storage.get_bytes("cas/ke/kept") == b"input bytes"
+    async with S3Storage(bucket) as storage:  # used within the day: no copy
+        assert await storage.keep("cas/ke/kept")
+        again = (await s3.head_object(Bucket=bucket, Key="cas/ke/kept"))["LastModified"]
+        assert again == used

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 
-from rgrid.errors import NotFoundError, UnsafePathError
+from rgrid.errors import NotFoundError, StorageError, UnsafePathError
 from rgrid.infra.logstore import LogChunkWriter, read_new_records
-from rgrid.infra.storage import LocalStorage, safe_relative
+from rgrid.infra.storage import LocalStorage, safe_relative, sha256_file
 
 
 async def test_round_trip_and_listing(tmp_path: Path) -> None:
@@ -57,3 +59,37 @@ async def test_a_retried_attempt_does_not_overwrite_earlier_logs(tmp_path: Path)
         await writer.flush()
     records = await read_new_records(storage, "exec-1", set())
     assert [r.data for r in records] == [b"attempt 1\n", b"attempt 2\n"]
+
+
+async def test_file_transfers_report_progress_and_a_corrupt_copy_is_refused(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    source = tmp_path / "big"
+    source.write_bytes(b"y" * (3 * 1024 * 1024 + 5))
+    sent: list[int] = []
+    received: list[int] = []
+    await storage.put_file("cas/big", source, progress=sent.append)
+    dest = tmp_path / "out" / "big"
+    await storage.get_file("cas/big", dest, progress=received.append, sha256=sha256_file(source))
+    assert sum(sent) == sum(received) == source.stat().st_size and len(sent) == 4
+
+    dest.write_bytes(b"previous")
+    with pytest.raises(StorageError, match="corrupted"):
+        await storage.get_file("cas/big", dest, sha256="0" * 64)
+    assert dest.read_bytes() == b"previous"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["big"]
+
+
+async def test_keep_marks_an_old_object_used_and_says_whether_it_is_stored(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path / "store")
+    await storage.put_bytes("cas/aa/old", b"x")
+    path = tmp_path / "store" / "cas" / "aa" / "old"
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(path, (two_days_ago, two_days_ago))
+
+    assert await storage.keep("cas/aa/old")
+    assert not await storage.keep("cas/aa/absent")
+    assert path.stat().st_mtime > time.time() - 60

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rgrid.config import Settings
+from rgrid.config import Settings, node_environment
 from rgrid.infra.providers import CreateNode, node_labels
 from rgrid.models import ServerInfo
 
@@ -47,15 +47,11 @@ class LocalProvider:
     def start_node(self, node_id: str, slots: int, node_class: str | None = None) -> None:
         """Start one agent, pointed at this stack's Temporal and storage only."""
         node_class = node_class or self._settings.node_class
-        env = {
-            **os.environ,
-            "RGRID_HOME": str(self._settings.home),
-            "RGRID_TEMPORAL_ADDRESS": self._settings.effective_temporal_address,
-            "RGRID_TEMPORAL_NAMESPACE": self._settings.temporal_namespace,
-            "RGRID_STORAGE_URL": self._settings.effective_storage_url,
-            "RGRID_NODE_CLASS": node_class,
-        }
-        env.pop("RGRID_DATABASE_URL", None)  # nodes never hold database credentials
+        # Storage credentials (AWS_*) pass through; rgrid's own settings are set from this
+        # stack's, without the database URL: nodes never hold database credentials (nor
+        # the cloud provider's token).
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("RGRID_", "HCLOUD_"))}
+        env = {**inherited, **node_environment(self._settings), "RGRID_NODE_CLASS": node_class}
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"agent-{node_id}.log").open("ab")
         process = subprocess.Popen(
