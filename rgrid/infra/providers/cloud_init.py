@@ -25,6 +25,8 @@ NODE_HOME = "/var/lib/rgrid"
 TLS_CERT = "/etc/rgrid/temporal-client.crt"
 TLS_KEY = "/etc/rgrid/temporal-client.key"
 
+# Settings of how runs run, which nodes share with the control plane (paths do not apply).
+RUN_SETTINGS = ("runtime", "python_image", "node_image", "lease_ttl_s")
 # Storage credentials and endpoint travel in the standard AWS variables (S3Storage reads them).
 STORAGE_ENV = (
     "AWS_ACCESS_KEY_ID",
@@ -51,6 +53,7 @@ class NodeBootstrap(BaseModel):
     temporal_tls_key: str | None = None
     storage_url: str
     storage_env: dict[str, str] = Field(default_factory=dict)
+    run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of RUN_SETTINGS
     package: str = f"rgrid=={__version__}"  # what pip installs on the node
     heartbeat_timeout_s: int = 30
 
@@ -67,6 +70,7 @@ def bootstrap_from(settings: Settings, **node: object) -> NodeBootstrap:
         temporal_tls_key=key,
         storage_url=settings.effective_storage_url,
         storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
+        run_env={f"RGRID_{k.upper()}": str(getattr(settings, k)) for k in RUN_SETTINGS},
         package=settings.node_package,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         **node,  # type: ignore[arg-type]
@@ -76,6 +80,8 @@ def bootstrap_from(settings: Settings, **node: object) -> NodeBootstrap:
 def agent_env(boot: NodeBootstrap) -> dict[str, str]:
     """The agent's environment: exactly what a node may know, and nothing of the ledger."""
     env = {
+        **boot.run_env,
+        "RGRID_CONFIG": "/dev/null",  # no config file on the image can add to this
         "RGRID_HOME": NODE_HOME,
         "RGRID_TEMPORAL_ADDRESS": boot.temporal_address,
         "RGRID_TEMPORAL_NAMESPACE": boot.temporal_namespace,

@@ -10,9 +10,9 @@ written under the server's root dir (`<root>/server-<id>/<path>`), and each
 `systemctl enable --now UNIT` / `systemctl start UNIT` in `runcmd` starts that unit's
 `ExecStart` as a local process with the unit's `EnvironmentFile`. Only paths are
 rewritten: the venv python of ExecStart becomes this interpreter, and absolute paths in
-the environment file move under the server's root. Other runcmd lines (apt, pip, venv)
-and `packages` are logged to `<root>/server-<id>/cloud-init.log`, not run. Deleting a
-server kills its process group.
+the environment file (but /dev/...) move under the server's root. Other runcmd lines
+(apt, pip, venv) and `packages` are logged to `<root>/server-<id>/cloud-init.log`, not
+run. Deleting a server kills its process group.
 
 Test hooks live under `/_standin/` (not part of Hetzner's API): inject errors for the
 next creates (`faults`), cap the number of servers (`limit`, the account limit), fail
@@ -500,7 +500,8 @@ class HetznerStandIn:
             env_file = self._rooted(server, service["EnvironmentFile"])
             for key, value in _read_env_file(env_file.read_text()).items():
                 # The one rewrite besides the interpreter: absolute paths move under the root.
-                env[key] = str(self._rooted(server, value)) if value.startswith("/") else value
+                rooted = value.startswith("/") and not value.startswith("/dev/")
+                env[key] = str(self._rooted(server, value)) if rooted else value
         argv = shlex.split(service["ExecStart"])
         if Path(argv[0]).name.startswith("python"):
             argv[0] = sys.executable
