@@ -457,6 +457,7 @@ class Demand(BaseModel):
 class DemandInput(BaseModel):
     pool_id: str
     demand: Demand
+    node_class: str | None = None  # the execution's; None: the control plane's own
 
 
 class NodeActionInput(BaseModel):

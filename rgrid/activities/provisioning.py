@@ -163,6 +163,8 @@ class ProvisioningActivities:
     async def request_capacity(self, request: DemandInput) -> Ack:
         """Signal-with-start the pool: wake it (starting it if none runs) with a demand."""
         config = self._settings.node_class_config()
+        if request.node_class is not None:
+            config = config.model_copy(update={"node_class": request.node_class})
         # The pool runs where this activity runs: the control queue.
         await self._client.start_workflow(
             "NodePoolWorkflow",

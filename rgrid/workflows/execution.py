@@ -229,6 +229,7 @@ class ExecutionWorkflow:
                 DemandInput(
                     pool_id=pool_id,
                     demand=Demand(execution_id=self._status.execution_id, caused_by=spec.batch_id),
+                    node_class=spec.node_class,
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
