@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     queue_timeout_s: int = 3600
     heartbeat_timeout_s: int = 30
     batch_page_size: int = 200
+    limit_check_s: float = 30.0  # how often the control worker checks spending limits
 
     debug: bool = False
     # Days outputs and logs are kept; cache entries live as long as their outputs.

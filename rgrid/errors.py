@@ -74,6 +74,18 @@ class DependencyInstallError(RgridError):
     code = "dependency_install"
 
 
+class LimitExceededError(RgridError):
+    """A spending limit is used up: new runs and retries are refused."""
+
+    code = "limit_exceeded"
+
+
+class BudgetExceededError(RgridError):
+    """A run's estimate is above the --budget it was given."""
+
+    code = "budget_exceeded"
+
+
 class ProvisioningError(RgridError):
     """The cloud provider refused or failed to create or delete a server."""
 

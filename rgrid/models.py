@@ -208,6 +208,10 @@ class PlanResult(BaseModel):
 class CostInput(BaseModel):
     lease: NodeLease
     slot_seconds: float
+    # When the script held its slot; histories from before these fields price by seconds.
+    execution_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class CostResult(BaseModel):
@@ -358,6 +362,25 @@ class LoadItemsInput(BaseModel):
 
 class LoadItemsResult(BaseModel):
     items: list[BatchItem]
+
+
+class LimitAlert(BaseModel):
+    """A spending limit crossed a threshold: the AlertWorkflow's input (one per crossing)."""
+
+    key: str  # names the limit, its period and the threshold; the workflow id derives from it
+    project: str  # "*": the limit on everything
+    threshold_percent: int
+    spent_microns: int
+    limit_microns: int
+    period: str = "month"
+    period_start: datetime
+    currency: str = "EUR"
+    webhook: str | None = None
+
+
+class WebhookInput(BaseModel):
+    url: str
+    payload: dict[str, object] = Field(default_factory=dict)
 
 
 # --- Node pools (NodePoolWorkflow and its activities) ---

@@ -4,15 +4,18 @@ and reading a batch's item manifest."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from temporalio import activity
 
 from rgrid.activities import names
 from rgrid.config import Settings
+from rgrid.infra.accounting import execution_cost
 from rgrid.infra.cache_key import cache_key, cache_parts, default_image
 from rgrid.infra.db import Ledger
+from rgrid.infra.estimate import record_script_run
+from rgrid.infra.pricing import NodeBill, SlotUsage
 from rgrid.infra.result_cache import ResultCache
 from rgrid.infra.storage import Storage
 from rgrid.models import (
@@ -27,8 +30,6 @@ from rgrid.models import (
 )
 
 log = structlog.get_logger()
-
-MS_PER_HOUR = 3_600_000
 
 
 class ControlActivities:
@@ -45,6 +46,10 @@ class ControlActivities:
     async def plan(self, request: PlanInput) -> PlanResult:
         """The run's cache key, and the cached result when a live entry answers it."""
         spec = request.spec
+        # Estimates read the durations of earlier runs of the same script from here.
+        await record_script_run(
+            self._ledger, request.execution_id, spec.script.sha256, spec.node_class
+        )
         if not spec.cacheable:
             return PlanResult()
         image = default_image(spec, self._settings.python_image, self._settings.node_image)
@@ -64,12 +69,29 @@ class ControlActivities:
 
     @activity.defn(name=names.COMPUTE_COST)
     async def compute_cost(self, request: CostInput) -> CostResult:
-        # Provisional share: the slot's part of the node's hourly price for the time used.
-        # Integer microns only; the duration enters once, as whole milliseconds.
+        """The execution's amortized share so far, through the same accounting as reports:
+        provisional while an hour it ran in is open (the ledger's node rows say which)."""
         lease = request.lease
-        used_ms = round(request.slot_seconds * 1000)
-        cost = lease.hourly_price_microns * used_ms // (MS_PER_HOUR * max(lease.slots, 1))
-        return CostResult(cost_microns=cost, provisional=True)
+        now = datetime.now(UTC)
+        finished = request.finished_at or now
+        started = request.started_at or finished - timedelta(seconds=request.slot_seconds)
+        usage = SlotUsage(
+            execution_id=request.execution_id or lease.lease_id,
+            node_id=lease.node_id,
+            started_at=started,
+            finished_at=max(finished, started),
+        )
+        # A node the ledger has no row for is priced from its lease, as if started for it.
+        stand_in = NodeBill(
+            node_id=lease.node_id,
+            created_at=started,
+            hourly_price_microns=max(lease.hourly_price_microns, 0),
+            slots=max(lease.slots, 1),
+        )
+        cost = await execution_cost(
+            self._ledger, usage.execution_id, now, usage=usage, fallback=stand_in
+        )
+        return CostResult(cost_microns=cost.cost_microns, provisional=cost.provisional)
 
     @activity.defn(name=names.LOAD_ITEMS)
     async def load_items(self, request: LoadItemsInput) -> LoadItemsResult:

@@ -9,6 +9,7 @@ PLAN = "plan"
 RECORD = "record"
 COMPUTE_COST = "compute_cost"
 LOAD_ITEMS = "load_items"
+SEND_WEBHOOK = "send_webhook"
 
 CLAIM_NODE = "claim_node"
 STAGE_INPUTS = "stage_inputs"

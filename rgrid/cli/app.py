@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, dev, executions, init, nodes, run
+from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -46,7 +46,9 @@ app.command()(executions.download)
 app.command()(executions.outputs)
 app.command()(config_cmd.config)
 app.command()(init.init)
+app.command()(cost.estimate)
 app.add_typer(cache.app, name="cache")
+app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")

@@ -40,7 +40,13 @@ def with_session(body: Callable[[Session], Awaitable[T]]) -> T:
         session = Session(config, ensure_stack=ensure_stack_for(config))
         session.track = transfer_bars()
         try:
-            return await body(session)
+            result = await body(session)
+            if session.ledger_open:  # spending-limit crossings not shown yet, once each
+                from rgrid.client.money import unshown_warnings
+
+                for line in await unshown_warnings(session):
+                    err.print(f"[yellow]{line}[/yellow]")
+            return result
         finally:
             await session.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,6 +18,7 @@ from rgrid.cli.output import (
     cost,
     duration,
     err,
+    format_cost,
     out,
     phase_text,
     print_json,
@@ -35,7 +36,10 @@ from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
 from rgrid.infra.retention import outputs_expire_at
-from rgrid.models import ExecutionSpec, Phase
+from rgrid.models import ExecutionSpec, ExecutionStatus, Phase
+
+if TYPE_CHECKING:
+    from rgrid.infra.accounting import ExecutionCost
 
 
 def status(
@@ -45,12 +49,26 @@ def status(
     """Show an execution's phase, node, times, exit code, attempts, cost; or a batch's counts."""
 
     async def body(session: Session) -> None:
+        from rgrid.client import money  # SQLAlchemy: only for the commands that price
+
         if execution_id.startswith("batch-"):
             progress = await batch.progress(session, execution_id)
+            priced = await money.of_batch_or_none(session, execution_id)
             if json_output:
-                print_json(progress.model_dump(mode="json", exclude={"state"}))
+                data = progress.model_dump(mode="json", exclude={"state"})
+                if priced is not None:
+                    data["cost_microns"] = priced.executions_microns
+                    data["idle_caused_microns"] = priced.idle_microns
+                    data["cost_provisional"] = priced.provisional
+                print_json(data)
             else:
                 render_status(progress)
+                if priced is not None:
+                    out.print(
+                        f"[bold]cost[/bold]      {format_cost(priced.executions_microns)} "
+                        f"{_final(priced.provisional)}; idle it caused "
+                        f"{format_cost(priced.idle_microns)}"
+                    )
             return
         found = await current_status(session, execution_id)
         # A cached run returns outputs its source stored when that one finished.
@@ -58,8 +76,17 @@ def status(
         if found.cached_from:
             source = await (await session.ledger()).get(found.cached_from)
         expiry = outputs_expire_at(session.settings, source.finished_at)
+        priced_run = await money.of_execution(session, execution_id)
+        cost_text = _cost_text(found, priced_run)
         if json_output:
-            print_json({**found.model_dump(mode="json"), "outputs_expire_at": expiry})
+            data = found.model_dump(mode="json")
+            if priced_run.node_id:  # the ledger knows its node: the amortized figure
+                data["cost_microns"] = priced_run.cost_microns
+            data["cost_provisional"] = priced_run.provisional or not (
+                priced_run.node_id or found.cached
+            )
+            data["outputs_expire_at"] = expiry
+            print_json(data)
             return
         table = Table(show_header=False, box=None)
         rows = [
@@ -74,7 +101,7 @@ def status(
             ("finished", when(found.finished_at)),
             ("duration", duration(found)),
             ("exit code", "-" if found.exit_code is None else str(found.exit_code)),
-            ("cost", cost(found)),
+            ("cost", cost_text),
             ("tags", ", ".join(f"{k}={v}" for k, v in found.tags.items()) or "-"),
             ("outputs", str(len(found.outputs))),
         ]
@@ -89,6 +116,19 @@ def status(
         out.print(table)
 
     with_session(body)
+
+
+def _final(provisional: bool) -> str:
+    return "(provisional: its billing hour is still open)" if provisional else "(final)"
+
+
+def _cost_text(found: ExecutionStatus, priced: ExecutionCost) -> str:
+    if found.cached:
+        return f"{cost(found)} (served from the cache)"
+    if priced.node_id:
+        return f"{format_cost(priced.cost_microns)} {_final(priced.provisional)}"
+    # Its node is not in the ledger: the figure it recorded at its end, which stays open.
+    return f"{cost(found)} (provisional: its node has no ledger record)"
 
 
 def logs(
@@ -210,6 +250,10 @@ def retry(
         raise UserInputError("nothing to retry", "give an execution id or --batch BATCH_ID")
 
     async def body(session: Session) -> int:
+        from rgrid.client import money
+
+        for line in await money.check_limits(session, session.settings.project, "retries"):
+            err.print(f"[yellow]{line}[/yellow]")
         if batch_id is not None:
             if not failed_only:
                 raise UserInputError(

@@ -24,6 +24,7 @@ from rgrid.cli.output import (
     write_record,
 )
 from rgrid.client import submit
+from rgrid.client.batch import expand_patterns
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.session import Session
@@ -112,6 +113,10 @@ def run(
             "--watch/--no-watch", "-w", help="With --batch: live progress (default on a terminal)."
         ),
     ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Start nothing if the estimate is above this, e.g. 2.50 or €2.50."),
+    ] = None,
 ) -> None:
     """Run a script on a node: stream its output live, then download what it wrote."""
     request = submit.RunRequest(
@@ -136,6 +141,8 @@ def run(
     if batch_patterns:
 
         async def batch_body(session: Session) -> int:
+            runs = len(expand_patterns(batch_patterns, Path.cwd()))
+            await _checks(session, request, budget, runs, parallel)
             return await run_batch(
                 session,
                 request,
@@ -153,6 +160,7 @@ def run(
         raise typer.Exit(with_session(batch_body))
 
     async def body(session: Session) -> int:
+        await _checks(session, request, budget)
         spec, report = await submit.prepare(session, request, Path.cwd())
         cached = await submit.serve_from_cache(session, spec)
         execution_id = cached.execution_id if cached else (await submit.start(session, spec)).id
@@ -178,6 +186,22 @@ def run(
         return await conclude(session, cached, output_dir, remote_only, json_output, report)
 
     raise typer.Exit(with_session(body))
+
+
+async def _checks(
+    session: Session,
+    request: submit.RunRequest,
+    budget: str | None,
+    runs: int = 1,
+    parallel: int = 1,
+) -> None:
+    """Spending limits and --budget, before anything is uploaded or started."""
+    from rgrid.client import money  # loads SQLAlchemy, as the run's ledger use does anyway
+
+    for line in await money.before_run(
+        session, request.script, budget, runs, parallel, request.timeout_s
+    ):
+        err.print(f"[yellow]{line}[/yellow]")
 
 
 async def follow_execution(

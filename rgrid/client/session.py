@@ -51,6 +51,11 @@ class Session:
             self._ledger = await Ledger.open(url, migrate=url.startswith("sqlite"))
         return self._ledger
 
+    @property
+    def ledger_open(self) -> bool:
+        """True once something in this session has used the ledger."""
+        return self._ledger is not None
+
     async def result_cache(self) -> ResultCache:
         """The result cache, kept in the ledger's database."""
         from rgrid.infra.result_cache import ResultCache

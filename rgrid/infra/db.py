@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, event
+from sqlalchemy import BigInteger, ColumnElement, DateTime, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -52,7 +52,7 @@ class ExecutionRow(SQLModel, table=True):
     )
     started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
-    cost_microns: int = 0
+    cost_microns: int = Field(default=0, sa_type=BigInteger)
     error: str | None = None
     stderr_tail: str = ""
     outputs_json: str = "[]"
@@ -79,7 +79,7 @@ class CacheEntryRow(SQLModel, table=True):
     execution_id: str
     script: str = ""
     outputs_json: str = "[]"
-    size_bytes: int = 0
+    size_bytes: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True))
     last_hit_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     hits: int = 0
@@ -97,7 +97,7 @@ class NodeRow(SQLModel, table=True):
     location: str = ""
     server_id: int | None = None
     slots: int = 1
-    hourly_price_microns: int = 0
+    hourly_price_microns: int = Field(default=0, sa_type=BigInteger)
     currency: str = "EUR"
     state: str = Field(default=NodeState.PROVISIONING.value, index=True)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), index=True))
@@ -111,6 +111,49 @@ class NodeRow(SQLModel, table=True):
         for field in ("created_at", "ready_at", "deleted_at"):
             data[field] = _utc(data[field])
         return NodeRecord(node_id=self.id, **data)
+
+
+class ScriptRunRow(SQLModel, table=True):
+    """Which script (by content hash) an execution ran: estimates read earlier durations."""
+
+    __tablename__ = "script_runs"
+
+    execution_id: str = Field(primary_key=True)
+    script_sha256: str = Field(index=True)
+    node_class: str = "local"
+
+
+class LimitRow(SQLModel, table=True):
+    """A spending limit: for one project, or for everything when project is "*"."""
+
+    __tablename__ = "spending_limits"
+
+    project: str = Field(primary_key=True)
+    amount_microns: int = Field(sa_type=BigInteger)
+    period: str = "month"
+    alert_at_percent: int = 80
+    webhook: str | None = None
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+    # The month's spend when last checked: commands read it while it is fresh.
+    spent_microns: int = Field(default=0, sa_type=BigInteger)
+    checked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AlertRow(SQLModel, table=True):
+    """A limit crossing, once: its key names the limit, period and threshold."""
+
+    __tablename__ = "limit_alerts"
+
+    key: str = Field(primary_key=True)
+    project: str
+    threshold_percent: int
+    spent_microns: int = Field(sa_type=BigInteger)
+    limit_microns: int = Field(sa_type=BigInteger)
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True)))
+    shown_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    webhook: str | None = None
+    dispatched_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 # ExecutionStatus fields kept as JSON text, and their columns.

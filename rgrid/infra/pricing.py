@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, Inexact, localcontext
 from typing import Annotated, Literal, Self
@@ -167,6 +168,37 @@ def started_billing_hours(created_at: datetime, deleted_at: datetime) -> int:
 def amortize(nodes: list[NodeBill], usages: list[SlotUsage], now: datetime) -> Allocation:
     """Split each node's billed hours across the executions that ran in them; the rest is idle."""
     allocation = Allocation(per_execution={usage.execution_id: 0 for usage in usages})
+    for hour in split_hours(nodes, usages, now):
+        for execution_id, share in hour.shares.items():
+            allocation.per_execution[execution_id] += share
+        allocation.idle_per_node[hour.node_id] = (
+            allocation.idle_per_node.get(hour.node_id, 0) + hour.idle
+        )
+        allocation.bill_per_node[hour.node_id] = (
+            allocation.bill_per_node.get(hour.node_id, 0) + hour.price
+        )
+        if hour.open:
+            allocation.provisional_executions.update(hour.shares)
+    return allocation
+
+
+@dataclass(frozen=True, slots=True)
+class HourSplit:
+    """One billed hour of one node: its price, split into shares and idle (they sum to it).
+
+    `open` hours can still change; an execution listed in an open hour (even with a zero
+    share) has a provisional cost."""
+
+    node_id: str
+    hour_start: datetime
+    price: int
+    shares: dict[str, int]
+    idle: int
+    open: bool
+
+
+def split_hours(nodes: list[NodeBill], usages: list[SlotUsage], now: datetime) -> list[HourSplit]:
+    """Every billed hour of every node, split by slot-milliseconds; hours in node order."""
     by_node: dict[str, list[SlotUsage]] = {}
     for node in nodes:
         if node.node_id in by_node:
@@ -178,9 +210,10 @@ def amortize(nodes: list[NodeBill], usages: list[SlotUsage], now: datetime) -> A
                 f"execution {usage.execution_id!r} ran on unknown node {usage.node_id!r}"
             )
         by_node[usage.node_id].append(usage)
+    hours: list[HourSplit] = []
     for node in nodes:
-        _amortize_node(node, by_node[node.node_id], now, allocation)
-    return allocation
+        hours.extend(_split_node(node, by_node[node.node_id], now))
+    return hours
 
 
 def _ms_between(start: datetime, end: datetime) -> int:
@@ -190,9 +223,7 @@ def _ms_between(start: datetime, end: datetime) -> int:
     return (end - start) // _ONE_MS
 
 
-def _amortize_node(
-    node: NodeBill, usages: list[SlotUsage], now: datetime, allocation: Allocation
-) -> None:
+def _split_node(node: NodeBill, usages: list[SlotUsage], now: datetime) -> list[HourSplit]:
     end = node.deleted_at if node.deleted_at is not None else max(now, node.created_at)
     hours = started_billing_hours(node.created_at, end)
     lifetime_ms = _ms_between(node.created_at, end)
@@ -203,6 +234,7 @@ def _amortize_node(
     last_hour_open = node.deleted_at is None and last_hour_start + HOUR > now
 
     used: defaultdict[int, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
+    touching_open: set[str] = set()
     for usage in usages:
         start = min(max(_ms_between(node.created_at, usage.started_at), 0), lifetime_ms)
         stop = min(max(_ms_between(node.created_at, usage.finished_at), start), lifetime_ms)
@@ -214,16 +246,30 @@ def _amortize_node(
         # that ended exactly as the hour began is final.
         touches = usage.finished_at > last_hour_start or usage.started_at >= last_hour_start
         if last_hour_open and touches and usage.started_at <= end:
-            allocation.provisional_executions.add(usage.execution_id)
+            touching_open.add(usage.execution_id)
 
-    idle = price * (hours - len(used))  # an hour nobody used is idle in full
-    for slot_ms in used.values():
-        shares, idle_share = _split_hour(price, slot_ms, node.slots * MS_PER_HOUR)
-        for execution_id, share in shares.items():
-            allocation.per_execution[execution_id] += share
-        idle += idle_share
-    allocation.idle_per_node[node.node_id] = idle
-    allocation.bill_per_node[node.node_id] = price * hours
+    splits: list[HourSplit] = []
+    for hour in range(hours):
+        is_open = last_hour_open and hour == hours - 1
+        slot_ms = used.get(hour)
+        if slot_ms:
+            shares, idle = _split_hour(price, slot_ms, node.slots * MS_PER_HOUR)
+        else:  # an hour nobody used is idle in full
+            shares, idle = {}, price
+        if is_open:
+            for execution_id in touching_open:
+                shares.setdefault(execution_id, 0)
+        splits.append(
+            HourSplit(
+                node_id=node.node_id,
+                hour_start=node.created_at + hour * HOUR,
+                price=price,
+                shares=shares,
+                idle=idle,
+                open=is_open,
+            )
+        )
+    return splits
 
 
 def _split_hour(

@@ -9,6 +9,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from rgrid.activities.alerts import AlertActivities
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.activities.provisioning import ProvisioningActivities
@@ -30,11 +31,13 @@ def build_control_worker(
     """A worker for the control queue (tests pass their own queue name); with a provider
     it also hosts the node pool's activities."""
     control = ControlActivities(ledger, storage, settings)
+    alerts = AlertActivities()
     activities: list[Callable[..., Any]] = [
         control.plan,
         control.record,
         control.compute_cost,
         control.load_items,
+        alerts.send_webhook,
     ]
     if provider is not None:
         pool = ProvisioningActivities(provider, client, ledger, settings)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -24,20 +25,23 @@ import structlog
 import yaml
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from ulid import ULID
 
 from rgrid import logs
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
+from rgrid.infra.accounting import LIFE_SEPARATOR, executions_on
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
-from rgrid.models import PoolInput
+from rgrid.models import NodeRecord, NodeState, PoolInput
 from rgrid.paths import command_server_socket
 from rgrid.worker.control import build_control_worker
+from rgrid.worker.limit_watch import watch_limits
 
 log = structlog.get_logger()
 
@@ -102,12 +106,14 @@ async def serve(settings: Settings) -> None:
     storage = open_storage(settings.effective_storage_url)
     ledger: Ledger | None = None
     commands = asyncio.create_task(_serve_commands(settings))
+    lives: list[NodeRecord] = []
     try:
         client = await _wait_for_temporal(settings, server)
         ledger = await Ledger.open(settings.effective_database_url)
-        # With a cloud provider the node pool makes nodes on demand; else fixed local agents.
+        # With a node pool, nodes come and go on demand; else fixed local agents.
         pooled = pool_provider(settings, provider)
         nodes = provider.start_nodes() if pooled is None else []
+        lives = await record_local_nodes(ledger, settings, nodes)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -115,6 +121,7 @@ async def serve(settings: Settings) -> None:
         async with build_control_worker(client, ledger, storage, settings, provider=pooled):
             if pooled is not None:
                 await start_pool(client, settings)
+            watch = asyncio.create_task(watch_limits(ledger, client, settings.limit_check_s))
             info = StackInfo(
                 pid=os.getpid(),
                 address=settings.effective_temporal_address,
@@ -127,11 +134,13 @@ async def serve(settings: Settings) -> None:
             tmp.replace(stack_file(settings))  # readers see it whole or not at all
             log.info("stack_ready", **info.model_dump())
             await stop.wait()
+            watch.cancel()
     finally:
         stack_file(settings).unlink(missing_ok=True)
         commands.cancel()
         provider.stop_all()
         if ledger is not None:
+            await close_local_nodes(ledger, lives)
             await ledger.close()
         await storage.aclose()
         server.terminate()
@@ -200,6 +209,49 @@ async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]
         if time.monotonic() > deadline:
             raise EmbeddedStackError("the Temporal dev server did not answer in time", "")
         await asyncio.sleep(0.2)
+
+
+async def record_local_nodes(
+    ledger: Ledger, settings: Settings, node_ids: list[str]
+) -> list[NodeRecord]:
+    """Bill this stack's agents from now (one ledger row per life, `local-1@<life>`), after
+    closing the rows a stack that died without stopping left open."""
+    now = datetime.now(UTC)
+    for node in await ledger.nodes():
+        if node.provider == "local" and node.deleted_at is None:
+            # Its end is unknown: bill it to its last sign of life, the latest run on it.
+            runs = await executions_on(ledger, {node.node_id}, node.created_at, now)
+            seen = [t for r in runs if (t := r.finished_at or r.started_at)]
+            last = max([node.ready_at or node.created_at, *seen])
+            await ledger.save_node(
+                node.model_copy(update={"state": NodeState.DELETED, "deleted_at": last})
+            )
+    life = str(ULID()).lower()
+    lives = [
+        NodeRecord(
+            node_id=f"{node_id}{LIFE_SEPARATOR}{life}",
+            provider="local",
+            node_class=settings.node_class,
+            slots=settings.local_slots,
+            hourly_price_microns=settings.local_hourly_price_microns,
+            state=NodeState.READY,
+            created_at=now,
+            ready_at=now,
+        )
+        for node_id in node_ids
+    ]
+    for record in lives:
+        await ledger.save_node(record)
+    return lives
+
+
+async def close_local_nodes(ledger: Ledger, lives: list[NodeRecord]) -> None:
+    """The stack stops: its agents bill no more."""
+    now = datetime.now(UTC)
+    for record in lives:
+        await ledger.save_node(
+            record.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
+        )
 
 
 def main() -> None:

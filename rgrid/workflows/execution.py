@@ -123,7 +123,13 @@ class ExecutionWorkflow:
             raise
         cost = await workflow.execute_local_activity(
             names.COMPUTE_COST,
-            CostInput(lease=lease, slot_seconds=run.duration_s),
+            CostInput(
+                lease=lease,
+                slot_seconds=run.duration_s,
+                execution_id=info.workflow_id,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+            ),
             result_type=CostResult,
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,

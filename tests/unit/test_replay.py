@@ -20,6 +20,7 @@ def test_histories_exist_for_every_outcome() -> None:
     names = {path.stem for path in HISTORIES}
     assert {"succeeded", "script_failed", "timed_out", "cancelled", "node_lost", "cached"} <= names
     assert {"batch_after_continue_as_new", "batch_item_failed", "batch_retried"} <= names
+    assert {"alert_webhook_retried"} <= names
     assert {"node_pool", "execution_with_pool", "no_capacity"} <= names
 
 

@@ -32,7 +32,7 @@ TABLES = [
         sa.Column("execution_id", Text(), nullable=False),
         sa.Column("script", Text(), nullable=False),
         sa.Column("outputs_json", Text(), nullable=False),
-        sa.Column("size_bytes", sa.Integer(), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("created_at", UtcTime, nullable=True, index=True),
         sa.Column("last_hit_at", UtcTime, nullable=True),
         sa.Column("hits", sa.Integer(), nullable=False),
@@ -55,7 +55,7 @@ TABLES = [
         sa.Column("created_at", UtcTime, nullable=True, index=True),
         sa.Column("started_at", UtcTime, nullable=True),
         sa.Column("finished_at", UtcTime, nullable=True),
-        sa.Column("cost_microns", sa.Integer(), nullable=False),
+        sa.Column("cost_microns", sa.BigInteger(), nullable=False),
         sa.Column("error", Text(), nullable=True),
         sa.Column("stderr_tail", Text(), nullable=False),
         sa.Column("outputs_json", Text(), nullable=False),
@@ -73,7 +73,7 @@ TABLES = [
         sa.Column("location", Text(), nullable=False),
         sa.Column("server_id", sa.Integer(), nullable=True),
         sa.Column("slots", sa.Integer(), nullable=False),
-        sa.Column("hourly_price_microns", sa.Integer(), nullable=False),
+        sa.Column("hourly_price_microns", sa.BigInteger(), nullable=False),
         sa.Column("currency", Text(), nullable=False),
         sa.Column("state", Text(), nullable=False, index=True),
         sa.Column("created_at", UtcTime, nullable=True, index=True),
@@ -114,6 +114,7 @@ def _complete(bind: sa.Connection, table: sa.Table) -> None:
 _FILL: dict[type, sa.ColumnElement[Any] | sa.TextClause] = {
     sa.Boolean: sa.false(),
     sa.Integer: sa.text("0"),
+    sa.BigInteger: sa.text("0"),
 }
 
 
