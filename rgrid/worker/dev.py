@@ -107,6 +107,7 @@ async def serve(settings: Settings) -> None:
     ledger: Ledger | None = None
     commands = asyncio.create_task(_serve_commands(settings))
     lives: list[NodeRecord] = []
+    pooled: NodeProvider | None = None
     try:
         client = await _wait_for_temporal(settings, server)
         ledger = await Ledger.open(settings.effective_database_url)
@@ -138,6 +139,8 @@ async def serve(settings: Settings) -> None:
     finally:
         stack_file(settings).unlink(missing_ok=True)
         commands.cancel()
+        if ledger is not None and pooled is not None:
+            await delete_pool_nodes(pooled, ledger, settings)
         provider.stop_all()
         if ledger is not None:
             await close_local_nodes(ledger, lives)
@@ -159,6 +162,24 @@ def pool_provider(settings: Settings, local: LocalProvider) -> NodeProvider | No
 
         return HetznerProvider(settings)
     return local
+
+
+async def delete_pool_nodes(pooled: NodeProvider, ledger: Ledger, settings: Settings) -> None:
+    """On a graceful stop nothing is left to drive the pool's nodes: delete them rather
+    than let cloud servers bill with no control plane (their runs resume elsewhere when
+    a stack runs again), and close their ledger rows."""
+    try:
+        async with asyncio.timeout(60):
+            for server in await pooled.list_nodes(settings.node_class):
+                await pooled.delete_node(server.server_id)
+            now = datetime.now(UTC)
+            for node in await ledger.nodes():
+                if node.provider == pooled.name and node.node_class == settings.node_class:
+                    await ledger.save_node(
+                        node.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
+                    )
+    except (RgridError, TimeoutError) as exc:
+        log.warning("pool_nodes_left", error=str(exc), hint="`rgrid nodes` after a restart")
 
 
 async def start_pool(client: Client, settings: Settings) -> None:

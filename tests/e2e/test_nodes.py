@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import free_port
 from tests.e2e.conftest import Cli, isolated_env
@@ -109,3 +110,19 @@ def test_hetzner_without_a_token_says_so_in_one_line(tmp_path: Path) -> None:
     assert result.code == 125
     assert "RGRID_PROVIDER=hetzner needs an API token: set HCLOUD_TOKEN" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stopping_the_stack_deletes_its_servers(cloud_cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "hello.py").write_text("print('hi')\n")
+    assert cloud_cli("run", "hello.py", cwd=tmp_path).code == 0
+    assert len(nodes(cloud_cli)) == 1
+    assert cloud_cli("dev", "stop", timeout=90).code == 0
+    # Nothing would drive the servers now: none may be left billing.
+    endpoint = cloud_cli.env["RGRID_HCLOUD_ENDPOINT"]
+    listed = requests.get(
+        f"{endpoint}/servers", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+    assert listed.json()["servers"] == []
+    assert nodes(cloud_cli) == []
+    assert all(view["node"]["deleted_at"] for view in nodes(cloud_cli, "--all"))
+    assert cloud_cli("dev", "start", timeout=120).code == 0  # for the fixture's stop
