@@ -7,20 +7,23 @@ With nothing configured every part is the embedded default.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from rgrid import __version__
 from rgrid.errors import ConfigError
+from rgrid.models import NodeClassConfig, ServerChoice
 from rgrid.paths import xdg_dir
 
 
@@ -88,12 +91,32 @@ class Settings(BaseSettings):
     dev_ip: str = "127.0.0.1"
 
     # Nodes.
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "hetzner"] = "local"
     node_class: str = "local"
     local_nodes: int = 1
     local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1)
     local_hourly_price_microns: int = 0
     lease_ttl_s: int = 120
+
+    # Cloud nodes (RGRID_PROVIDER=hetzner): hcloud's own token variable, any compatible
+    # endpoint, and the node class: `type@location` choices tried in order.
+    hcloud_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("HCLOUD_TOKEN", "hcloud_token")
+    )
+    hcloud_endpoint: str = "https://api.hetzner.cloud/v1"
+    node_choices: str = "cx22@nbg1"
+    server_image: str = "ubuntu-24.04"
+    node_slots: int = 2
+    max_nodes: int = 10
+    ssh_key: str | None = None
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    node_package: str = f"rgrid=={__version__}"
+    pool_tick_s: int = 30
+    node_heartbeat_s: int = 30
+    node_dead_after_s: int = 120
+    retire_margin_s: int = 300
+    node_max_age_s: int = 86_400
+    node_billing_period_s: int = 3600  # Hetzner bills started hours; shorter only in tests
 
     # Defaults for a run. Images are settings: a node may reach no registry at all.
     runtime: str = "auto"
@@ -161,6 +184,41 @@ class Settings(BaseSettings):
         """State of the embedded stack: pid file, server db, logs."""
         return self.home / "dev"
 
+    def node_class_config(self) -> NodeClassConfig:
+        """The pool configuration of this deployment's node class."""
+        choices = []
+        for item in self.node_choices.split(","):
+            server_type, _, location = item.strip().partition("@")
+            if not server_type or not location:
+                raise ConfigError(
+                    f"bad node choice {item!r}", "write RGRID_NODE_CHOICES as cx22@nbg1,cx32@fsn1"
+                )
+            choices.append(ServerChoice(server_type=server_type, location=location))
+        return NodeClassConfig(
+            provider=self.provider,
+            node_class=self.node_class,
+            choices=choices,
+            image=self.server_image,
+            slots=self.node_slots,
+            max_nodes=self.max_nodes,
+            ssh_key=self.ssh_key,
+            labels=self.node_labels,
+            tick_s=self.pool_tick_s,
+            heartbeat_s=self.node_heartbeat_s,
+            dead_after_s=self.node_dead_after_s,
+            retire_margin_s=self.retire_margin_s,
+            max_age_s=self.node_max_age_s,
+            billing_period_s=self.node_billing_period_s,
+        )
+
+    @property
+    def pool_id(self) -> str | None:
+        """The NodePoolWorkflow that scales this node class, or None for fixed local nodes
+        (RGRID_LOCAL_NODES=0 puts local agents behind a pool too)."""
+        if self.provider == "local" and self.local_nodes > 0:
+            return None
+        return f"pool-{self.provider}-{self.node_class}"
+
     @property
     def node_dir(self) -> Path:
         """Work and cache dirs of local nodes."""
@@ -168,7 +226,7 @@ class Settings(BaseSettings):
 
 
 # Settings whose values are never shown: `rgrid config` says only whether they are set.
-SECRET_SETTINGS = frozenset({"temporal_api_key"})
+SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})
 
 
 class SettingSource(BaseModel):
@@ -186,7 +244,7 @@ def describe_settings(settings: Settings) -> list[SettingSource]:
     in_profile = read_profile(profile, path)
     described = []
     for name in Settings.model_fields:
-        env_name = f"RGRID_{name.upper()}"
+        env_name = "HCLOUD_TOKEN" if name == "hcloud_token" else f"RGRID_{name.upper()}"
         if env_name in os.environ:
             source = f"env {env_name}"
         elif name in in_profile:
@@ -222,7 +280,7 @@ def hide_password(url: str) -> str:
 
 
 # What a node must never hold: it reaches the ledger only through Temporal.
-NODE_WITHHELD = frozenset({"database_url"})
+NODE_WITHHELD = frozenset({"database_url", "hcloud_token"})
 
 
 def node_environment(settings: Settings) -> dict[str, str]:
@@ -234,7 +292,9 @@ def node_environment(settings: Settings) -> dict[str, str]:
         # The profile was resolved here; the node reads no config file to apply it to.
         if name in NODE_WITHHELD or name == "profile" or value is None:
             continue
-        env[f"RGRID_{name.upper()}"] = str(value)
+        # Dicts and lists as JSON, which is how settings read them back.
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+        env[f"RGRID_{name.upper()}"] = text
     env["RGRID_TEMPORAL_ADDRESS"] = settings.effective_temporal_address
     env["RGRID_STORAGE_URL"] = settings.effective_storage_url
     return env

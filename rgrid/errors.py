@@ -84,3 +84,31 @@ class BudgetExceededError(RgridError):
     """A run's estimate is above the --budget it was given."""
 
     code = "budget_exceeded"
+
+
+class ProvisioningError(RgridError):
+    """The cloud provider refused or failed to create or delete a server."""
+
+    code = "provisioning"
+    retryable = True
+
+
+class QuotaExceededError(ProvisioningError):
+    """The account's limit on servers (or cores) is reached; another type will not help."""
+
+    code = "quota_exceeded"
+    retryable = False
+
+
+class CapacityUnavailableError(ProvisioningError):
+    """The location has no capacity for the type now; another choice may have."""
+
+    code = "capacity_unavailable"
+    retryable = False
+
+
+class UnknownServerChoiceError(ProvisioningError):
+    """A configured server type, location or image does not exist (or not together)."""
+
+    code = "unknown_server_choice"
+    retryable = False

@@ -16,6 +16,15 @@ STAGE_INPUTS = "stage_inputs"
 RUN_CONTAINER = "run_container"
 COLLECT_OUTPUTS = "collect_outputs"
 RELEASE_NODE = "release_node"
+PING_NODE = "ping_node"
+DRAIN_NODE = "drain_node"
+
+# Node pools (run by the control worker).
+OBSERVE_POOL = "observe_pool"
+PROVISION_NODE = "provision_node"
+DESTROY_NODE = "destroy_node"
+SAVE_NODE = "save_node"
+REQUEST_CAPACITY = "request_capacity"
 
 
 def shared_node_queue(node_class: str) -> str:

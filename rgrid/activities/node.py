@@ -81,6 +81,9 @@ class NodeActivities:
 
     @activity.defn(name=names.CLAIM_NODE)
     async def claim_node(self, request: ClaimNodeInput) -> NodeLease:
+        if self._book.draining:
+            # A poll that was out when the node began draining: the retry goes elsewhere.
+            raise ApplicationError("node is draining", type="NodeDraining")
         lease = NodeLease(
             lease_id=f"{request.execution_id}-{request.attempt}-{ULID()}",
             node_id=self._node.node_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from rgrid.cli.common import settings
@@ -46,3 +48,24 @@ def stop() -> None:
         out.print("stopped")
     else:
         out.print("not running")
+
+
+@app.command("hetzner-standin")
+def hetzner_standin(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 4000,
+    token: Annotated[
+        str | None, typer.Option(envvar="HCLOUD_TOKEN", help="Token clients must send.")
+    ] = None,
+    boot_delay: Annotated[
+        float, typer.Option(help="Seconds a server takes to boot (simulated).")
+    ] = 0.0,
+) -> None:
+    """Serve a local stand-in of the Hetzner Cloud API (for tests and demos): point rgrid at
+    it with RGRID_HCLOUD_ENDPOINT=http://127.0.0.1:PORT/v1."""
+    import asyncio
+
+    from rgrid.infra.providers.hetzner_standin import run_forever
+
+    root = settings().home / "hetzner-standin"
+    out.print(f"Hetzner API stand-in on http://127.0.0.1:{port}/v1; servers under {root}")
+    asyncio.run(run_forever(port, root, token, boot_delay))

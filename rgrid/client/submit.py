@@ -268,6 +268,7 @@ def build_spec(
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         cacheable=not has_no_cache_marker(script.read_text(errors="replace")),
         no_cache=request.no_cache,
+        pool_id=settings.pool_id,
     )
 
 

@@ -19,6 +19,7 @@ from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 from rgrid import logs
 from rgrid.activities import names
 from rgrid.activities.node import NodeActivities, NodeIdentity
+from rgrid.activities.node_control import NodeControlActivities
 from rgrid.config import Settings, load_settings
 from rgrid.infra.runtime.docker import DockerRuntime, docker_available
 from rgrid.infra.runtime.process import ProcessRuntime
@@ -33,7 +34,12 @@ REAP_EVERY_S = 5.0
 
 
 def build_workers(
-    client: Client, settings: Settings, node_id: str, slots: int, docker: bool = False
+    client: Client,
+    settings: Settings,
+    node_id: str,
+    slots: int,
+    docker: bool = False,
+    hourly_price_microns: int | None = None,
 ) -> tuple[list[Worker], NodeActivities]:
     """The claim worker and the node's own worker, sharing one lease book."""
     book = LeaseBook(slots)
@@ -46,7 +52,10 @@ def build_workers(
     )
     activities = NodeActivities(
         node=NodeIdentity(
-            node_id=node_id, hourly_price_microns=settings.local_hourly_price_microns
+            node_id=node_id,
+            hourly_price_microns=settings.local_hourly_price_microns
+            if hourly_price_microns is None
+            else hourly_price_microns,
         ),
         book=book,
         runtime=runtime,
@@ -54,6 +63,7 @@ def build_workers(
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
     )
+    control = NodeControlActivities(node_id, book)
     fixed = FixedSizeSlotSupplier(4)
     claim_worker = Worker(
         client,
@@ -75,6 +85,8 @@ def build_workers(
             activities.run_container,
             activities.collect_outputs,
             activities.release_node,
+            control.ping_node,
+            control.drain_node,
         ],
         max_concurrent_activities=slots * 4 + 4,
         # Heartbeats reach the server at least this often, so a cancel lands in ~1 s.
@@ -92,11 +104,15 @@ async def _reap(activities: NodeActivities) -> None:
         activities.reap_expired()
 
 
-async def run_agent(settings: Settings, node_id: str, slots: int) -> None:
+async def run_agent(
+    settings: Settings, node_id: str, slots: int, hourly_price_microns: int | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT."""
     client = await connect(settings)
     docker = await docker_available()
-    workers, activities = build_workers(client, settings, node_id, slots, docker)
+    workers, activities = build_workers(
+        client, settings, node_id, slots, docker, hourly_price_microns
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -118,9 +134,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="rgrid node agent")
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument(
+        "--hourly-price-microns", type=int, default=None, help="the node's price, for leases"
+    )
     args = parser.parse_args()
     logs.configure(json=True)
-    asyncio.run(run_agent(load_settings(), args.node_id, args.slots))
+    asyncio.run(run_agent(load_settings(), args.node_id, args.slots, args.hourly_price_microns))
 
 
 if __name__ == "__main__":

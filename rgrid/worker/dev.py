@@ -23,18 +23,22 @@ from pathlib import Path
 
 import structlog
 import yaml
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from ulid import ULID
 
 from rgrid import logs
+from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
-from rgrid.errors import EmbeddedStackError
+from rgrid.errors import EmbeddedStackError, RgridError
 from rgrid.infra.accounting import LIFE_SEPARATOR, executions_on
 from rgrid.infra.db import Ledger
+from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
-from rgrid.models import NodeRecord, NodeState
+from rgrid.models import NodeRecord, NodeState, PoolInput
 from rgrid.paths import command_server_socket
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.limit_watch import watch_limits
@@ -103,16 +107,21 @@ async def serve(settings: Settings) -> None:
     ledger: Ledger | None = None
     commands = asyncio.create_task(_serve_commands(settings))
     lives: list[NodeRecord] = []
+    pooled: NodeProvider | None = None
     try:
         client = await _wait_for_temporal(settings, server)
         ledger = await Ledger.open(settings.effective_database_url)
-        nodes = provider.start_nodes()
+        # With a node pool, nodes come and go on demand; else fixed local agents.
+        pooled = pool_provider(settings, provider)
+        nodes = provider.start_nodes() if pooled is None else []
         lives = await record_local_nodes(ledger, settings, nodes)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with build_control_worker(client, ledger, storage, settings):
+        async with build_control_worker(client, ledger, storage, settings, provider=pooled):
+            if pooled is not None:
+                await start_pool(client, settings)
             watch = asyncio.create_task(watch_limits(ledger, client, settings.limit_check_s))
             info = StackInfo(
                 pid=os.getpid(),
@@ -130,6 +139,8 @@ async def serve(settings: Settings) -> None:
     finally:
         stack_file(settings).unlink(missing_ok=True)
         commands.cancel()
+        if ledger is not None and pooled is not None:
+            await delete_pool_nodes(pooled, ledger, settings)
         provider.stop_all()
         if ledger is not None:
             await close_local_nodes(ledger, lives)
@@ -140,6 +151,48 @@ async def serve(settings: Settings) -> None:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def pool_provider(settings: Settings, local: LocalProvider) -> NodeProvider | None:
+    """The provider behind the node pool, or None for fixed local agents."""
+    if settings.pool_id is None:
+        return None
+    if settings.provider == "hetzner":
+        from rgrid.infra.providers.hetzner import HetznerProvider
+
+        return HetznerProvider(settings)
+    return local
+
+
+async def delete_pool_nodes(pooled: NodeProvider, ledger: Ledger, settings: Settings) -> None:
+    """On a graceful stop nothing is left to drive the pool's nodes: delete them rather
+    than let cloud servers bill with no control plane (their runs resume elsewhere when
+    a stack runs again), and close their ledger rows."""
+    try:
+        async with asyncio.timeout(60):
+            for server in await pooled.list_nodes(settings.node_class):
+                await pooled.delete_node(server.server_id)
+            now = datetime.now(UTC)
+            for node in await ledger.nodes():
+                if node.provider == pooled.name and node.node_class == settings.node_class:
+                    await ledger.save_node(
+                        node.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
+                    )
+    except (RgridError, TimeoutError) as exc:
+        log.warning("pool_nodes_left", error=str(exc), hint="`rgrid nodes` after a restart")
+
+
+async def start_pool(client: Client, settings: Settings) -> None:
+    """Start the node pool now (not only on first demand), so it deletes any orphans a
+    crash left behind; a pool that already runs is kept."""
+    assert settings.pool_id is not None
+    await client.start_workflow(
+        "NodePoolWorkflow",
+        PoolInput(config=settings.node_class_config()),
+        id=settings.pool_id,
+        task_queue=CONTROL_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 async def _serve_commands(settings: Settings) -> None:
@@ -227,7 +280,7 @@ def main() -> None:
     settings = load_settings()
     try:
         asyncio.run(serve(settings))
-    except EmbeddedStackError as exc:
+    except RgridError as exc:  # e.g. RGRID_PROVIDER=hetzner without HCLOUD_TOKEN
         print(f"ERROR: {exc.one_line()}", file=sys.stderr, flush=True)
         sys.exit(3)
 

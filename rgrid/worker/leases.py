@@ -34,6 +34,12 @@ class LeaseBook:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
+        self.draining = False
+
+    def drain(self) -> None:
+        """Take no more claims; open leases run to their end."""
+        self.draining = True
+        self._wake()
 
     async def reserve(self) -> None:
         """Wait for a free slot and take it."""
@@ -43,7 +49,7 @@ class LeaseBook:
         while True:
             self._changed.clear()
             with self._lock:
-                if self._free > 0:
+                if self._free > 0 and not self.draining:
                     self._free -= 1
                     return
             await self._changed.wait()
@@ -108,6 +114,9 @@ class LeaseBook:
     def _give_back(self) -> None:
         with self._lock:
             self._free += 1
+        self._wake()
+
+    def _wake(self) -> None:
         if self._loop is not None and self._changed is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 

@@ -3,7 +3,8 @@
 from rgrid.workflows.alert import AlertWorkflow
 from rgrid.workflows.batch import BatchWorkflow
 from rgrid.workflows.execution import ExecutionWorkflow
+from rgrid.workflows.node_pool import NodePoolWorkflow
 
-WORKFLOWS = [AlertWorkflow, BatchWorkflow, ExecutionWorkflow]
+WORKFLOWS = [AlertWorkflow, BatchWorkflow, ExecutionWorkflow, NodePoolWorkflow]
 
-__all__ = ["WORKFLOWS", "AlertWorkflow", "BatchWorkflow", "ExecutionWorkflow"]
+__all__ = ["WORKFLOWS", "AlertWorkflow", "BatchWorkflow", "ExecutionWorkflow", "NodePoolWorkflow"]

@@ -30,10 +30,13 @@ with workflow.unsafe.imports_passed_through():
         CollectOutputsResult,
         CostInput,
         CostResult,
+        Demand,
+        DemandInput,
         ExecutionSpec,
         ExecutionStatus,
         ItemDone,
         ItemScriptDone,
+        NoCapacity,
         NodeLease,
         Phase,
         PlanInput,
@@ -66,6 +69,7 @@ class ExecutionWorkflow:
     def __init__(self) -> None:
         self._status = ExecutionStatus(execution_id="")
         self._pending_signals: list[asyncio.Future[None]] = []
+        self._no_capacity: str | None = None
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -74,6 +78,11 @@ class ExecutionWorkflow:
     @workflow.signal(name="add_tags")
     def add_tags(self, request: AddTagsInput) -> None:
         self._status.tags.update(request.tags)
+
+    @workflow.signal(name="no_capacity")
+    def no_capacity(self, request: NoCapacity) -> None:
+        # From the node pool: no node exists or can be made; fail instead of waiting.
+        self._no_capacity = request.message
 
     @workflow.run
     async def run(self, spec: ExecutionSpec) -> ExecutionStatus:
@@ -192,18 +201,19 @@ class ExecutionWorkflow:
             return run, outputs, lease
 
     async def _claim(self, spec: ExecutionSpec) -> NodeLease:
+        claim = workflow.start_activity(
+            names.CLAIM_NODE,
+            ClaimNodeInput(execution_id=self._status.execution_id, attempt=self._status.attempts),
+            result_type=NodeLease,
+            task_queue=names.shared_node_queue(spec.node_class),
+            schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        if spec.pool_id is not None and workflow.patched("node-pool-demand"):
+            await self._demand(spec.pool_id, spec, claim)
         try:
-            lease = await workflow.execute_activity(
-                names.CLAIM_NODE,
-                ClaimNodeInput(
-                    execution_id=self._status.execution_id, attempt=self._status.attempts
-                ),
-                result_type=NodeLease,
-                task_queue=names.shared_node_queue(spec.node_class),
-                schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
+            lease = await claim
         except ActivityError as err:
             raise ApplicationError(
                 f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
@@ -212,6 +222,35 @@ class ExecutionWorkflow:
             ) from err
         self._status.node_id = lease.node_id
         return lease
+
+    async def _demand(
+        self, pool_id: str, spec: ExecutionSpec, claim: asyncio.Future[NodeLease]
+    ) -> None:
+        """Wake the node pool (scheduled with the claim, so the claim is already queued when
+        the pool looks), and fail at once if the pool says no node can be made."""
+        self._no_capacity = None  # an answer to an earlier attempt's demand is old news
+        try:
+            await workflow.execute_activity(
+                names.REQUEST_CAPACITY,
+                DemandInput(
+                    pool_id=pool_id,
+                    demand=Demand(execution_id=self._status.execution_id, caused_by=spec.batch_id),
+                    node_class=spec.node_class,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+            )
+        except ActivityError as err:
+            # The pool's own timer still sees the backlog; the claim waits on regardless.
+            workflow.logger.warning("could not wake node pool %s: %s", pool_id, err.cause)
+        await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
+        if not claim.done():
+            claim.cancel()
+            raise ApplicationError(
+                f"no {spec.node_class!r} node could be made: {self._no_capacity}",
+                type="NoCapacity",
+                non_retryable=True,
+            )
 
     async def _run_on(
         self, lease: NodeLease, spec: ExecutionSpec, may_retry: bool

@@ -1,4 +1,9 @@
-"""The local provider: node agents as subprocesses of this machine."""
+"""The local provider: node agents as subprocesses of this machine.
+
+Two ways to use it: a fixed set of nodes started with the embedded stack (`start_nodes`,
+the default), or, with RGRID_LOCAL_NODES=0, as the NodeProvider behind a node pool
+(`pool-local-<class>`), which starts and retires agents as work comes and goes.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,32 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rgrid.config import Settings, node_environment
+from rgrid.infra.providers import CreateNode, node_labels
+from rgrid.models import ServerInfo
+
+
+@dataclass
+class _Agent:
+    process: subprocess.Popen[bytes]
+    node_class: str
+    created_at: datetime
+    labels: dict[str, str]
 
 
 class LocalProvider:
     """Starts and stops agent subprocesses; each is one node with its own slots."""
 
+    name = "local"
+
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self._settings = settings
         self._log_dir = log_dir
-        self._agents: dict[str, subprocess.Popen[bytes]] = {}
+        self._agents: dict[str, _Agent] = {}
 
     def start_nodes(self) -> list[str]:
         """Start the configured number of nodes; returns their ids."""
@@ -25,14 +44,17 @@ class LocalProvider:
             self.start_node(f"local-{index}", self._settings.local_slots)
         return list(self._agents)
 
-    def start_node(self, node_id: str, slots: int) -> None:
+    def start_node(self, node_id: str, slots: int, node_class: str | None = None) -> None:
         """Start one agent, pointed at this stack's Temporal and storage only."""
+        node_class = node_class or self._settings.node_class
         # Storage credentials (AWS_*) pass through; rgrid's own settings are set from this
-        # stack's, without the database URL: nodes never hold database credentials.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("RGRID_")}
-        env = {**inherited, **node_environment(self._settings)}
+        # stack's, without the database URL: nodes never hold database credentials (nor
+        # the cloud provider's token).
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("RGRID_", "HCLOUD_"))}
+        env = {**inherited, **node_environment(self._settings), "RGRID_NODE_CLASS": node_class}
+        self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"agent-{node_id}.log").open("ab")
-        self._agents[node_id] = subprocess.Popen(
+        process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -48,20 +70,59 @@ class LocalProvider:
             stdin=subprocess.DEVNULL,
         )
         log.close()
+        self._agents[node_id] = _Agent(
+            process, node_class, datetime.now(UTC), node_labels(node_class, node_id)
+        )
 
     def kill_node(self, node_id: str) -> None:
         """Kill an agent abruptly, as a dying machine would."""
-        self._agents.pop(node_id).kill()
+        self._agents.pop(node_id).process.kill()
 
     def stop_all(self, timeout_s: float = 10.0) -> None:
         """Stop every agent, politely first."""
-        for proc in self._agents.values():
+        procs = [agent.process for agent in self._agents.values()]
+        for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in self._agents.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         self._agents.clear()
+
+    # --- NodeProvider: the same pool as Hetzner's, with processes for servers ---
+
+    async def create_node(self, request: CreateNode) -> ServerInfo:
+        """Start an agent process as a node of the request's class."""
+        self.start_node(request.node_id, request.slots, request.node_class)
+        return self._info(request.node_id, self._agents[request.node_id])
+
+    async def list_nodes(self, node_class: str) -> list[ServerInfo]:
+        """This provider's agents of the class; an exited one reports status "off"."""
+        return [
+            self._info(node_id, agent)
+            for node_id, agent in self._agents.items()
+            if agent.node_class == node_class
+        ]
+
+    async def delete_node(self, server_id: int) -> None:
+        """Stop the agent with this pid; one already gone is not an error."""
+        for node_id, agent in list(self._agents.items()):
+            if agent.process.pid == server_id:
+                agent.process.kill()
+                agent.process.wait()
+                del self._agents[node_id]
+
+    def _info(self, node_id: str, agent: _Agent) -> ServerInfo:
+        return ServerInfo(
+            server_id=agent.process.pid,
+            name=node_id,
+            status="running" if agent.process.poll() is None else "off",
+            server_type="process",
+            location="local",
+            created_at=agent.created_at,
+            labels=agent.labels,
+            hourly_price_microns=self._settings.local_hourly_price_microns,
+        )

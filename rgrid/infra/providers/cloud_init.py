@@ -1,0 +1,174 @@
+"""Cloud-init user data that turns a fresh server into an rgrid node.
+
+The `#cloud-config` installs Docker and Python, installs rgrid in a venv, writes the
+node-scoped agent config (Temporal address and credentials, storage access, node id and
+class) to `/etc/rgrid/agent.env`, and starts the agent as a systemd unit. It carries no
+database URL: nodes never hold ledger credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+import yaml
+from pydantic import BaseModel, Field
+
+from rgrid import __version__
+from rgrid.config import Settings
+
+AGENT_ENV = "/etc/rgrid/agent.env"
+AGENT_UNIT = "/etc/systemd/system/rgrid-agent.service"
+AGENT_UNIT_NAME = "rgrid-agent.service"
+VENV = "/opt/rgrid/venv"
+NODE_HOME = "/var/lib/rgrid"
+TLS_CERT = "/etc/rgrid/temporal-client.crt"
+TLS_KEY = "/etc/rgrid/temporal-client.key"
+
+# Settings of how runs run, which nodes share with the control plane (paths do not apply).
+RUN_SETTINGS = ("runtime", "python_image", "node_image", "lease_ttl_s")
+# Storage credentials and endpoint travel in the standard AWS variables (S3Storage reads them).
+STORAGE_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+
+
+class NodeBootstrap(BaseModel):
+    """What a node needs to join: where Temporal and storage are, and who it is."""
+
+    node_id: str
+    node_class: str
+    slots: int
+    hourly_price_microns: int = 0
+    temporal_address: str
+    temporal_namespace: str = "default"
+    temporal_api_key: str | None = None
+    temporal_tls_cert: str | None = None  # PEM text, written to the node
+    temporal_tls_key: str | None = None
+    storage_url: str
+    storage_env: dict[str, str] = Field(default_factory=dict)
+    run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of RUN_SETTINGS
+    package: str = f"rgrid=={__version__}"  # what pip installs on the node
+    heartbeat_timeout_s: int = 30
+
+
+def bootstrap_from(settings: Settings, **node: object) -> NodeBootstrap:
+    """The node-scoped part of the control plane's settings, plus the node's identity."""
+    cert = settings.temporal_tls_cert.read_text() if settings.temporal_tls_cert else None
+    key = settings.temporal_tls_key.read_text() if settings.temporal_tls_key else None
+    return NodeBootstrap(
+        temporal_address=settings.effective_temporal_address,
+        temporal_namespace=settings.temporal_namespace,
+        temporal_api_key=settings.temporal_api_key,
+        temporal_tls_cert=cert,
+        temporal_tls_key=key,
+        storage_url=settings.effective_storage_url,
+        storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
+        run_env={f"RGRID_{k.upper()}": str(getattr(settings, k)) for k in RUN_SETTINGS},
+        package=settings.node_package,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        **node,  # type: ignore[arg-type]
+    )
+
+
+def agent_env(boot: NodeBootstrap) -> dict[str, str]:
+    """The agent's environment: exactly what a node may know, and nothing of the ledger."""
+    env = {
+        **boot.run_env,
+        "RGRID_CONFIG": "/dev/null",  # no config file on the image can add to this
+        "RGRID_HOME": NODE_HOME,
+        "RGRID_TEMPORAL_ADDRESS": boot.temporal_address,
+        "RGRID_TEMPORAL_NAMESPACE": boot.temporal_namespace,
+        "RGRID_STORAGE_URL": boot.storage_url,
+        "RGRID_NODE_CLASS": boot.node_class,
+        "RGRID_HEARTBEAT_TIMEOUT_S": str(boot.heartbeat_timeout_s),
+        **boot.storage_env,
+    }
+    if boot.temporal_api_key:
+        env["RGRID_TEMPORAL_API_KEY"] = boot.temporal_api_key
+    if boot.temporal_tls_cert and boot.temporal_tls_key:
+        env["RGRID_TEMPORAL_TLS_CERT"] = TLS_CERT
+        env["RGRID_TEMPORAL_TLS_KEY"] = TLS_KEY
+    return env
+
+
+def _env_file(env: dict[str, str]) -> str:
+    # systemd EnvironmentFile syntax: KEY="value" with backslash escapes.
+    lines = []
+    for key, value in sorted(env.items()):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def _unit(boot: NodeBootstrap) -> str:
+    command = shlex.join(
+        [
+            f"{VENV}/bin/python",
+            "-m",
+            "rgrid.worker.agent",
+            "--node-id",
+            boot.node_id,
+            "--slots",
+            str(boot.slots),
+            "--hourly-price-microns",
+            str(boot.hourly_price_microns),
+        ]
+    )
+    return (
+        "[Unit]\n"
+        "Description=rgrid node agent\n"
+        "Wants=network-online.target docker.service\n"
+        "After=network-online.target docker.service\n\n"
+        "[Service]\n"
+        f"EnvironmentFile={AGENT_ENV}\n"
+        f"ExecStart={command}\n"
+        "Restart=on-failure\n"
+        "RestartSec=5\n"
+        "KillMode=mixed\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def user_data(boot: NodeBootstrap) -> str:
+    """The `#cloud-config` document that makes a fresh server this node."""
+    files = [
+        {"path": AGENT_ENV, "permissions": "0600", "content": _env_file(agent_env(boot))},
+        {"path": AGENT_UNIT, "permissions": "0644", "content": _unit(boot)},
+    ]
+    if boot.temporal_tls_cert and boot.temporal_tls_key:
+        files.append({"path": TLS_CERT, "permissions": "0600", "content": boot.temporal_tls_cert})
+        files.append({"path": TLS_KEY, "permissions": "0600", "content": boot.temporal_tls_key})
+    config = {
+        "package_update": True,
+        "packages": ["docker.io", "python3-venv", "ca-certificates"],
+        "write_files": files,
+        "runcmd": [
+            ["systemctl", "enable", "--now", "docker.service"],
+            ["python3", "-m", "venv", VENV],
+            [f"{VENV}/bin/pip", "install", "--quiet", boot.package],
+            ["mkdir", "-p", NODE_HOME],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", AGENT_UNIT_NAME],
+        ],
+    }
+    return "#cloud-config\n" + yaml.dump(config, Dumper=_BlockDumper, sort_keys=False, width=1000)
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (the files) as literal blocks, readable as they land."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)

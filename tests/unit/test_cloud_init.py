@@ -1,0 +1,94 @@
+"""The user data a Hetzner server boots with: valid cloud-config by cloud-init's own
+schema checker, the agent's node-scoped config, and nothing of the ledger."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rgrid.config import Settings
+from rgrid.infra.providers.cloud_init import (
+    AGENT_ENV,
+    NodeBootstrap,
+    bootstrap_from,
+    user_data,
+)
+
+BOOT = NodeBootstrap(
+    node_id="gpu-3-a1b2c3",
+    node_class="gpu",
+    slots=2,
+    hourly_price_microns=6000,
+    temporal_address="temporal.example:7233",
+    temporal_api_key="secret-key",
+    temporal_tls_cert="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    temporal_tls_key="-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    storage_url="s3://bucket/rgrid",
+    storage_env={"AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": 'se"cret'},
+)
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
+def test_user_data_passes_cloud_inits_schema_check(tmp_path: Path) -> None:
+    path = tmp_path / "user-data"
+    path.write_text(user_data(BOOT))
+    done = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Valid cloud-config" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("cloud-init") is None, reason="cloud-init is not installed")
+def test_the_schema_check_rejects_broken_user_data(tmp_path: Path) -> None:
+    # Guards the test above: the checker really checks.
+    path = tmp_path / "user-data"
+    path.write_text("#cloud-config\nwrite_files: [{content: x}]\n")
+    done = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], check=False)
+    assert done.returncode != 0
+
+
+def test_user_data_installs_docker_and_rgrid_and_starts_the_agent_unit() -> None:
+    config = yaml.safe_load(user_data(BOOT))
+    assert "docker.io" in config["packages"]
+    commands = [" ".join(c) for c in config["runcmd"]]
+    assert any("pip install" in c and "rgrid==" in c for c in commands)
+    assert commands[-1] == "systemctl enable --now rgrid-agent.service"
+    unit = next(f for f in config["write_files"] if f["path"].endswith("rgrid-agent.service"))
+    assert "--node-id gpu-3-a1b2c3 --slots 2 --hourly-price-microns 6000" in unit["content"]
+
+
+def test_the_agent_gets_temporal_and_storage_access_and_no_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
+    settings = Settings(
+        temporal_address="temporal.example:7233",
+        database_url="postgresql+asyncpg://rgrid:pw@db/rgrid",
+        storage_url="s3://bucket/rgrid",
+    )
+    boot = bootstrap_from(settings, node_id="n-1", node_class="gpu", slots=2)
+    text = user_data(boot)
+    env = next(f for f in yaml.safe_load(text)["write_files"] if f["path"] == AGENT_ENV)
+    assert env["permissions"] == "0600"
+    assert 'RGRID_TEMPORAL_ADDRESS="temporal.example:7233"' in env["content"]
+    assert 'RGRID_STORAGE_URL="s3://bucket/rgrid"' in env["content"]
+    assert 'AWS_ACCESS_KEY_ID="AK"' in env["content"]
+    assert 'RGRID_NODE_CLASS="gpu"' in env["content"]
+    assert "DATABASE" not in text and "asyncpg" not in text and "pw@db" not in text
+
+
+def test_values_are_quoted_for_systemd_and_tls_files_are_written() -> None:
+    config = yaml.safe_load(user_data(BOOT))
+    files = {f["path"]: f["content"] for f in config["write_files"]}
+    assert 'AWS_SECRET_ACCESS_KEY="se\\"cret"' in files[AGENT_ENV]
+    assert files["/etc/rgrid/temporal-client.crt"] == BOOT.temporal_tls_cert
+    assert 'RGRID_TEMPORAL_TLS_CERT="/etc/rgrid/temporal-client.crt"' in files[AGENT_ENV]
+
+
+def test_user_data_fits_hetzners_32_kib_limit() -> None:
+    assert len(user_data(BOOT).encode()) < 32 * 1024
