@@ -70,6 +70,7 @@ class ExecutionWorkflow:
         self._status = ExecutionStatus(execution_id="")
         self._pending_signals: list[asyncio.Future[None]] = []
         self._no_capacity: str | None = None
+        self._pool_demand = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -97,6 +98,9 @@ class ExecutionWorkflow:
             batch_item=spec.batch_item,
             created_at=workflow.now(),
         )
+        # Patches are asked before any local activity: asked after one, the marker can land
+        # in the next workflow task, where a replay no longer sees it.
+        self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
         await self._record()
         plan = await workflow.execute_local_activity(
             names.PLAN,
@@ -210,7 +214,7 @@ class ExecutionWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
-        if spec.pool_id is not None and workflow.patched("node-pool-demand"):
+        if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
         try:
             lease = await claim

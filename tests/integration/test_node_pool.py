@@ -44,7 +44,7 @@ from rgrid.models import (
     PoolStatus,
 )
 from rgrid.worker.control import build_control_worker
-from tests.integration.conftest import record_history
+from tests.integration.conftest import assert_replays, record_history
 
 pytestmark = pytest.mark.integration
 
@@ -244,6 +244,7 @@ async def test_a_node_is_reused_within_its_hour_and_deleted_before_the_next(
     # Retired in the margin before the next period (30 s, margin 8 s), not earlier.
     assert 30 - 8 - 2 <= lived < 30
     await record_history(first_handle, "execution_with_pool")
+    await assert_replays(first_handle)
 
 
 async def test_a_labelled_server_the_pool_does_not_know_is_deleted(
@@ -326,6 +327,7 @@ async def test_a_quota_error_fails_the_waiting_run_with_a_clear_message(
     status = await pool_stack.pool_status()
     assert status.last_error is not None and "limit" in status.last_error
     await record_history(handle, "no_capacity")
+    await assert_replays(handle)
 
 
 async def test_capacity_missing_in_the_first_choice_falls_back_to_the_next(
