@@ -200,9 +200,14 @@ class NodePoolWorkflow:
                 node.last_seen = now
 
     async def _ping(self, node: PoolNode) -> NodeLoad | None:
+        # None is one missed ping; dead only with the API's word too.
+        return await self._ask_node(names.PING_NODE, node)
+
+    async def _ask_node(self, activity: str, node: PoolNode) -> NodeLoad | None:
+        """Run a quick activity on the node's own queue: its load, or None if unreachable."""
         try:
             return await workflow.execute_activity(
-                names.PING_NODE,
+                activity,
                 NodeActionInput(node_id=node.node_id),
                 result_type=NodeLoad,
                 task_queue=names.node_queue(node.node_id),
@@ -211,7 +216,7 @@ class NodePoolWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError:
-            return None  # one missed ping; dead only with the API's word too
+            return None
 
     async def _delete_orphans(self, seen: PoolObservation) -> None:
         for server in seen.servers:
@@ -238,17 +243,8 @@ class NodePoolWorkflow:
 
     async def _drain(self, node: PoolNode) -> NodeLoad | None:
         """Tell a node to take no more claims; its load after that, or None if unreachable."""
-        try:
-            load = await workflow.execute_activity(
-                names.DRAIN_NODE,
-                NodeActionInput(node_id=node.node_id),
-                result_type=NodeLoad,
-                task_queue=names.node_queue(node.node_id),
-                schedule_to_start_timeout=PING_PICKUP,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-            )
-        except ActivityError:
+        load = await self._ask_node(names.DRAIN_NODE, node)
+        if load is None:
             return None
         node.state = NodeState.DRAINING
         node.in_use = load.in_use
