@@ -13,25 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from commands import RGRID, timed
 
 from rgrid.client.stack import start_stack, stop_stack
 from rgrid.config import load_settings
 
 SCRIPT = "import sys\nopen('out.txt', 'w').write(sys.argv[1])\nprint(sys.argv[1])\n"
-
-
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - began
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
-    return elapsed
 
 
 def main() -> None:
@@ -45,7 +35,7 @@ def main() -> None:
         (root / "job.py").write_text(SCRIPT)
         settings = load_settings()
         start_stack(settings)
-        rgrid = [sys.executable, "-m", "rgrid"]
+        rgrid = RGRID
         try:
             timed([*rgrid, "run", "job.py", "warm"], root, env)  # venv built, caches hot
             real = [timed([*rgrid, "run", "job.py", f"miss-{i}"], root, env) for i in range(runs)]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from commands import RGRID, timed
 
 from rgrid.client.stack import start_stack, stop_stack
 from rgrid.config import load_settings
@@ -25,12 +25,6 @@ from tests.docker_images import ensure_python_image
 
 # Marked not cacheable: every measured run must really run (see bench/cache_hit.py).
 SCRIPT = "print('hi')\n# rgrid: no-cache\n"
-
-
-def timed(argv: list[str], cwd: Path) -> float:
-    began = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - began
 
 
 def main() -> None:
@@ -49,7 +43,7 @@ def main() -> None:
         settings = load_settings()
         start_stack(settings)
         try:
-            rgrid = [sys.executable, "-m", "rgrid", "run", "trivial.py", "--runtime", "docker"]
+            rgrid = [*RGRID, "run", "trivial.py", "--runtime", "docker"]
             bare = [
                 "docker",
                 "run",

@@ -13,11 +13,12 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from commands import RGRID, timed
 
 from rgrid.client import submit
 from rgrid.client.session import Session
@@ -27,12 +28,6 @@ from rgrid.config import load_settings
 
 # Marked not cacheable: every measured run must really run (see bench/cache_hit.py).
 SCRIPT = "open('out.txt', 'w').write('hi')\nprint('hi')\n# rgrid: no-cache\n"
-
-
-def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - began
 
 
 async def in_process(script: Path, cwd: Path) -> float:
@@ -59,7 +54,7 @@ def main() -> None:
         settings = load_settings()
         start_stack(settings)
         try:
-            rgrid = [sys.executable, "-m", "rgrid"]
+            rgrid = RGRID
             timed([*rgrid, "run", "trivial.py"], root, env)  # warm: venv built, caches hot
             direct = [timed([sys.executable, "trivial.py"], root, env) for _ in range(runs)]
             cli = [timed([*rgrid, "run", "trivial.py"], root, env) for _ in range(runs)]

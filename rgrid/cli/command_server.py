@@ -25,13 +25,18 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-# Everything a command may need, imported once here rather than in every command.
+# Everything a command may need, imported once here rather than in every command (some
+# commands import these lazily, so that they start fast when run in-process).
 import aiodocker  # noqa: F401
 import sqlmodel  # noqa: F401
 import temporalio.client  # noqa: F401
 
+import rgrid.client.money
+import rgrid.infra.estimate
+import rgrid.infra.result_cache  # noqa: F401
 from rgrid.cli import app, output
 from rgrid.cli.thin import MAX_REQUEST, CommandRequest, code_fingerprint, send_message
 
@@ -39,6 +44,7 @@ from rgrid.cli.thin import MAX_REQUEST, CommandRequest, code_fingerprint, send_m
 def serve(path: Path) -> None:
     """Accept commands until the code changes under us or we are told to stop."""
     fingerprint = code_fingerprint()
+    command = app.click_command()
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is the user's alone: it runs commands as them
@@ -67,13 +73,18 @@ def serve(path: Path) -> None:
             return
         if os.fork() == 0:
             listener.close()
-            _child(conn, fds, request)  # never returns
+            _child(conn, fds, request, command)  # never returns
         conn.close()
         for fd in fds:
             os.close(fd)
 
 
-def _child(conn: socket.socket, fds: list[int], request: CommandRequest) -> None:
+def _child(
+    conn: socket.socket,
+    fds: list[int],
+    request: CommandRequest,
+    command: Callable[[], object],
+) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # subprocesses must be waitable again
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setsid()  # signals to the server's group must not reach commands in flight
@@ -89,7 +100,7 @@ def _child(conn: socket.socket, fds: list[int], request: CommandRequest) -> None
     send_message(conn, {"pid": os.getpid()})
     # A client that goes away (closed terminal, killed) takes its command with it.
     threading.Thread(target=_hang_up_with, args=(conn,), daemon=True).start()
-    code = app.run_command()
+    code = app.run_command(command)
     sys.stdout.flush()
     sys.stderr.flush()
     with contextlib.suppress(OSError):
