@@ -60,6 +60,8 @@ def serve(path: Path) -> None:
         try:
             message, fds, _flags, _addr = socket.recv_fds(conn, MAX_REQUEST, 3)
             request: CommandRequest = json.loads(message)
+            if not isinstance(request, dict):
+                raise ValueError("not a command request")
         except (OSError, ValueError):
             conn.close()
             continue
@@ -73,7 +75,10 @@ def serve(path: Path) -> None:
             return
         if os.fork() == 0:
             listener.close()
-            _child(conn, fds, request, command)  # never returns
+            try:
+                _child(conn, fds, request, command)  # exits with the command's code
+            finally:
+                os._exit(125)  # a child never returns into the server's loop
         conn.close()
         for fd in fds:
             os.close(fd)

@@ -23,6 +23,7 @@ from rgrid.paths import command_server_socket, default_home
 MAX_REQUEST = 4 * 1024 * 1024  # argv and environment; far above any real command line
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 EXIT_RGRID_ERROR = 125  # as rgrid.cli.output; not imported, to keep this module light
+ANSWER_TIMEOUT_S = 10.0
 
 
 class CommandRequest(TypedDict):
@@ -51,7 +52,7 @@ def send_message(conn: socket.socket, message: dict[str, object]) -> None:
 def main() -> None:
     """Run the command through the command server if possible, else in-process."""
     if os.environ.get("RGRID_NO_COMMAND_SERVER") != "1":
-        code = _through_server(command_server_socket(default_home()))
+        code = through_server(command_server_socket(default_home()))
         if code is not None:
             os._exit(code)
     from rgrid.cli.app import main as in_process
@@ -59,7 +60,7 @@ def main() -> None:
     in_process()
 
 
-def _through_server(path: Path) -> int | None:
+def through_server(path: Path, answer_timeout_s: float = ANSWER_TIMEOUT_S) -> int | None:
     """The command's exit code, or None when no (current) server took it."""
     if not path.exists():
         return None
@@ -72,6 +73,8 @@ def _through_server(path: Path) -> int | None:
         "fingerprint": code_fingerprint(),
     }
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The server answers at once, before the command runs: one that does not is stuck.
+    conn.settimeout(answer_timeout_s)
     try:
         conn.connect(str(path))
         socket.send_fds(conn, [json.dumps(request).encode()], streams)
@@ -79,10 +82,11 @@ def _through_server(path: Path) -> int | None:
         first = json.loads(replies.readline() or b"{}")
     except (OSError, ValueError):
         conn.close()
-        return None  # no server, a dead one, or one that went away: run it here
+        return None  # no server, a dead or stuck one, or one that went away: run it here
     if "pid" not in first:
         conn.close()
         return None  # stale: the server runs other code than ours
+    conn.settimeout(None)
     return _follow(conn, replies, int(first["pid"]))
 
 
