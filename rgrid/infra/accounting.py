@@ -25,7 +25,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from rgrid.errors import NotFoundError
-from rgrid.infra.db import ExecutionRow, Ledger
+from rgrid.infra.db import ExecutionRow, Ledger, as_utc
 from rgrid.infra.pricing import HOUR, HourSplit, NodeBill, SlotUsage, split_hours
 from rgrid.models import NodeRecord, Phase
 
@@ -57,7 +57,7 @@ async def load_runs(ledger: Ledger, *conditions: ColumnElement[bool]) -> list[Ru
         result = await conn.execute(query)
         rows = result.all()
     return [
-        RunRow._make(_utc(value) if isinstance(value, datetime) else value for value in row)
+        RunRow._make(as_utc(value) if isinstance(value, datetime) else value for value in row)
         for row in rows
     ]
 
@@ -530,7 +530,3 @@ def month_start(now: datetime) -> datetime:
     """The first instant of now's calendar month, UTC."""
     now = now.astimezone(UTC)
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import BigInteger, ColumnElement, DateTime, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -66,7 +66,7 @@ class ExecutionRow(SQLModel, table=True):
         for field, column in _JSON_COLUMNS.items():
             data[field] = json.loads(getattr(self, column))
         for field in ("created_at", "started_at", "finished_at"):
-            data[field] = _utc(data[field])
+            data[field] = as_utc(data[field])
         return ExecutionStatus(execution_id=self.id, **data)
 
 
@@ -109,7 +109,7 @@ class NodeRow(SQLModel, table=True):
         """The row as the model workflows and the CLI use."""
         data = self.model_dump(exclude={"id"})
         for field in ("created_at", "ready_at", "deleted_at"):
-            data[field] = _utc(data[field])
+            data[field] = as_utc(data[field])
         return NodeRecord(node_id=self.id, **data)
 
 
@@ -177,8 +177,13 @@ def phases_before(phase: Phase) -> set[Phase]:
     return {p for p in order[: order.index(phase) + 1]}
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything rgrid stores is UTC.
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A datetime read back from the ledger, as the UTC instant it was stored as (SQLite
+    hands back naive datetimes; everything rgrid stores is UTC)."""
     return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import LimitExceededError
 from rgrid.infra.accounting import CostReport, cost_report, month_start, restrict
-from rgrid.infra.db import AlertRow, Ledger, LimitRow
+from rgrid.infra.db import AlertRow, Ledger, LimitRow, as_utc
 from rgrid.infra.pricing import format_microns
 from rgrid.models import LimitAlert
 
@@ -119,7 +119,7 @@ async def statuses(
             if project is not None and row.project not in (ALL_PROJECTS, project):
                 continue
             limit = SpendingLimit.model_validate(row.model_dump())
-            checked = _aware(row.checked_at) if row.checked_at else None
+            checked = as_utc(row.checked_at)
             if (
                 max_age_s is not None
                 and checked is not None
@@ -136,10 +136,6 @@ async def statuses(
             found.append(LimitStatus(limit=limit, spent_microns=spent, period_start=start))
         await session.commit()
     return found
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def alert_key(status: LimitStatus, threshold: int) -> str:
@@ -237,7 +233,7 @@ def _alert(row: AlertRow) -> LimitAlert:
         threshold_percent=row.threshold_percent,
         spent_microns=row.spent_microns,
         limit_microns=row.limit_microns,
-        period_start=start.replace(tzinfo=UTC) if start.tzinfo is None else start,
+        period_start=as_utc(start),
         webhook=row.webhook,
     )
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.infra.db import CacheEntryRow, ExecutionRow
+from rgrid.infra.db import CacheEntryRow, ExecutionRow, as_utc
 from rgrid.infra.storage import Storage, output_prefix
 from rgrid.models import TERMINAL_PHASES, CacheHit, ExecutionStatus, OutputFile, Phase
 
@@ -107,13 +107,12 @@ class ResultCache:
 
 
 def _to_hit(row: CacheEntryRow) -> CacheHit:
-    created = row.created_at
     return CacheHit(
         key=row.key,
         execution_id=row.execution_id,
         script=row.script,
         outputs=[OutputFile.model_validate(o) for o in json.loads(row.outputs_json)],
         size_bytes=row.size_bytes,
-        created_at=created.replace(tzinfo=UTC) if created.tzinfo is None else created,
+        created_at=as_utc(row.created_at),
         hits=row.hits,
     )
