@@ -24,7 +24,7 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models import NodeClassConfig, ServerChoice
-from rgrid.paths import xdg_dir
+from rgrid.paths import data_home, xdg_dir
 
 
 def config_file_path() -> Path:
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RGRID_", extra="ignore")
 
-    home: Path = Field(default_factory=lambda: xdg_dir("XDG_DATA_HOME", ".local/share") / "rgrid")
+    home: Path = Field(default_factory=data_home)
     profile: str = "default"
 
     # Temporal: unset address means "the embedded dev server".

@@ -13,10 +13,15 @@ def xdg_dir(var: str, fallback: str) -> Path:
     return Path(value) if value else Path.home() / fallback
 
 
+def data_home() -> Path:
+    """rgrid's dir under the XDG data dir: the state dir when nothing names another."""
+    return xdg_dir("XDG_DATA_HOME", ".local/share") / "rgrid"
+
+
 def default_home() -> Path:
-    """$RGRID_HOME, else rgrid's dir under the XDG data dir."""
+    """$RGRID_HOME, else data_home()."""
     explicit = os.environ.get("RGRID_HOME")
-    return Path(explicit) if explicit else xdg_dir("XDG_DATA_HOME", ".local/share") / "rgrid"
+    return Path(explicit) if explicit else data_home()
 
 
 def command_server_socket(home: Path) -> Path:
