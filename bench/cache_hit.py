@@ -13,13 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
-from pathlib import Path
 
-from commands import RGRID, timed
-
-from rgrid.client.stack import start_stack, stop_stack
-from rgrid.config import load_settings
+from commands import RGRID, temporary_stack, timed
 
 SCRIPT = "import sys\nopen('out.txt', 'w').write(sys.argv[1])\nprint(sys.argv[1])\n"
 
@@ -28,23 +23,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=9)
     runs = parser.parse_args().runs
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        os.environ.update(RGRID_HOME=str(root / "home"), RGRID_DEV_PORT="27433")
+    with temporary_stack(27433) as root:
         env = dict(os.environ)
         (root / "job.py").write_text(SCRIPT)
-        settings = load_settings()
-        start_stack(settings)
-        rgrid = RGRID
-        try:
-            timed([*rgrid, "run", "job.py", "warm"], root, env)  # venv built, caches hot
-            real = [timed([*rgrid, "run", "job.py", f"miss-{i}"], root, env) for i in range(runs)]
-            hits = [timed([*rgrid, "run", "job.py", "warm"], root, env) for _ in range(runs)]
-            startup = [timed([*rgrid, "version"], root, env) for _ in range(runs)]
-            if (root / "outputs" / "out.txt").read_text() != "warm":
-                raise SystemExit("the cache hit did not bring the outputs back")
-        finally:
-            stop_stack(settings)
+        timed([*RGRID, "run", "job.py", "warm"], root, env)  # venv built, caches hot
+        real = [timed([*RGRID, "run", "job.py", f"miss-{i}"], root, env) for i in range(runs)]
+        hits = [timed([*RGRID, "run", "job.py", "warm"], root, env) for _ in range(runs)]
+        startup = [timed([*RGRID, "version"], root, env) for _ in range(runs)]
+        if (root / "outputs" / "out.txt").read_text() != "warm":
+            raise SystemExit("the cache hit did not bring the outputs back")
     med = statistics.median
     print(f"runs per measurement:        {runs}")
     print(f"warm real run (miss):        {med(real) * 1000:6.0f} ms")

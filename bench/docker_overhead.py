@@ -9,18 +9,14 @@ Needs a Docker daemon; builds the Debian-based test image if missing (tests/dock
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from commands import RGRID, timed
+from commands import RGRID, temporary_stack, timed
 
-from rgrid.client.stack import start_stack, stop_stack
-from rgrid.config import load_settings
 from tests.docker_images import ensure_python_image
 
 # Marked not cacheable: every measured run must really run (see bench/cache_hit.py).
@@ -34,34 +30,15 @@ def main() -> None:
     image = ensure_python_image()
     if image is None:
         raise SystemExit("needs the docker CLI, a daemon and mmdebstrap")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    with temporary_stack(27633, RGRID_PYTHON_IMAGE=image) as root:
         (root / "trivial.py").write_text(SCRIPT)
-        os.environ.update(
-            RGRID_HOME=str(root / "home"), RGRID_DEV_PORT="27633", RGRID_PYTHON_IMAGE=image
-        )
-        settings = load_settings()
-        start_stack(settings)
-        try:
-            rgrid = [*RGRID, "run", "trivial.py", "--runtime", "docker"]
-            bare = [
-                "docker",
-                "run",
-                "--rm",
-                "-v",
-                f"{root}:/work",
-                "-w",
-                "/work",
-                image,
-                "python3",
-                "trivial.py",
-            ]
-            timed(rgrid, root)
-            timed(bare, root)
-            rgrid_s = statistics.median(timed(rgrid, root) for _ in range(runs))
-            bare_s = statistics.median(timed(bare, root) for _ in range(runs))
-        finally:
-            stop_stack(settings)
+        rgrid = [*RGRID, "run", "trivial.py", "--runtime", "docker"]
+        bare = ["docker", "run", "--rm", "-v", f"{root}:/work", "-w", "/work"]
+        bare += [image, "python3", "trivial.py"]
+        timed(rgrid, root)
+        timed(bare, root)
+        rgrid_s = statistics.median(timed(rgrid, root) for _ in range(runs))
+        bare_s = statistics.median(timed(bare, root) for _ in range(runs))
     print(f"median of {runs} warm runs, image {image}")
     print(f"  docker run (bare):           {bare_s * 1000:6.0f} ms")
     print(f"  rgrid run --runtime docker:  {rgrid_s * 1000:6.0f} ms")

@@ -14,15 +14,13 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from commands import RGRID, timed
+from commands import RGRID, temporary_stack, timed
 
 from rgrid.client import submit
 from rgrid.client.session import Session
-from rgrid.client.stack import start_stack, stop_stack
 from rgrid.client.watch import wait_for_result
 from rgrid.config import load_settings
 
@@ -45,23 +43,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     runs = parser.parse_args().runs
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        os.environ.update(RGRID_HOME=str(root / "home"), RGRID_DEV_PORT="27233")
+    with temporary_stack(27233) as root:
         env = dict(os.environ)
         script = root / "trivial.py"
         script.write_text(SCRIPT)
-        settings = load_settings()
-        start_stack(settings)
-        try:
-            rgrid = RGRID
-            timed([*rgrid, "run", "trivial.py"], root, env)  # warm: venv built, caches hot
-            direct = [timed([sys.executable, "trivial.py"], root, env) for _ in range(runs)]
-            cli = [timed([*rgrid, "run", "trivial.py"], root, env) for _ in range(runs)]
-            startup = [timed([*rgrid, "version"], root, env) for _ in range(runs)]
-            inner = [asyncio.run(in_process(script, root)) for _ in range(runs)]
-        finally:
-            stop_stack(settings)
+        timed([*RGRID, "run", "trivial.py"], root, env)  # warm: venv built, caches hot
+        direct = [timed([sys.executable, "trivial.py"], root, env) for _ in range(runs)]
+        cli = [timed([*RGRID, "run", "trivial.py"], root, env) for _ in range(runs)]
+        startup = [timed([*RGRID, "version"], root, env) for _ in range(runs)]
+        inner = [asyncio.run(in_process(script, root)) for _ in range(runs)]
     med = statistics.median
     print(f"runs per measurement:            {runs}")
     print(f"python trivial.py (baseline):    {med(direct) * 1000:7.0f} ms")
