@@ -12,7 +12,7 @@ from temporalio import activity
 from rgrid.activities import names
 from rgrid.config import Settings
 from rgrid.infra.accounting import execution_cost
-from rgrid.infra.cache_key import cache_key, cache_parts, default_image
+from rgrid.infra.cache_key import spec_key
 from rgrid.infra.db import Ledger
 from rgrid.infra.estimate import record_script_run
 from rgrid.infra.pricing import NodeBill, SlotUsage
@@ -50,10 +50,9 @@ class ControlActivities:
         await record_script_run(
             self._ledger, request.execution_id, spec.script.sha256, spec.node_class
         )
-        if not spec.cacheable:
+        key = spec_key(spec, self._settings.python_image, self._settings.node_image)
+        if key is None:
             return PlanResult()
-        image = default_image(spec, self._settings.python_image, self._settings.node_image)
-        key = cache_key(cache_parts(spec, image))
         hit = None if spec.no_cache else await self._cache.lookup(key)
         if hit is not None:
             log.info("cache_hit", execution=request.execution_id, source=hit.execution_id)

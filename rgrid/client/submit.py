@@ -26,7 +26,7 @@ from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
-from rgrid.infra.cache_key import cache_key, cache_parts, default_image, has_no_cache_marker
+from rgrid.infra.cache_key import cache_parts, default_image, has_no_cache_marker, spec_key
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage import Storage, Track, cas_key, sha256_file
@@ -196,11 +196,8 @@ async def dry_run(settings: Settings, request: RunRequest, cwd: Path) -> DryRun:
 
 
 def key_of(settings: Settings, spec: ExecutionSpec) -> str | None:
-    """The spec's result cache key, or None when the script opts out."""
-    if not spec.cacheable:
-        return None
-    image = default_image(spec, settings.python_image, settings.node_image)
-    return cache_key(cache_parts(spec, image))
+    """The spec's result cache key with these settings' default images."""
+    return spec_key(spec, settings.python_image, settings.node_image)
 
 
 def gather(

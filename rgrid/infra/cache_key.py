@@ -63,3 +63,11 @@ def cache_key(parts: dict[str, Any]) -> str:
     """sha256 over the canonical JSON of the parts."""
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def spec_key(spec: ExecutionSpec, python_image: str, node_image: str) -> str | None:
+    """The run's key, as the CLI and the workflow's plan both compute it; None when the
+    script opts out of caching."""
+    if not spec.cacheable:
+        return None
+    return cache_key(cache_parts(spec, default_image(spec, python_image, node_image)))
