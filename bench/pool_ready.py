@@ -40,7 +40,8 @@ from rgrid.infra.db import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.providers.hetzner_standin import serve
 from rgrid.infra.storage import LocalStorage
-from rgrid.models import ExecutionStatus, NodeState, PoolStatus
+from rgrid.models.execution import ExecutionStatus
+from rgrid.models.pool import NodeState, PoolStatus
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
 

@@ -23,7 +23,7 @@ from pydantic_settings import (
 
 from rgrid import __version__
 from rgrid.errors import ConfigError
-from rgrid.models import NodeClassConfig, ServerChoice
+from rgrid.models.pool import NodeClassConfig, ServerChoice
 from rgrid.paths import data_home, xdg_dir
 
 

@@ -8,7 +8,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from rgrid.activities import names
-from rgrid.models import Ack, WebhookInput
+from rgrid.models.money import WebhookInput
+from rgrid.models.node import Ack
 
 log = structlog.get_logger()
 

@@ -18,8 +18,8 @@ from rgrid.infra.estimate import record_script_run
 from rgrid.infra.pricing import NodeBill, SlotUsage
 from rgrid.infra.result_cache import ResultCache
 from rgrid.infra.storage import Storage
-from rgrid.models import (
-    BatchItem,
+from rgrid.models.batch import BatchItem
+from rgrid.models.control import (
     CostInput,
     CostResult,
     LoadItemsInput,

@@ -26,14 +26,13 @@ from rgrid.errors import RgridError
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
 from rgrid.infra.storage import Storage, cas_key, output_prefix, safe_relative, sha256_file
-from rgrid.models import (
+from rgrid.models.execution import FileRef, OutputFile
+from rgrid.models.node import (
     Ack,
     ClaimNodeInput,
     CollectOutputsInput,
     CollectOutputsResult,
-    FileRef,
     NodeLease,
-    OutputFile,
     ReleaseNodeInput,
     RunContainerInput,
     RunResult,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from rgrid.activities import names
-from rgrid.models import NodeActionInput, NodeLoad
+from rgrid.models.node import NodeActionInput, NodeLoad
 from rgrid.worker.leases import LeaseBook
 
 

@@ -22,8 +22,8 @@ from rgrid.config import Settings
 from rgrid.errors import RgridError, ServiceUnavailableError
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers import CreateNode, NodeProvider
-from rgrid.models import (
-    Ack,
+from rgrid.models.node import Ack
+from rgrid.models.pool import (
     DemandInput,
     DestroyNodeInput,
     NodeState,

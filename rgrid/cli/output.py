@@ -13,7 +13,7 @@ from rich.console import Console
 
 from rgrid.infra.logstore import LogRecord
 from rgrid.infra.pricing import format_microns
-from rgrid.models import ExecutionStatus, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -27,16 +27,16 @@ from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.session import Session
 from rgrid.errors import NotFoundError, UserInputError
-from rgrid.models import (
+from rgrid.models.batch import (
     BatchInput,
     BatchItem,
     BatchProgress,
     BatchSpec,
     BatchState,
-    ExecutionStatus,
     RetryFailedInput,
     RetryFailedResult,
 )
+from rgrid.models.execution import ExecutionStatus
 
 UPLOAD_CONCURRENCY = 8
 

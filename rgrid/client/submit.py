@@ -30,7 +30,7 @@ from rgrid.infra.cache_key import cache_parts, default_image, has_no_cache_marke
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage import Storage, Track, cas_key, sha256_file
-from rgrid.models import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.

@@ -27,7 +27,8 @@ from sqlmodel import col
 from rgrid.errors import NotFoundError
 from rgrid.infra.db import ExecutionRow, Ledger, as_utc
 from rgrid.infra.pricing import HOUR, HourSplit, NodeBill, SlotUsage, split_hours
-from rgrid.models import NodeRecord, Phase
+from rgrid.models.execution import Phase
+from rgrid.models.pool import NodeRecord
 
 LIFE_SEPARATOR = "@"
 POOL = "(pool)"  # idle no batch caused

@@ -23,7 +23,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import ConfigError, NotFoundError, ServiceUnavailableError
 from rgrid.infra.migrations import head_revision, schema_revision
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
 
 
 class SchemaBehindError(ConfigError):

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rgrid.config import Settings
 from rgrid.infra.db import ExecutionRow, Ledger, ScriptRunRow
 from rgrid.infra.pricing import MS_PER_HOUR
-from rgrid.models import Phase
+from rgrid.models.execution import Phase
 
 HISTORY_LIMIT = 200  # the newest runs say most about the script as it is now
 

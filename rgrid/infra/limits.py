@@ -21,7 +21,7 @@ from rgrid.errors import LimitExceededError
 from rgrid.infra.accounting import CostReport, cost_report, month_start, restrict
 from rgrid.infra.db import AlertRow, Ledger, LimitRow, as_utc
 from rgrid.infra.pricing import format_microns
-from rgrid.models import LimitAlert
+from rgrid.models.money import LimitAlert
 
 log = structlog.get_logger()
 

@@ -19,7 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.infra.db import CacheEntryRow, ExecutionRow, as_utc
 from rgrid.infra.storage import Storage, output_prefix
-from rgrid.models import TERMINAL_PHASES, CacheHit, ExecutionStatus, OutputFile, Phase
+from rgrid.models.control import CacheHit
+from rgrid.models.execution import TERMINAL_PHASES, ExecutionStatus, OutputFile, Phase
 
 
 class ResultCache:

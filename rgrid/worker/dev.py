@@ -38,7 +38,7 @@ from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
-from rgrid.models import NodeRecord, NodeState, PoolInput
+from rgrid.models.pool import NodeRecord, NodeState, PoolInput
 from rgrid.paths import command_server_socket
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.limit_watch import watch_limits

@@ -20,7 +20,7 @@ from temporalio.worker import (
     SlotReserveContext,
 )
 
-from rgrid.models import NodeLease
+from rgrid.models.node import NodeLease
 
 
 class LeaseBook:

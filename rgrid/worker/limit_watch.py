@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.infra.db import Ledger
 from rgrid.infra.limits import mark_dispatched, record_crossings, statuses, undispatched
-from rgrid.models import LimitAlert
+from rgrid.models.money import LimitAlert
 from rgrid.workflows.alert import alert_workflow_id
 
 log = structlog.get_logger()

@@ -14,7 +14,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from rgrid.activities import names
-    from rgrid.models import Ack, LimitAlert, WebhookInput
+    from rgrid.models.money import LimitAlert, WebhookInput
+    from rgrid.models.node import Ack
 
 WEBHOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

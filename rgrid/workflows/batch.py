@@ -19,22 +19,19 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from rgrid.activities import names
-    from rgrid.models import (
+    from rgrid.models.batch import (
         BatchInput,
         BatchItem,
         BatchProgress,
         BatchState,
-        ExecutionSpec,
-        ExecutionStatus,
         ItemDone,
         ItemScriptDone,
-        LoadItemsInput,
-        LoadItemsResult,
-        Phase,
         RetryFailedInput,
         RetryFailedResult,
         SetParallelInput,
     )
+    from rgrid.models.control import LoadItemsInput, LoadItemsResult
+    from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
 
 
 def item_execution_id(batch_id: str, index: int, retry: int) -> str:

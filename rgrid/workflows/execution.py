@@ -22,32 +22,28 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from rgrid.activities import names
-    from rgrid.models import (
-        AddTagsInput,
+    from rgrid.models.batch import ItemDone, ItemScriptDone
+    from rgrid.models.control import (
         CacheHit,
-        ClaimNodeInput,
-        CollectOutputsInput,
-        CollectOutputsResult,
         CostInput,
         CostResult,
-        Demand,
-        DemandInput,
-        ExecutionSpec,
-        ExecutionStatus,
-        ItemDone,
-        ItemScriptDone,
-        NoCapacity,
-        NodeLease,
-        Phase,
         PlanInput,
         PlanResult,
         RecordInput,
+    )
+    from rgrid.models.execution import AddTagsInput, ExecutionSpec, ExecutionStatus, Phase
+    from rgrid.models.node import (
+        ClaimNodeInput,
+        CollectOutputsInput,
+        CollectOutputsResult,
+        NodeLease,
         ReleaseNodeInput,
         RunContainerInput,
         RunResult,
         StageInputsInput,
         StageInputsResult,
     )
+    from rgrid.models.pool import Demand, DemandInput, NoCapacity
 
 # Work pinned to a node must start promptly: a node that holds our lease polls its queue.
 NODE_PICKUP = timedelta(seconds=30)

@@ -24,13 +24,11 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from rgrid.activities import names
-    from rgrid.models import (
-        Ack,
+    from rgrid.models.node import Ack, NodeActionInput, NodeLoad
+    from rgrid.models.pool import (
         Demand,
         DestroyNodeInput,
         NoCapacity,
-        NodeActionInput,
-        NodeLoad,
         NodeState,
         ObservePoolInput,
         PoolInput,

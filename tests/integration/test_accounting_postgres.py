@@ -18,7 +18,8 @@ from rgrid.infra.accounting import cost_report, execution_cost, month_start
 from rgrid.infra.db import Ledger
 from rgrid.infra.estimate import durations_ms, record_script_run
 from rgrid.infra.limits import SpendingLimit, record_crossings, set_limit, statuses
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

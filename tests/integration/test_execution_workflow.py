@@ -20,7 +20,7 @@ from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.infra.db import Ledger
 from rgrid.infra.providers.local import LocalProvider
-from rgrid.models import ExecutionStatus, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
 from tests.integration.conftest import agent, record_history
 
 pytestmark = pytest.mark.integration

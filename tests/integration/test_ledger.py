@@ -22,7 +22,8 @@ from rgrid.infra.migrations import head_revision, import_all_models, schema_revi
 from rgrid.infra.migrations.runner import alembic_head
 from rgrid.infra.result_cache import ResultCache
 from rgrid.infra.storage import LocalStorage, output_prefix
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, OutputFile, Phase
+from rgrid.models.execution import ExecutionStatus, OutputFile, Phase
+from rgrid.models.pool import NodeRecord, NodeState
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

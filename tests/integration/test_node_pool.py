@@ -33,16 +33,9 @@ from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.providers.hetzner_standin import HetznerStandIn, serve
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import LocalStorage
-from rgrid.models import (
-    BatchInput,
-    BatchProgress,
-    ExecutionStatus,
-    NodeRecord,
-    NodeState,
-    Phase,
-    PoolInput,
-    PoolStatus,
-)
+from rgrid.models.batch import BatchInput, BatchProgress
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState, PoolInput, PoolStatus
 from rgrid.worker.control import build_control_worker
 from tests.integration.conftest import assert_replays, record_history
 

@@ -24,7 +24,7 @@ from rgrid.infra.db import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.providers.hetzner_standin import serve
 from rgrid.infra.storage import LocalStorage
-from rgrid.models import Demand, NodeState, PoolInput, PoolStatus
+from rgrid.models.pool import Demand, NodeState, PoolInput, PoolStatus
 from rgrid.worker.control import build_control_worker
 
 pytestmark = pytest.mark.integration

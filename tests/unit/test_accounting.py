@@ -20,7 +20,8 @@ from rgrid.infra.accounting import (
 )
 from rgrid.infra.db import Ledger
 from rgrid.infra.pricing import MICRONS_PER_EUR, amortize
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
 from tests.unit.test_pricing import simulate_fleet
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)

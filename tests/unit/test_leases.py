@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from rgrid.models import NodeLease
+from rgrid.models.node import NodeLease
 from rgrid.worker.leases import LeaseBook
 
 
