@@ -7,7 +7,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rgrid.activities import names
+from rgrid import names
 from rgrid.models.money import WebhookInput
 from rgrid.models.node import Ack
 

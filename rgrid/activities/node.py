@@ -21,11 +21,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from ulid import ULID
 
-from rgrid.activities import names
+from rgrid import names
+from rgrid.activities.leases import LeaseBook
 from rgrid.errors import RgridError
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
-from rgrid.infra.storage import Storage, cas_key, output_prefix, safe_relative, sha256_file
+from rgrid.infra.storage.base import Storage, cas_key, output_prefix, safe_relative, sha256_file
 from rgrid.models.execution import FileRef, OutputFile
 from rgrid.models.node import (
     Ack,
@@ -39,7 +40,6 @@ from rgrid.models.node import (
     StageInputsInput,
     StageInputsResult,
 )
-from rgrid.worker.leases import LeaseBook
 
 log = structlog.get_logger()
 

@@ -17,10 +17,10 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from rgrid.activities import names
+from rgrid import names
 from rgrid.config import Settings
 from rgrid.errors import RgridError, ServiceUnavailableError
-from rgrid.infra.db import Ledger
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import CreateNode, NodeProvider
 from rgrid.models.node import Ack
 from rgrid.models.pool import (

@@ -21,7 +21,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
-from rgrid.activities import names
+from rgrid import names
 from rgrid.client import submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs

@@ -21,16 +21,16 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from ulid import ULID
 
-from rgrid.activities import names
-from rgrid.activities.names import CONTROL_QUEUE
+from rgrid import names
+from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
-from rgrid.infra.cache_key import cache_parts, default_image, has_no_cache_marker, spec_key
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.runtime.docker import check_image
-from rgrid.infra.storage import Storage, Track, cas_key, sha256_file
+from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
+from rgrid.names import CONTROL_QUEUE
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.

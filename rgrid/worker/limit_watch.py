@@ -14,10 +14,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from rgrid.activities.names import CONTROL_QUEUE
-from rgrid.infra.db import Ledger
-from rgrid.infra.limits import mark_dispatched, record_crossings, statuses, undispatched
+from rgrid.infra.ledger.db import Ledger
 from rgrid.models.money import LimitAlert
+from rgrid.money.limits import mark_dispatched, record_crossings, statuses, undispatched
+from rgrid.names import CONTROL_QUEUE
 from rgrid.workflows.alert import alert_workflow_id
 
 log = structlog.get_logger()

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
+    from rgrid import names
     from rgrid.models.money import LimitAlert, WebhookInput
     from rgrid.models.node import Ack
 

@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
+    from rgrid import names
     from rgrid.models.batch import (
         BatchInput,
         BatchItem,

@@ -21,7 +21,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
+    from rgrid import names
     from rgrid.models.batch import ItemDone, ItemScriptDone
     from rgrid.models.control import (
         CacheHit,

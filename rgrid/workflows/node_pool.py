@@ -23,7 +23,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
+    from rgrid import names
     from rgrid.models.node import Ack, NodeActionInput, NodeLoad
     from rgrid.models.pool import (
         Demand,

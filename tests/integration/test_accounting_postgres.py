@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from rgrid.infra.accounting import cost_report, execution_cost, month_start
-from rgrid.infra.db import Ledger
-from rgrid.infra.estimate import durations_ms, record_script_run
-from rgrid.infra.limits import SpendingLimit, record_crossings, set_limit, statuses
+from rgrid.infra.ledger.db import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
+from rgrid.money.accounting import cost_report, execution_cost, month_start
+from rgrid.money.estimate import durations_ms, record_script_run
+from rgrid.money.limits import SpendingLimit, record_crossings, set_limit, statuses
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

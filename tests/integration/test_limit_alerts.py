@@ -14,11 +14,11 @@ from structlog.testing import capture_logs
 from temporalio.client import Client
 from ulid import ULID
 
-from rgrid.infra.accounting import month_start
-from rgrid.infra.db import Ledger
-from rgrid.infra.limits import SpendingLimit, set_limit, take_unshown
+from rgrid.infra.ledger.db import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
+from rgrid.money.accounting import month_start
+from rgrid.money.limits import SpendingLimit, set_limit, take_unshown
 from rgrid.worker.limit_watch import check_limits_once
 from rgrid.workflows.alert import alert_workflow_id
 from tests.conftest import free_port

@@ -42,7 +42,7 @@ from rgrid.errors import (
     ServiceUnavailableError,
     StorageError,
 )
-from rgrid.infra.storage import (
+from rgrid.infra.storage.base import (
     KEEP_REFRESH,
     ObjectInfo,
     Progress,
