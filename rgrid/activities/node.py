@@ -23,7 +23,7 @@ from ulid import ULID
 
 from rgrid import names
 from rgrid.activities.leases import LeaseBook
-from rgrid.errors import RgridError
+from rgrid.errors import Failure, RgridError, as_application_error
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
 from rgrid.infra.storage.base import Storage, cas_key, output_prefix, safe_relative, sha256_file
@@ -53,11 +53,6 @@ class NodeIdentity(BaseModel):
     hourly_price_microns: int = 0
 
 
-def non_retryable(exc: RgridError) -> ApplicationError:
-    """An ApplicationError Temporal will not retry, typed by the rgrid error class."""
-    return ApplicationError(exc.one_line(), type=type(exc).__name__, non_retryable=True)
-
-
 class NodeActivities:
     """The node agent's activities; one instance per node."""
 
@@ -82,7 +77,7 @@ class NodeActivities:
     async def claim_node(self, request: ClaimNodeInput) -> NodeLease:
         if self._book.draining:
             # A poll that was out when the node began draining: the retry goes elsewhere.
-            raise ApplicationError("node is draining", type="NodeDraining")
+            raise ApplicationError("node is draining", type=Failure.NODE_DRAINING)
         lease = NodeLease(
             lease_id=f"{request.execution_id}-{request.attempt}-{ULID()}",
             node_id=self._node.node_id,
@@ -107,7 +102,7 @@ class NodeActivities:
             try:
                 await asyncio.gather(*(self._stage(work, ref) for ref in files))
             except RgridError as exc:
-                raise non_retryable(exc) from exc
+                raise as_application_error(exc) from exc
         self._inputs[request.lease.lease_id] = {ref.name: ref.sha256 for ref in files}
         return StageInputsResult(files=len(files), bytes=sum(ref.size for ref in files))
 
@@ -148,7 +143,7 @@ class NodeActivities:
                 activity.heartbeat(logs.next_seq)
             outcome = task.result()
         except RgridError as exc:
-            raise non_retryable(exc) from exc
+            raise as_application_error(exc) from exc
         finally:
             if not task.done():
                 task.cancel()
@@ -229,7 +224,7 @@ class NodeActivities:
         if not self._book.extend(lease.lease_id, datetime.now(UTC) + self._ttl):
             # The slot went to someone else: this attempt must move to another node.
             raise ApplicationError(
-                f"lease {lease.lease_id} on {lease.node_id} has expired", type="LeaseLost"
+                f"lease {lease.lease_id} on {lease.node_id} has expired", type=Failure.LEASE_LOST
             )
 
     def _release(self, lease_id: str) -> None:

@@ -19,6 +19,8 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from rgrid import names
+    from rgrid.activities.control import ControlActivities
+    from rgrid.errors import Failure
     from rgrid.models.batch import (
         BatchInput,
         BatchItem,
@@ -30,8 +32,8 @@ with workflow.unsafe.imports_passed_through():
         RetryFailedResult,
         SetParallelInput,
     )
-    from rgrid.models.control import LoadItemsInput, LoadItemsResult
-    from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
+    from rgrid.models.control import LoadItemsInput
+    from rgrid.models.execution import ExecutionSpec, Phase
 
 
 def item_execution_id(batch_id: str, index: int, retry: int) -> str:
@@ -160,7 +162,9 @@ class BatchWorkflow:
     @retry_failed.validator
     def _validate_retry(self, request: RetryFailedInput) -> None:
         if not self._state.failed:
-            raise ApplicationError("the batch has no failed items to retry", type="NothingToRetry")
+            raise ApplicationError(
+                "the batch has no failed items to retry", type=Failure.NOTHING_TO_RETRY
+            )
 
     def _pending(self) -> bool:
         return bool(self._state.retry_queue) or self._state.next_index < self._spec.total
@@ -212,7 +216,6 @@ class BatchWorkflow:
                 task_queue=workflow.info().task_queue,
                 # Continue-as-new closes this run; its children must live on.
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                result_type=ExecutionStatus,
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(names.BATCH_ID_ATTRIBUTE, workflow.info().workflow_id)]
                 ),
@@ -229,10 +232,9 @@ class BatchWorkflow:
             # In order, load the page from here; a retried item alone.
             in_order = index == self._state.next_index - 1
             indices = list(range(index, end)) if in_order else [index]
-            loaded = await workflow.execute_local_activity(
-                names.LOAD_ITEMS,
+            loaded = await workflow.execute_local_activity_method(
+                ControlActivities.load_items,
                 LoadItemsInput(manifest_key=self._spec.manifest_key, indices=indices),
-                result_type=LoadItemsResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )
