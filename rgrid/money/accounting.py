@@ -243,8 +243,9 @@ async def cost_report(
     """Every billed hour starting in [since, until), split; with `project`, its part only."""
     now = now or datetime.now(UTC)
     every = await ledger.nodes(include_deleted=True)
-    # No end given: every hour billed so far (a node's clock may even run ahead of ours).
-    until = until or max([now, *(n.created_at for n in every)]) + HOUR
+    # No end given: every hour billed so far, which is every hour a node's own cost counts
+    # (a node's clock may run ahead of ours, its rows even recording a deletion after now).
+    until = until or max([now, *(n.deleted_at or n.created_at for n in every)]) + HOUR
     nodes = [n for n in every if _lifetime_overlaps(n, since, until, now)]
     floor = (since or datetime.min.replace(tzinfo=UTC) + HOUR) - HOUR
     rows = await executions_on(ledger, {n.node_id for n in nodes}, floor, until + HOUR)
