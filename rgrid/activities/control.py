@@ -13,7 +13,7 @@ from rgrid import names
 from rgrid.cache.key import spec_key
 from rgrid.cache.service import ResultCache
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import Storage
 from rgrid.models.batch import BatchItem
 from rgrid.models.control import (

@@ -25,7 +25,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from rgrid.errors import NotFoundError
-from rgrid.infra.ledger.db import ExecutionRow, Ledger, as_utc
+from rgrid.infra.ledger import Ledger
+from rgrid.infra.ledger.tables import ExecutionRow, as_utc
 from rgrid.models.execution import Phase
 from rgrid.models.pool import NodeRecord
 from rgrid.money.pricing import HOUR, HourSplit, NodeBill, SlotUsage, split_hours

@@ -19,7 +19,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import ExecutionRow, Ledger, ScriptRunRow
+from rgrid.infra.ledger import Ledger
+from rgrid.infra.ledger.tables import ExecutionRow, ScriptRunRow
 from rgrid.models.execution import Phase
 from rgrid.money.pricing import MS_PER_HOUR
 

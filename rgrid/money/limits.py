@@ -18,7 +18,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import LimitExceededError
-from rgrid.infra.ledger.db import AlertRow, Ledger, LimitRow, as_utc
+from rgrid.infra.ledger import Ledger
+from rgrid.infra.ledger.tables import AlertRow, LimitRow, as_utc
 from rgrid.models.money import LimitAlert
 from rgrid.money.accounting import CostReport, cost_report, month_start, restrict
 from rgrid.money.pricing import format_microns

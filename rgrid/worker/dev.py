@@ -31,7 +31,7 @@ from rgrid import logs
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.money import LimitAlert
 from rgrid.money.limits import mark_dispatched, record_crossings, statuses, undispatched
 from rgrid.names import CONTROL_QUEUE

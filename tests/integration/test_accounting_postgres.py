@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
 from rgrid.money.accounting import cost_report, execution_cost, month_start

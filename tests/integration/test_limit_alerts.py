@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from temporalio.client import Client
 from ulid import ULID
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
 from rgrid.money.accounting import month_start

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeState
 from rgrid.money.accounting import execution_cost
