@@ -42,12 +42,12 @@ def main() -> None:
         execution_id = json.loads(done.stdout)["id"]
         bare = {**env, "RGRID_NO_COMMAND_SERVER": "1"}
         address = f"127.0.0.1:{env['RGRID_DEV_PORT']}"
-        describe = [temporal_binary(), "workflow", "describe", f"--address={address}"]
+        describe_argv = [temporal_binary(), "workflow", "describe", f"--address={address}"]
         cases: list[tuple[str, list[str], dict[str, str]]] = [
             ("python -c pass", [sys.executable, "-c", "pass"], env),
             (
                 "temporal workflow describe",
-                [*describe, "-w", execution_id],
+                [*describe_argv, "-w", execution_id],
                 env,
             ),
         ]
