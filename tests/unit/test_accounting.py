@@ -11,17 +11,13 @@ from typing import TypeVar
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from rgrid.client.costs import cost_of_execution, cost_report
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import (
-    POOL,
-    CostReport,
-    cost_report,
-    execution_cost,
-    group_by,
-)
+from rgrid.money.breakdown import group_by
 from rgrid.money.pricing import MICRONS_PER_EUR, amortize
+from rgrid.money.report import POOL, CostReport
 from tests.unit.test_pricing import simulate_fleet
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -220,7 +216,7 @@ def test_an_executions_own_cost_matches_the_report(
         assert_reconciles(report)
         in_report = {c.execution_id: c for c in report.executions}
         for execution in executions:
-            alone = await execution_cost(ledger, execution.execution_id, now)
+            alone = await cost_of_execution(ledger, execution.execution_id, now)
             listed = in_report.get(execution.execution_id)
             assert alone.cost_microns == (listed.cost_microns if listed else 0)
             assert alone.provisional == (listed.provisional if listed else False)
@@ -305,8 +301,8 @@ def test_a_cost_is_provisional_until_its_hour_closes() -> None:
 
     async def body(ledger: Ledger) -> None:
         await store(ledger, nodes, executions)
-        during = await execution_cost(ledger, "e1", T0 + timedelta(minutes=30))
-        after = await execution_cost(ledger, "e1", T0 + timedelta(minutes=61))
+        during = await cost_of_execution(ledger, "e1", T0 + timedelta(minutes=30))
+        after = await cost_of_execution(ledger, "e1", T0 + timedelta(minutes=61))
         assert during.provisional and not after.provisional
         assert during.cost_microns == after.cost_microns == 600_000
         assert after.node_hours == 1
@@ -325,7 +321,7 @@ def test_an_execution_on_a_restarted_local_node_is_billed_to_the_life_it_ran_in(
 
     async def body(ledger: Ledger) -> None:
         await store(ledger, nodes, executions)
-        cost = await execution_cost(ledger, "e1", T0 + 5 * HOUR)
+        cost = await cost_of_execution(ledger, "e1", T0 + 5 * HOUR)
         assert cost.node_id == "local-1@second" and cost.cost_microns == 9000
 
     with_ledger(body)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from rgrid.errors import ConfigError, ServiceUnavailableError
 from rgrid.infra.ledger.executions import ExecutionRows
 from rgrid.infra.ledger.migrations import head_revision, schema_revision
+from rgrid.infra.ledger.money import MoneyRows
 from rgrid.infra.ledger.nodes import NodeRows
 
 
@@ -23,7 +24,7 @@ class SchemaBehindError(ConfigError):
     """The ledger's schema is older than this rgrid and the caller may not migrate it."""
 
 
-class Ledger(ExecutionRows, NodeRows):
+class Ledger(ExecutionRows, NodeRows, MoneyRows):
     """The ledger database: each base class holds one table family's queries."""
 
     @classmethod

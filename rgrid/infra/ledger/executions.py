@@ -6,13 +6,18 @@ to a running phase.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import NotFoundError
 from rgrid.infra.ledger.base import LedgerPart
-from rgrid.infra.ledger.tables import ExecutionRow, execution_values
+from rgrid.infra.ledger.tables import ExecutionRow, as_utc, execution_values
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.money import RunRecord
 
 
 def phases_before(phase: Phase) -> set[Phase]:
@@ -79,3 +84,56 @@ class ExecutionRows(LedgerPart):
         async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         return [row.to_status() for row in rows]
+
+    # What accounting reads: plain tuples of a few columns.
+
+    async def run_record(self, execution_id: str) -> RunRecord | None:
+        """One execution's accounting columns, or None."""
+        found = await self._run_records(col(ExecutionRow.id) == execution_id)
+        return found[0] if found else None
+
+    async def runs_on(self, agent_ids: set[str], start: datetime, end: datetime) -> list[RunRecord]:
+        """Executions on these agents whose slot time may touch [start, end)."""
+        if not agent_ids:
+            return []
+        rows = await self._run_records(
+            col(ExecutionRow.node_id).in_(sorted(agent_ids)),
+            col(ExecutionRow.started_at) < end,
+            col(ExecutionRow.finished_at).is_(None) | (col(ExecutionRow.finished_at) >= start),
+        )
+        # Again in Python: SQLite compares the stored text, which is exact only for UTC values.
+        return [
+            row
+            for row in rows
+            if row.started_at is not None
+            and row.started_at < end
+            and (row.finished_at is None or row.finished_at >= start)
+        ]
+
+    async def cached_runs(self, since: datetime | None, until: datetime) -> list[RunRecord]:
+        """Executions served from the cache, created in [since, until)."""
+        conditions: list[ColumnElement[bool]] = [
+            col(ExecutionRow.cached).is_(True),
+            col(ExecutionRow.created_at) < until,
+        ]
+        if since is not None:
+            conditions.append(col(ExecutionRow.created_at) >= since)
+        return [
+            row
+            for row in await self._run_records(*conditions)
+            if row.created_at is not None
+            and row.created_at < until
+            and (since is None or row.created_at >= since)
+        ]
+
+    async def _run_records(self, *conditions: ColumnElement[bool]) -> list[RunRecord]:
+        table = ExecutionRow.__table__  # type: ignore[attr-defined]
+        query = sa_select(*(table.c[name] for name in RunRecord._fields)).where(*conditions)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            RunRecord._make(
+                as_utc(value) if isinstance(value, datetime) else value for value in row
+            )
+            for row in rows
+        ]
