@@ -19,10 +19,12 @@ from rgrid.errors import UserInputError
 from rgrid.money.pricing import format_microns
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from rgrid.money.estimate import Estimate
 
-# rgrid.client.money loads SQLAlchemy: imported inside the
-# commands, so every other command keeps its quick start.
+# rgrid.client.money loads SQLAlchemy: imported inside the commands, so every other
+# command keeps its quick start.
 
 GroupBy = Literal["day", "project", "tag", "batch", "script"]
 
@@ -132,11 +134,9 @@ def show(
     async def body(session: Session) -> None:
         from rgrid.client import money
 
+        found: BaseModel
         if target.startswith("batch-"):
-            batch = await money.of_batch(session, target)
-            if json_output:
-                print_json(batch.model_dump(mode="json"))
-                return
+            found = batch = await money.of_batch(session, target)
             rows = [
                 ("batch", batch.batch_id),
                 ("runs", str(len(batch.executions))),
@@ -147,10 +147,7 @@ def show(
                 ("status", _final(batch.provisional)),
             ]
         else:
-            cost = await money.of_execution(session, target)
-            if json_output:
-                print_json(cost.model_dump(mode="json"))
-                return
+            found = cost = await money.of_execution(session, target)
             rows = [
                 ("execution", cost.execution_id),
                 ("runtime share", format_microns(cost.cost_microns)),
@@ -163,6 +160,9 @@ def show(
                 ("node hours", str(cost.node_hours)),
                 ("status", "cached: ran on no node" if cost.cached else _final(cost.provisional)),
             ]
+        if json_output:
+            print_json(found.model_dump(mode="json"))
+            return
         table = Table(show_header=False, box=None)
         for key, value in rows:
             table.add_row(f"[bold]{key}[/bold]", value)

@@ -133,21 +133,10 @@ def _aggregate(
     for n in nodes:
         count, open_hours, bill, idle = node_sums[n.node_id]
         if count:
-            report.nodes.append(
-                NodeCost(
-                    node_id=n.node_id,
-                    provider=n.provider,
-                    node_class=n.node_class,
-                    currency=n.currency,
-                    hourly_price_microns=n.hourly_price_microns,
-                    slots=n.slots,
-                    caused_by=n.caused_by,
-                    hours=count,
-                    open_hours=open_hours,
-                    bill_microns=bill,
-                    idle_microns=idle,
-                )
-            )
+            # What the node row says, as NodeCost names it, and the sums of its hours.
+            facts = n.model_dump(include=set(NodeCost.model_fields))
+            totals = {"open_hours": open_hours, "bill_microns": bill, "idle_microns": idle}
+            report.nodes.append(NodeCost(**facts, hours=count, **totals))
     report.executions_microns = sum(c[0] for c in run_sums.values())
     report.idle_microns = sum(n.idle_microns for n in report.nodes)
     report.bill_microns = sum(n.bill_microns for n in report.nodes)

@@ -148,12 +148,5 @@ _ALERT_COLUMNS = {
 
 
 def _alert(row: AlertRow) -> LimitAlert:
-    return LimitAlert(
-        key=row.key,
-        project=row.project,
-        threshold_percent=row.threshold_percent,
-        spent_microns=row.spent_microns,
-        limit_microns=row.limit_microns,
-        period_start=as_utc(row.period_start),
-        webhook=row.webhook,
-    )
+    values = row.model_dump(include=_ALERT_COLUMNS)
+    return LimitAlert.model_validate({**values, "period_start": as_utc(row.period_start)})

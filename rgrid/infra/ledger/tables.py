@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import overload
+from typing import Any, overload
 
 from sqlalchemy import BigInteger, DateTime
 from sqlmodel import Column, Field, SQLModel, String
@@ -51,9 +51,7 @@ class ExecutionRow(SQLModel, table=True):
         data = self.model_dump(exclude={"id", *_JSON_COLUMNS.values()})
         for field, column in _JSON_COLUMNS.items():
             data[field] = json.loads(getattr(self, column))
-        for field in ("created_at", "started_at", "finished_at"):
-            data[field] = as_utc(data[field])
-        return ExecutionStatus(execution_id=self.id, **data)
+        return ExecutionStatus(execution_id=self.id, **_utc(data))
 
 
 class CacheEntryRow(SQLModel, table=True):
@@ -93,10 +91,7 @@ class NodeRow(SQLModel, table=True):
 
     def to_record(self) -> NodeRecord:
         """The row as the model workflows and the CLI use."""
-        data = self.model_dump(exclude={"id"})
-        for field in ("created_at", "ready_at", "deleted_at"):
-            data[field] = as_utc(data[field])
-        return NodeRecord(node_id=self.id, **data)
+        return NodeRecord(node_id=self.id, **_utc(self.model_dump(exclude={"id"})))
 
 
 class ScriptRunRow(SQLModel, table=True):
@@ -154,6 +149,10 @@ def execution_values(status: ExecutionStatus) -> dict[str, object]:
     for field, column in _JSON_COLUMNS.items():
         values[column] = json.dumps(status.model_dump(mode="json")[field], sort_keys=True)
     return values
+
+
+def _utc(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: as_utc(v) if isinstance(v, datetime) else v for key, v in data.items()}
 
 
 @overload
