@@ -4,7 +4,10 @@ must be one atomic SQL statement on both dialects (an upsert, an insert-if-absen
 A table family is a class here in the package (`ExecutionRows` in executions.py,
 `NodeRows` in nodes.py, `MoneyRows` in money.py): it subclasses `LedgerPart`, holds every
 query on its tables, takes and returns models (never rows), and is one base of `Ledger`,
-so callers write `ledger.save_node(...)` and never see SQL.
+so callers write `ledger.save_node(...)` and never see SQL. A new family (the result
+cache's, say) is one more module: its row class in tables.py, `class CacheRows(LedgerPart)`
+in cache.py with methods named for what they do (`cache_entry(key) -> CacheHit | None`),
+and `CacheRows` added to `Ledger`'s bases.
 """
 
 from __future__ import annotations
