@@ -197,7 +197,10 @@ async def _checks(
 ) -> None:
     """Spending limits and --budget, before anything is uploaded or started."""
     from rgrid.client import money  # loads SQLAlchemy, as the run's ledger use does anyway
+    from rgrid.money.pricing import parse_money
 
+    if budget is not None:  # the control plane holds the run to it too
+        request.budget_microns = parse_money(budget).amount_microns
     for line in await money.before_run(
         session, request.script, budget, runs, parallel, request.timeout_s
     ):

@@ -54,6 +54,7 @@ class RunRequest:
     network: bool = True
     retries: int = 0
     no_cache: bool = False
+    budget_microns: int | None = None  # --budget: refused when the estimate is above it
 
 
 @dataclass
@@ -260,6 +261,7 @@ def build_spec(
         cacheable=not has_no_cache_marker(script.read_text(errors="replace")),
         no_cache=request.no_cache,
         pool_id=settings.pool_id,
+        budget_microns=request.budget_microns,
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from rgrid.activities.admission import AdmissionActivities
 from rgrid.activities.alerts import AlertActivities
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.provisioning import ProvisioningActivities
@@ -33,6 +34,7 @@ def build_control_worker(
     control = ControlActivities(ledger, storage, settings)
     alerts = AlertActivities()
     activities: list[Callable[..., Any]] = [
+        AdmissionActivities(ledger, settings).admit,
         control.plan,
         control.record,
         control.compute_cost,

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rgrid.models.control import LoadItemsInput
     from rgrid.models.execution import ExecutionSpec, Phase
+    from rgrid.workflows.admission import refusal as admission_refusal
 
 
 @workflow.defn(name="BatchWorkflow")
@@ -54,8 +55,14 @@ class BatchWorkflow:
         # Asked before anything else: asked after a local activity, the marker can land in
         # the next workflow task, where a replay no longer sees it (a nondeterminism error).
         concurrent_starts = workflow.patched("concurrent-child-starts")
+        # A batch started (or started again to retry its failed items) is admitted once;
+        # its continuations are running work, which goes on past a limit.
+        admission = workflow.info().continued_run_id is None and workflow.patched("admission")
         if self._state.started_at is None:
             self._state.started_at = workflow.now()
+        if admission:
+            fresh = not (self._state.retry_queue or self._state.next_index)
+            await self._admit("new runs" if fresh else "retries", fresh)
         try:
             while True:
                 await workflow.wait_condition(lambda: self._can_start() or self._finished())
@@ -145,7 +152,11 @@ class BatchWorkflow:
         self._state.paused = False
 
     @workflow.update(name="retry_failed")
-    def retry_failed(self, request: RetryFailedInput) -> RetryFailedResult:
+    async def retry_failed(self, request: RetryFailedInput) -> RetryFailedResult:
+        # However the update was sent (rgrid retry, the temporal CLI), a used-up limit
+        # refuses it: the update fails and nothing is requeued.
+        if workflow.patched("retry-admission"):
+            await self._admit("retries", with_budget=False)
         state = self._state
         requeued = list(state.failed)
         state.retry_queue.extend(requeued)
@@ -159,6 +170,16 @@ class BatchWorkflow:
             raise ApplicationError(
                 "the batch has no failed items to retry", type=Failure.NOTHING_TO_RETRY
             )
+
+    async def _admit(self, what: str, with_budget: bool) -> None:
+        """Raise (failing the batch, or the update) when the project's spending limit is
+        used up or, for a new batch, the estimate of all its runs is above its budget."""
+        spec = self._spec
+        refused = await admission_refusal(
+            spec.template, what, spec.total, spec.parallel, with_budget
+        )
+        if refused is not None:
+            raise refused
 
     def _pending(self) -> bool:
         return bool(self._state.retry_queue) or self._state.next_index < self._spec.total

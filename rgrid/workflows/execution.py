@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         StageInputsInput,
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
+    from rgrid.workflows.admission import refusal as admission_refusal
 
 # Work pinned to a node must start promptly: a node that holds our lease polls its queue.
 NODE_PICKUP = timedelta(seconds=30)
@@ -98,7 +99,18 @@ class ExecutionWorkflow:
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        # A batch's items were admitted with their batch (running work goes on past a limit).
+        admission = spec.batch_id is None and workflow.patched("admission")
         await self._record()
+        if admission and (refused := await admission_refusal(spec)) is not None:
+            # Refused by a spending limit or the budget: recorded as failed, nothing claimed.
+            self._status.phase = Phase.FAILED
+            self._status.error = refused.message
+            self._status.finished_at = workflow.now()
+            await self._record()
+            raise ApplicationError(
+                refused.message, self._status, type=refused.type, non_retryable=True
+            )
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
             PlanInput(execution_id=info.workflow_id, spec=spec),
