@@ -74,6 +74,15 @@ class DependencyInstallError(RgridError):
     code = "dependency_install"
 
 
+class EnvironmentBroken(RgridError):
+    """rgrid's own environment failed before the script started (a dependency layer
+    missing or broken, the sandbox or interpreter not starting): an infrastructure fault,
+    retried like a lost node, never the script's exit code."""
+
+    code = "environment_broken"
+    retryable = True
+
+
 class LimitExceededError(RgridError):
     """A spending limit is used up: new runs and retries are refused."""
 
