@@ -13,6 +13,7 @@ command -v dockerd >/dev/null || missing="$missing docker.io"
 command -v mmdebstrap >/dev/null || missing="$missing mmdebstrap"
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$missing postgresql-15"
 command -v cloud-init >/dev/null || missing="$missing cloud-init"
+command -v bwrap >/dev/null || missing="$missing bubblewrap"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       $missing >/dev/null; } || echo "could not install:$missing"

@@ -63,7 +63,7 @@ class RunCgroup:
                 found.update(int(p) for p in (directory / "cgroup.procs").read_text().split())
         return found
 
-    async def kill_all(self) -> None:
+    async def kill_all(self, remove: bool = True) -> None:
         """SIGKILL every process of the run, then remove the cgroups."""
         for _ in range(100):
             pids = self.pids()
@@ -73,6 +73,8 @@ class RunCgroup:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             await asyncio.sleep(0.01)
+        if not remove:
+            return
         for directory in reversed(self.dirs):
             for _ in range(50):  # a killed process leaves its cgroup a moment after it dies
                 try:
@@ -193,12 +195,22 @@ def kill_processes(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-async def watch_memory(root_pid: int, marker: bytes, limit: int, exceeded: asyncio.Event) -> None:
-    """Kill the run when its summed resident memory passes `limit` (no cgroup here)."""
+async def watch_memory(
+    cgroup: RunCgroup | None, root_pid: int, marker: bytes, limit: int, exceeded: asyncio.Event
+) -> None:
+    """End the whole run once it reaches its memory bound: when the kernel's OOM killer
+    hit one of its processes (a cgroup), or when its summed resident memory passes `limit`."""
     while True:
-        pids = await asyncio.to_thread(run_processes, root_pid, marker)
-        if await asyncio.to_thread(resident_bytes, pids) > limit:
-            exceeded.set()
-            kill_processes(pids)
+        if cgroup is not None:
+            if cgroup.oom_killed():
+                exceeded.set()
+                await cgroup.kill_all(remove=False)
+        else:
+            pids = await asyncio.to_thread(run_processes, root_pid, marker)
+            if await asyncio.to_thread(resident_bytes, pids) > limit:
+                exceeded.set()
+                kill_processes(pids)
+        if exceeded.is_set():
             log.warning("run_out_of_memory", limit=limit)
+            return
         await asyncio.sleep(MONITOR_EVERY_S)

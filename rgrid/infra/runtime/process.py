@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from uv import find_uv_bin
@@ -75,9 +76,11 @@ class ProcessRuntime:
         sandbox: bool = True,
         allow_unsandboxed: bool | None = None,
         hide: list[Path] | None = None,
+        cgroups: bool = True,
     ) -> None:
         self._layer_root = cache_dir / "layers"
         self._python = python
+        self._cgroups = cgroups  # False: the memory monitor and rlimits, as where none is writable
         self._layers = LayerStore(remove=_remove_dir)
         # rgrid's own dirs: never visible in a sandbox (masked where under a system dir).
         self._hide = [cache_dir.parent, *(hide or [])]
@@ -228,7 +231,11 @@ class ProcessRuntime:
     async def _spawn(self, request: RunRequest, sink: OutputSink, command: _Command) -> RunOutcome:
         memory = request.resources.memory_mb * 1024 * 1024
         marker = f"RGRID_RUN={request.execution_id}-{os.urandom(6).hex()}"
-        cgroup = bounds.make_cgroup(marker.partition("=")[2], memory, PIDS_LIMIT)
+        cgroup = (
+            bounds.make_cgroup(marker.partition("=")[2], memory, PIDS_LIMIT)
+            if self._cgroups
+            else None
+        )
         _give_to_nobody(request.work_dir, request.tmp_dir)
         drop_root = False
         if self._bwrap is not None:
@@ -249,6 +256,11 @@ class ProcessRuntime:
             "RGRID_EXECUTION_ID": request.execution_id,
             marker.partition("=")[0]: marker.partition("=")[2],
         }
+        # RLIMIT_NPROC counts all of nobody's processes on the node: allow the run its own
+        # PIDS_LIMIT on top of what nobody already runs (another run, a zombie not yet reaped).
+        nproc = PIDS_LIMIT + (
+            await asyncio.to_thread(_processes_of, NOBODY) if cgroup is None else 0
+        )
         status_r, status_w = os.pipe()
         if self._bwrap is not None:
             argv = sandbox_argv(
@@ -266,16 +278,12 @@ class ProcessRuntime:
             argv = command.argv
         started = time.monotonic()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
+            proc, exited = await _start(
+                argv,
                 cwd=request.work_dir,
                 env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own session and process group
                 pass_fds=(status_w,),
-                preexec_fn=_child_setup(request, cgroup, drop_root),
+                preexec_fn=_child_setup(request, cgroup, drop_root, nproc),
             )
         except OSError as exc:
             os.close(status_r)
@@ -290,35 +298,37 @@ class ProcessRuntime:
             asyncio.create_task(_pump(proc.stderr, "err", sink)),
         ]
         exceeded = asyncio.Event()
-        watcher = (
-            asyncio.create_task(bounds.watch_memory(proc.pid, marker.encode(), memory, exceeded))
-            if cgroup is None
-            else None
+        watcher = asyncio.create_task(
+            bounds.watch_memory(cgroup, proc.pid, marker.encode(), memory, exceeded)
         )
         timed_out = False
         try:
             try:
                 async with asyncio.timeout(request.timeout_s):
-                    exit_code: int | None = await proc.wait()
+                    await exited.wait()
+                    exit_code: int | None = proc.returncode
             except TimeoutError:
                 timed_out, exit_code = True, None
+            # Read before the cgroup goes with the kill below.
+            if cgroup is not None and cgroup.oom_killed():
+                exceeded.set()
             # The run ends with its script: whatever it left behind is killed, so a child
             # holding stdout open cannot keep the run alive.
-            await self._kill_all(proc, cgroup, marker)
+            await self._kill_all(proc, exited, cgroup, marker)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_S):
                     await asyncio.gather(*pumps)
         finally:
             # Also on cancellation: nothing the script started may outlive the run.
-            await asyncio.shield(self._kill_all(proc, cgroup, marker))
-            for task in [*pumps, *([watcher] if watcher else [])]:
+            await asyncio.shield(self._kill_all(proc, exited, cgroup, marker))
+            for task in [*pumps, watcher]:
                 task.cancel()
             status = _read_status(status_r)
         if self._bwrap is not None and "child-pid" not in status and not timed_out:
             raise EnvironmentBroken(
                 "the bubblewrap sandbox did not start", "see the run's log and the node's log"
             )
-        out_of_memory = exceeded.is_set() or (cgroup is not None and cgroup.oom_killed())
+        out_of_memory = exceeded.is_set()
         if out_of_memory:
             sink(
                 "err",
@@ -334,10 +344,14 @@ class ProcessRuntime:
         )
 
     async def _kill_all(
-        self, proc: asyncio.subprocess.Process, cgroup: bounds.RunCgroup | None, marker: str
+        self,
+        proc: asyncio.subprocess.Process,
+        exited: asyncio.Event,
+        cgroup: bounds.RunCgroup | None,
+        marker: str,
     ) -> None:
         if proc.returncode is None:
-            await _kill_group(proc)
+            await _kill_group(proc, exited)
         if cgroup is not None:
             await cgroup.kill_all()
         elif self._bwrap is None:
@@ -400,7 +414,19 @@ def _give_to_nobody(*dirs: Path) -> None:
                 os.chown(os.path.join(directory, name), NOBODY, NOBODY, follow_symlinks=False)
 
 
-def _child_setup(request: RunRequest, cgroup: bounds.RunCgroup | None, drop_root: bool):  # type: ignore[no-untyped-def]
+def _processes_of(uid: int) -> int:
+    """How many processes run as `uid` now."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                count += 1
+    return count
+
+
+def _child_setup(  # type: ignore[no-untyped-def]
+    request: RunRequest, cgroup: bounds.RunCgroup | None, drop_root: bool, nproc: int
+):
     memory = request.resources.memory_mb * 1024 * 1024
     cpu_seconds = int(request.timeout_s * max(request.resources.cpus, 1)) + 5
     root = os.geteuid() == 0
@@ -418,7 +444,7 @@ def _child_setup(request: RunRequest, cgroup: bounds.RunCgroup | None, drop_root
             # RLIMIT_NPROC counts nobody's processes, so only once root is dropped.
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
             if root:
-                resource.setrlimit(resource.RLIMIT_NPROC, (PIDS_LIMIT, PIDS_LIMIT))
+                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         if drop_root and root:
             os.setgroups([])
             os.setgid(NOBODY)
@@ -471,19 +497,44 @@ async def _pump(stream: asyncio.StreamReader, name: str, sink: OutputSink) -> No
         sink(name, chunk)  # type: ignore[arg-type]
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Says when the process exits, whoever still holds its pipes: asyncio's own wait()
+    also waits for stdout and stderr to close, which a left-behind child can delay."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+async def _start(
+    argv: list[str], **kwargs: Any
+) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitProtocol(loop),
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own session and process group
+        **kwargs,
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
+async def _kill_group(proc: asyncio.subprocess.Process, exited: asyncio.Event) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
-    if proc.returncode is None:
-        try:
-            async with asyncio.timeout(KILL_GRACE_S):
-                await proc.wait()
-        except TimeoutError:
-            pass
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(KILL_GRACE_S):
+            await exited.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        await proc.wait()
+    await exited.wait()
 
 
 async def _check_call(argv: list[str], install_error: str = "") -> None:
