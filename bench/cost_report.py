@@ -26,10 +26,11 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from rgrid.infra.accounting import cost_report, execution_cost, month_start
-from rgrid.infra.db import Ledger
-from rgrid.infra.limits import SpendingLimit, set_limit, statuses
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.infra.ledger.db import Ledger
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
+from rgrid.money.accounting import cost_report, execution_cost, month_start
+from rgrid.money.limits import SpendingLimit, set_limit, statuses
 
 
 async def build(ledger: Ledger, runs: int, now: datetime) -> str:

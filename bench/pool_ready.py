@@ -32,17 +32,18 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
-from rgrid.activities import names
+from rgrid import names
 from rgrid.client import submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
-from rgrid.infra.db import Ledger
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
-from rgrid.infra.providers.hetzner_standin import serve
-from rgrid.infra.storage import LocalStorage
-from rgrid.models import ExecutionStatus, NodeState, PoolStatus
+from rgrid.infra.storage.local import LocalStorage
+from rgrid.models.execution import ExecutionStatus
+from rgrid.models.pool import NodeState, PoolStatus
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
+from tests.standins.hetzner import serve
 
 TOKEN = "bench"
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import aioboto3
 
 from rgrid.client.submit import upload_files
-from rgrid.infra.storage import cas_key, sha256_file
-from rgrid.infra.storage_s3 import S3Storage
+from rgrid.infra.storage.base import cas_key, sha256_file
+from rgrid.infra.storage.s3 import S3Storage
 from tests.conftest import aws_test_env
 from tests.s3server import moto_server, running_moto
 

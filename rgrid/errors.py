@@ -1,11 +1,46 @@
 """Error taxonomy: every error a user can cause has a code, a message and a hint.
 
 Adapters translate vendor exceptions into these (`raise ... from exc`); the CLI prints
-`message` and `hint` on one line. Activities turn non-retryable ones into
-`ApplicationError(type=<class name>, non_retryable=True)`.
+`message` and `hint` on one line. Activities hand them to Temporal through the one
+converter below, `as_application_error`. Workflows match failures on the type names in
+`Failure`, never on string literals of their own.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module; temporalio loads only where it is used
+    from temporalio.exceptions import ApplicationError
+
+
+class Failure(StrEnum):
+    """Temporal failure types rgrid raises and matches on (ApplicationError.type)."""
+
+    # Raised by workflows: how an execution or batch ended.
+    SCRIPT_FAILED = "ScriptFailed"
+    SCRIPT_TIMED_OUT = "ScriptTimedOut"
+    NODES_LOST = "NodesLost"
+    NO_NODE_AVAILABLE = "NoNodeAvailable"
+    NO_CAPACITY = "NoCapacity"
+    NODE_ERROR = "NodeError"
+    NOTHING_TO_RETRY = "NothingToRetry"
+    # Raised by node activities.
+    LEASE_LOST = "LeaseLost"
+    NODE_DRAINING = "NodeDraining"
+    # Raised by the alert activity.
+    WEBHOOK_UNREACHABLE = "WebhookUnreachable"
+    WEBHOOK_FAILED = "WebhookFailed"
+    WEBHOOK_REJECTED = "WebhookRejected"
+    # RgridError subclasses as as_application_error types them (by class name).
+    USER_INPUT = "UserInputError"
+    UNSAFE_PATH = "UnsafePathError"
+    NOT_FOUND = "NotFoundError"
+    QUOTA_EXCEEDED = "QuotaExceededError"
+    CAPACITY_UNAVAILABLE = "CapacityUnavailableError"
+    UNKNOWN_SERVER_CHOICE = "UnknownServerChoiceError"
+    ENVIRONMENT_BROKEN = "EnvironmentBroken"
 
 
 class RgridError(Exception):
@@ -121,3 +156,12 @@ class UnknownServerChoiceError(ProvisioningError):
 
     code = "unknown_server_choice"
     retryable = False
+
+
+def as_application_error(exc: RgridError) -> ApplicationError:
+    """An rgrid error as Temporal sees it: typed by its class, retried only if retryable."""
+    from temporalio.exceptions import ApplicationError
+
+    return ApplicationError(
+        exc.one_line(), type=type(exc).__name__, non_retryable=not exc.retryable
+    )

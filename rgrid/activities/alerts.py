@@ -7,8 +7,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rgrid.activities import names
-from rgrid.models import Ack, WebhookInput
+from rgrid import names
+from rgrid.errors import Failure
+from rgrid.models.money import WebhookInput
+from rgrid.models.node import Ack
 
 log = structlog.get_logger()
 
@@ -33,7 +35,7 @@ class AlertActivities:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ApplicationError(
-                f"webhook {request.url} did not answer: {exc}", type="WebhookUnreachable"
+                f"webhook {request.url} did not answer: {exc}", type=Failure.WEBHOOK_UNREACHABLE
             ) from exc
         if status < 300:
             log.info("webhook_delivered", url=request.url, status=status)
@@ -41,6 +43,6 @@ class AlertActivities:
         retryable = status >= 500 or status in _RETRYABLE_4XX
         raise ApplicationError(
             f"webhook {request.url} answered {status}",
-            type="WebhookFailed" if retryable else "WebhookRejected",
+            type=Failure.WEBHOOK_FAILED if retryable else Failure.WEBHOOK_REJECTED,
             non_retryable=not retryable,
         )

@@ -9,17 +9,14 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from temporalio import activity
 
-from rgrid.activities import names
+from rgrid import names
+from rgrid.cache.key import spec_key
+from rgrid.cache.service import ResultCache
 from rgrid.config import Settings
-from rgrid.infra.accounting import execution_cost
-from rgrid.infra.cache_key import spec_key
-from rgrid.infra.db import Ledger
-from rgrid.infra.estimate import record_script_run
-from rgrid.infra.pricing import NodeBill, SlotUsage
-from rgrid.infra.result_cache import ResultCache
-from rgrid.infra.storage import Storage
-from rgrid.models import (
-    BatchItem,
+from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.storage.base import Storage
+from rgrid.models.batch import BatchItem
+from rgrid.models.control import (
     CostInput,
     CostResult,
     LoadItemsInput,
@@ -28,6 +25,9 @@ from rgrid.models import (
     PlanResult,
     RecordInput,
 )
+from rgrid.money.accounting import execution_cost
+from rgrid.money.estimate import record_script_run
+from rgrid.money.pricing import NodeBill, SlotUsage
 
 log = structlog.get_logger()
 

@@ -21,26 +21,25 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from ulid import ULID
 
-from rgrid.activities import names
-from rgrid.errors import EnvironmentBroken, RgridError
+from rgrid import names
+from rgrid.activities.leases import LeaseBook
+from rgrid.errors import Failure, RgridError, as_application_error
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
-from rgrid.infra.storage import Storage, cas_key, output_prefix, safe_relative, sha256_file
-from rgrid.models import (
+from rgrid.infra.storage.base import Storage, cas_key, output_prefix, safe_relative, sha256_file
+from rgrid.models.execution import FileRef, OutputFile
+from rgrid.models.node import (
     Ack,
     ClaimNodeInput,
     CollectOutputsInput,
     CollectOutputsResult,
-    FileRef,
     NodeLease,
-    OutputFile,
     ReleaseNodeInput,
     RunContainerInput,
     RunResult,
     StageInputsInput,
     StageInputsResult,
 )
-from rgrid.worker.leases import LeaseBook
 
 log = structlog.get_logger()
 
@@ -52,11 +51,6 @@ class NodeIdentity(BaseModel):
 
     node_id: str
     hourly_price_microns: int = 0
-
-
-def non_retryable(exc: RgridError) -> ApplicationError:
-    """An ApplicationError Temporal will not retry, typed by the rgrid error class."""
-    return ApplicationError(exc.one_line(), type=type(exc).__name__, non_retryable=True)
 
 
 class NodeActivities:
@@ -83,7 +77,7 @@ class NodeActivities:
     async def claim_node(self, request: ClaimNodeInput) -> NodeLease:
         if self._book.draining:
             # A poll that was out when the node began draining: the retry goes elsewhere.
-            raise ApplicationError("node is draining", type="NodeDraining")
+            raise ApplicationError("node is draining", type=Failure.NODE_DRAINING)
         lease = NodeLease(
             lease_id=f"{request.execution_id}-{request.attempt}-{ULID()}",
             node_id=self._node.node_id,
@@ -108,7 +102,7 @@ class NodeActivities:
             try:
                 await asyncio.gather(*(self._stage(work, ref) for ref in files))
             except RgridError as exc:
-                raise non_retryable(exc) from exc
+                raise as_application_error(exc) from exc
         self._inputs[request.lease.lease_id] = {ref.name: ref.sha256 for ref in files}
         return StageInputsResult(files=len(files), bytes=sum(ref.size for ref in files))
 
@@ -157,12 +151,10 @@ class NodeActivities:
                 logs.write(
                     "err", f"rgrid: not collected (links or special files): {listed}\n".encode()
                 )
-        except EnvironmentBroken as exc:
-            # rgrid's environment failed before the script ran: the workflow retries the
-            # attempt (counted, like a lost node); it is never the script's exit code.
-            raise ApplicationError(exc.one_line(), type="EnvironmentBroken") from exc
         except RgridError as exc:
-            raise non_retryable(exc) from exc
+            # EnvironmentBroken is retryable: the workflow retries the attempt like a lost
+            # node (counted); a fault of rgrid's environment is never the script's exit.
+            raise as_application_error(exc) from exc
         finally:
             if not task.done():
                 task.cancel()
@@ -243,7 +235,7 @@ class NodeActivities:
         if not self._book.extend(lease.lease_id, datetime.now(UTC) + self._ttl):
             # The slot went to someone else: this attempt must move to another node.
             raise ApplicationError(
-                f"lease {lease.lease_id} on {lease.node_id} has expired", type="LeaseLost"
+                f"lease {lease.lease_id} on {lease.node_id} has expired", type=Failure.LEASE_LOST
             )
 
     def _release(self, lease_id: str) -> None:

@@ -14,16 +14,15 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from rgrid.activities import names
+from rgrid import names
 from rgrid.config import Settings
-from rgrid.errors import RgridError, ServiceUnavailableError
-from rgrid.infra.db import Ledger
+from rgrid.errors import RgridError, ServiceUnavailableError, as_application_error
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import CreateNode, NodeProvider
-from rgrid.models import (
-    Ack,
+from rgrid.models.node import Ack
+from rgrid.models.pool import (
     DemandInput,
     DestroyNodeInput,
     NodeState,
@@ -36,13 +35,6 @@ from rgrid.models import (
 )
 
 log = structlog.get_logger()
-
-
-def as_application_error(exc: RgridError) -> ApplicationError:
-    """An rgrid error as Temporal sees it: typed by class, retried only if retryable."""
-    return ApplicationError(
-        exc.one_line(), type=type(exc).__name__, non_retryable=not exc.retryable
-    )
 
 
 class ProvisioningActivities:

@@ -19,7 +19,8 @@ from rich.table import Table
 from rgrid.cli.output import detached_hint, err, format_cost, out, phase_text, print_json, when
 from rgrid.client import batch, submit
 from rgrid.client.session import Session
-from rgrid.models import BatchItem, BatchProgress, ExecutionStatus, Phase
+from rgrid.models.batch import BatchItem, BatchProgress
+from rgrid.models.execution import ExecutionStatus, Phase
 
 
 def counts(progress: BatchProgress) -> str:

@@ -34,9 +34,6 @@ import aiodocker  # noqa: F401
 import sqlmodel  # noqa: F401
 import temporalio.client  # noqa: F401
 
-import rgrid.client.money
-import rgrid.infra.estimate
-import rgrid.infra.result_cache  # noqa: F401
 from rgrid.cli import app, output
 from rgrid.cli.thin import MAX_REQUEST, CommandRequest, code_fingerprint, send_message
 

@@ -16,10 +16,10 @@ from rgrid.client.batch import expand_patterns
 from rgrid.client.parse import parse_duration
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
-from rgrid.infra.pricing import format_microns
+from rgrid.money.pricing import format_microns
 
 if TYPE_CHECKING:
-    from rgrid.infra.estimate import Estimate
+    from rgrid.money.estimate import Estimate
 
 # Money's modules (accounting, limits, estimate) load SQLAlchemy: imported inside the
 # commands, so every other command keeps its quick start.
@@ -83,7 +83,7 @@ def report(
 
     async def body(session: Session) -> None:
         from rgrid.client import money
-        from rgrid.infra.accounting import group_by
+        from rgrid.money.accounting import group_by
 
         _warn(await money.pending_alerts(session))
         found = await money.report(session, start, end, project)
@@ -192,7 +192,7 @@ def set_limit(
 
     async def body(session: Session) -> None:
         from rgrid.client import money
-        from rgrid.infra.limits import describe
+        from rgrid.money.limits import describe
 
         limit = await money.set_limit(session, amount, project, alert_at, webhook)
         if limit is None:
@@ -209,7 +209,7 @@ def show_limit(json_output: JsonOption = False) -> None:
 
     async def body(session: Session) -> None:
         from rgrid.client import money
-        from rgrid.infra.limits import describe
+        from rgrid.money.limits import describe
 
         found = await money.limit_statuses(session)
         if json_output:

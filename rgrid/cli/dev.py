@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,9 +11,18 @@ import typer
 from rgrid.cli.common import settings
 from rgrid.cli.output import err, out
 from rgrid.client.stack import read_stack, start_stack, stop_stack
+from rgrid.errors import UserInputError
 from rgrid.paths import command_server_socket
 
 app = typer.Typer(help="The embedded stack: Temporal dev server, control worker, local nodes.")
+
+# In a checkout (an editable install), the repository root holds tests/ beside rgrid/.
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def standin_available() -> bool:
+    """True when rgrid runs from a checkout that has the tests' stand-ins."""
+    return (CHECKOUT / "tests" / "standins" / "hetzner.py").is_file()
 
 
 @app.command()
@@ -50,7 +61,7 @@ def stop() -> None:
         out.print("not running")
 
 
-@app.command("hetzner-standin")
+@app.command("hetzner-standin", hidden=not standin_available())
 def hetzner_standin(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 4000,
     token: Annotated[
@@ -60,11 +71,17 @@ def hetzner_standin(
         float, typer.Option(help="Seconds a server takes to boot (simulated).")
     ] = 0.0,
 ) -> None:
-    """Serve a local stand-in of the Hetzner Cloud API (for tests and demos): point rgrid at
-    it with RGRID_HCLOUD_ENDPOINT=http://127.0.0.1:PORT/v1."""
+    """Serve the tests' stand-in of the Hetzner Cloud API (only in a checkout of rgrid):
+    point rgrid at it with RGRID_HCLOUD_ENDPOINT=http://127.0.0.1:PORT/v1."""
     import asyncio
 
-    from rgrid.infra.providers.hetzner_standin import run_forever
+    if not standin_available():
+        raise UserInputError(
+            "the Hetzner API stand-in ships with rgrid's tests, not with the package",
+            "run this from a checkout of rgrid's repository",
+        )
+    sys.path.insert(0, str(CHECKOUT))
+    from tests.standins.hetzner import run_forever
 
     root = settings().home / "hetzner-standin"
     out.print(f"Hetzner API stand-in on http://127.0.0.1:{port}/v1; servers under {root}")

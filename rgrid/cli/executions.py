@@ -36,10 +36,10 @@ from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
 from rgrid.infra.retention import outputs_expire_at
-from rgrid.models import ExecutionSpec, ExecutionStatus, Phase
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
 
 if TYPE_CHECKING:
-    from rgrid.infra.accounting import ExecutionCost
+    from rgrid.money.accounting import ExecutionCost
 
 
 def status(

@@ -11,7 +11,7 @@ from rgrid.cli.common import with_session
 from rgrid.cli.output import JsonOption, out, print_json
 from rgrid.client import nodes
 from rgrid.client.session import Session
-from rgrid.infra.pricing import format_microns
+from rgrid.money.pricing import format_microns
 
 app = typer.Typer(help="Nodes: list them; drain or destroy one of the node pool's.")
 

@@ -29,7 +29,7 @@ from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.session import Session
 from rgrid.client.watch import replay_logs, wait_for_result
-from rgrid.models import ExecutionStatus, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
 
 
 def run(

@@ -14,7 +14,7 @@ from rich.progress import (
 )
 
 from rgrid.cli.output import err
-from rgrid.infra.storage import Progress as Advance
+from rgrid.infra.storage.base import Progress as Advance
 
 # Smaller files come and go faster than a bar could be read.
 LARGE_BYTES = 8 * 1024 * 1024

@@ -19,24 +19,23 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
-from ulid import ULID
 
-from rgrid.activities import names
+from rgrid import names
 from rgrid.client import submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.session import Session
 from rgrid.errors import NotFoundError, UserInputError
-from rgrid.models import (
+from rgrid.models.batch import (
     BatchInput,
     BatchItem,
     BatchProgress,
     BatchSpec,
     BatchState,
-    ExecutionStatus,
     RetryFailedInput,
     RetryFailedResult,
 )
+from rgrid.models.execution import ExecutionStatus
 
 UPLOAD_CONCURRENCY = 8
 
@@ -76,11 +75,6 @@ def output_dirs(paths: list[Path]) -> list[str]:
             "rename them or narrow the --batch patterns",
         )
     return chosen
-
-
-def new_batch_id() -> str:
-    """A fresh, time-ordered batch id."""
-    return f"batch-{str(ULID()).lower()}"
 
 
 def manifest_key(batch_id: str) -> str:
@@ -132,7 +126,7 @@ async def prepare(
         BatchItem(index=i, input=ref, output_dir=out)
         for i, (ref, out) in enumerate(zip(refs, dirs, strict=True))
     ]
-    batch_id = new_batch_id()
+    batch_id = names.new_batch_id()
     key = manifest_key(batch_id)
     await session.storage.put_bytes(
         key, json.dumps([item.model_dump(mode="json") for item in items]).encode()

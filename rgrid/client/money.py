@@ -11,14 +11,15 @@ from pydantic import BaseModel, Field
 
 from rgrid.client.session import Session
 from rgrid.errors import BudgetExceededError, UserInputError
-from rgrid.infra.accounting import (
+from rgrid.infra.storage.base import sha256_file
+from rgrid.money.accounting import (
     CostReport,
     ExecutionCost,
     cost_report,
     execution_cost,
 )
-from rgrid.infra.estimate import Estimate, estimate
-from rgrid.infra.limits import (
+from rgrid.money.estimate import Estimate, estimate
+from rgrid.money.limits import (
     ALL_PROJECTS,
     LimitStatus,
     SpendingLimit,
@@ -29,9 +30,8 @@ from rgrid.infra.limits import (
     statuses,
     take_unshown,
 )
-from rgrid.infra.limits import set_limit as store_limit
-from rgrid.infra.pricing import format_microns, parse_money
-from rgrid.infra.storage import sha256_file
+from rgrid.money.limits import set_limit as store_limit
+from rgrid.money.pricing import format_microns, parse_money
 
 
 class BatchCost(BaseModel):

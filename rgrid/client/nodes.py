@@ -11,8 +11,9 @@ from temporalio.service import RPCError
 
 from rgrid.client.session import Session
 from rgrid.errors import NotFoundError, UserInputError
-from rgrid.infra.pricing import started_billing_hours
-from rgrid.models import NodeActionInput, NodeRecord, PoolStatus
+from rgrid.models.node import NodeActionInput
+from rgrid.models.pool import NodeRecord, PoolStatus
+from rgrid.money.pricing import started_billing_hours
 
 
 class NodeView(BaseModel):

@@ -7,8 +7,8 @@ from pathlib import Path
 import structlog
 
 from rgrid.errors import UnsafePathError
-from rgrid.infra.storage import Storage, Track, output_prefix, safe_relative
-from rgrid.models import ExecutionStatus
+from rgrid.infra.storage.base import Storage, Track, output_prefix, safe_relative
+from rgrid.models.execution import ExecutionStatus
 
 log = structlog.get_logger()
 

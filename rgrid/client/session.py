@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from temporalio.client import Client
 
 from rgrid.config import Settings
-from rgrid.infra.storage import Storage, Track, open_storage
+from rgrid.infra.storage import open_storage
+from rgrid.infra.storage.base import Storage, Track
 from rgrid.infra.temporal import connect
 
 if TYPE_CHECKING:
-    from rgrid.infra.db import Ledger
-    from rgrid.infra.result_cache import ResultCache
+    from rgrid.cache.service import ResultCache
+    from rgrid.infra.ledger.db import Ledger
 
 
 class Session:
@@ -43,7 +44,7 @@ class Session:
         if self._ledger is None:
             # Imported here: SQLAlchemy adds a third of a second to every command's start,
             # and `rgrid run` needs the ledger only when an execution did not succeed.
-            from rgrid.infra.db import Ledger
+            from rgrid.infra.ledger.db import Ledger
 
             url = self.settings.effective_database_url
             # A client migrates only a SQLite ledger (its own file); a shared database is
@@ -58,7 +59,7 @@ class Session:
 
     async def result_cache(self) -> ResultCache:
         """The result cache, kept in the ledger's database."""
-        from rgrid.infra.result_cache import ResultCache
+        from rgrid.cache.service import ResultCache
 
         retention = timedelta(days=self.settings.retention_days)
         return ResultCache((await self.ledger()).engine, self.storage, retention)

@@ -17,8 +17,8 @@ from temporalio.service import RPCError
 
 from rgrid.config import Settings
 from rgrid.errors import ConfigError
-from rgrid.infra.db import Ledger, SchemaBehindError
-from rgrid.infra.migrations import schema_revision
+from rgrid.infra.ledger.db import Ledger, SchemaBehindError
+from rgrid.infra.ledger.migrations import schema_revision
 from rgrid.infra.retention import lifecycle_rules, merge_rules
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
@@ -66,7 +66,7 @@ async def _storage(settings: Settings) -> list[SetupStep]:
                 detail=f"{url} is a local directory: nothing expires there",
             )
         ]
-    from rgrid.infra.storage_s3 import S3Storage
+    from rgrid.infra.storage.s3 import S3Storage
 
     storage = open_storage(url)
     assert isinstance(storage, S3Storage)

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from rgrid.client.session import Session
 from rgrid.errors import NotFoundError, RgridError
 from rgrid.infra.logstore import LogRecord, read_new_records
-from rgrid.models import ExecutionStatus, Phase
+from rgrid.models.execution import ExecutionStatus, Phase
 
 POLL_S = 0.2
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from rgrid.infra.storage import Storage, log_prefix
+from rgrid.infra.storage.base import Storage, log_prefix
 
 Stream = Literal["out", "err"]
 

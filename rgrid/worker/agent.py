@@ -16,17 +16,15 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import FixedSizeSlotSupplier, Worker, WorkerTuner
 
-from rgrid import logs
-from rgrid.activities import names
+from rgrid import logs, names
+from rgrid.activities.leases import LeaseBook, LeaseBookActivities, LeaseSlotSupplier
 from rgrid.activities.node import NodeActivities, NodeIdentity
-from rgrid.activities.node_control import NodeControlActivities
 from rgrid.config import Settings, load_settings
 from rgrid.infra.runtime.docker import DockerRuntime, docker_available
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.runtime.select import SelectingRuntime
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
-from rgrid.worker.leases import LeaseBook, LeaseSlotSupplier
 
 log = structlog.get_logger()
 
@@ -63,7 +61,7 @@ def build_workers(
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
     )
-    control = NodeControlActivities(node_id, book)
+    control = LeaseBookActivities(node_id, book)
     fixed = FixedSizeSlotSupplier(4)
     claim_worker = Worker(
         client,

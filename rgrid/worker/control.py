@@ -11,12 +11,12 @@ from temporalio.worker import Worker
 
 from rgrid.activities.alerts import AlertActivities
 from rgrid.activities.control import ControlActivities
-from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.activities.provisioning import ProvisioningActivities
 from rgrid.config import Settings
-from rgrid.infra.db import Ledger
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import NodeProvider
-from rgrid.infra.storage import Storage
+from rgrid.infra.storage.base import Storage
+from rgrid.names import CONTROL_QUEUE
 from rgrid.workflows import WORKFLOWS
 
 

@@ -28,17 +28,17 @@ from temporalio.common import WorkflowIDConflictPolicy
 from ulid import ULID
 
 from rgrid import logs
-from rgrid.activities.names import CONTROL_QUEUE
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
-from rgrid.infra.accounting import LIFE_SEPARATOR, executions_on
-from rgrid.infra.db import Ledger
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
-from rgrid.models import NodeRecord, NodeState, PoolInput
+from rgrid.models.pool import NodeRecord, NodeState, PoolInput
+from rgrid.money.accounting import LIFE_SEPARATOR, executions_on
+from rgrid.names import CONTROL_QUEUE
 from rgrid.paths import command_server_socket
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.limit_watch import watch_limits

@@ -13,21 +13,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
-    from rgrid.models import Ack, LimitAlert, WebhookInput
+    from rgrid.activities.alerts import AlertActivities
+    from rgrid.errors import Failure
+    from rgrid.models.money import LimitAlert, WebhookInput
+    from rgrid.models.node import Ack
 
 WEBHOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
     # A 4xx other than 408/429 means the receiver refuses this payload: asking again won't help.
-    non_retryable_error_types=["WebhookRejected"],
+    non_retryable_error_types=[Failure.WEBHOOK_REJECTED],
 )
-
-
-def alert_workflow_id(alert: LimitAlert) -> str:
-    """One workflow id per crossing."""
-    return f"alert-{alert.key}"
 
 
 @workflow.defn(name="AlertWorkflow")
@@ -40,8 +37,8 @@ class AlertWorkflow:
                 "event": "rgrid.limit_crossed",
                 **alert.model_dump(mode="json", exclude={"webhook"}),
             }
-            await workflow.execute_activity(
-                names.SEND_WEBHOOK,
+            await workflow.execute_activity_method(
+                AlertActivities.send_webhook,
                 WebhookInput(url=alert.webhook, payload=payload),
                 start_to_close_timeout=timedelta(seconds=15),
                 schedule_to_close_timeout=timedelta(days=1),

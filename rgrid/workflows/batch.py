@@ -18,29 +18,22 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
-    from rgrid.models import (
+    from rgrid import names
+    from rgrid.activities.control import ControlActivities
+    from rgrid.errors import Failure
+    from rgrid.models.batch import (
         BatchInput,
         BatchItem,
         BatchProgress,
         BatchState,
-        ExecutionSpec,
-        ExecutionStatus,
         ItemDone,
         ItemScriptDone,
-        LoadItemsInput,
-        LoadItemsResult,
-        Phase,
         RetryFailedInput,
         RetryFailedResult,
         SetParallelInput,
     )
-
-
-def item_execution_id(batch_id: str, index: int, retry: int) -> str:
-    """The id of an item's child execution; a retry gets a suffix of its own."""
-    base = f"exec-{batch_id.removeprefix('batch-')}-{index}"
-    return f"{base}-r{retry}" if retry else base
+    from rgrid.models.control import LoadItemsInput
+    from rgrid.models.execution import ExecutionSpec, Phase
 
 
 @workflow.defn(name="BatchWorkflow")
@@ -163,7 +156,9 @@ class BatchWorkflow:
     @retry_failed.validator
     def _validate_retry(self, request: RetryFailedInput) -> None:
         if not self._state.failed:
-            raise ApplicationError("the batch has no failed items to retry", type="NothingToRetry")
+            raise ApplicationError(
+                "the batch has no failed items to retry", type=Failure.NOTHING_TO_RETRY
+            )
 
     def _pending(self) -> bool:
         return bool(self._state.retry_queue) or self._state.next_index < self._spec.total
@@ -191,7 +186,7 @@ class BatchWorkflow:
             index = state.next_index
             state.next_index += 1
         item = await self._item(index)
-        execution_id = item_execution_id(
+        execution_id = names.item_execution_id(
             workflow.info().workflow_id, index, state.retries.get(index, 0)
         )
         child = spec.template.model_copy(
@@ -215,7 +210,6 @@ class BatchWorkflow:
                 task_queue=workflow.info().task_queue,
                 # Continue-as-new closes this run; its children must live on.
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                result_type=ExecutionStatus,
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(names.BATCH_ID_ATTRIBUTE, workflow.info().workflow_id)]
                 ),
@@ -232,10 +226,9 @@ class BatchWorkflow:
             # In order, load the page from here; a retried item alone.
             in_order = index == self._state.next_index - 1
             indices = list(range(index, end)) if in_order else [index]
-            loaded = await workflow.execute_local_activity(
-                names.LOAD_ITEMS,
+            loaded = await workflow.execute_local_activity_method(
+                ControlActivities.load_items,
                 LoadItemsInput(manifest_key=self._spec.manifest_key, indices=indices),
-                result_type=LoadItemsResult,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_attempts=5),
             )

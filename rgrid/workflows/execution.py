@@ -21,33 +21,30 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
-    from rgrid.models import (
-        AddTagsInput,
+    from rgrid import names
+    from rgrid.activities.control import ControlActivities
+    from rgrid.activities.node import NodeActivities
+    from rgrid.activities.provisioning import ProvisioningActivities
+    from rgrid.errors import Failure
+    from rgrid.models.batch import ItemDone, ItemScriptDone
+    from rgrid.models.control import (
         CacheHit,
+        CostInput,
+        PlanInput,
+        RecordInput,
+    )
+    from rgrid.models.execution import AddTagsInput, ExecutionSpec, ExecutionStatus, Phase
+    from rgrid.models.node import (
         ClaimNodeInput,
         CollectOutputsInput,
         CollectOutputsResult,
-        CostInput,
-        CostResult,
-        Demand,
-        DemandInput,
-        ExecutionSpec,
-        ExecutionStatus,
-        ItemDone,
-        ItemScriptDone,
-        NoCapacity,
         NodeLease,
-        Phase,
-        PlanInput,
-        PlanResult,
-        RecordInput,
         ReleaseNodeInput,
         RunContainerInput,
         RunResult,
         StageInputsInput,
-        StageInputsResult,
     )
+    from rgrid.models.pool import Demand, DemandInput, NoCapacity
 
 # Work pinned to a node must start promptly: a node that holds our lease polls its queue.
 NODE_PICKUP = timedelta(seconds=30)
@@ -56,7 +53,7 @@ LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 NODE_STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=3,
-    non_retryable_error_types=["UserInputError", "UnsafePathError", "NotFoundError"],
+    non_retryable_error_types=[Failure.USER_INPUT, Failure.UNSAFE_PATH, Failure.NOT_FOUND],
 )
 
 
@@ -107,10 +104,9 @@ class ExecutionWorkflow:
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
         await self._record()
-        plan = await workflow.execute_local_activity(
-            names.PLAN,
+        plan = await workflow.execute_local_activity_method(
+            ControlActivities.plan,
             PlanInput(execution_id=info.workflow_id, spec=spec),
-            result_type=PlanResult,
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
@@ -130,8 +126,8 @@ class ExecutionWorkflow:
             self._status.finished_at = workflow.now()
             await self._finish()
             raise
-        cost = await workflow.execute_local_activity(
-            names.COMPUTE_COST,
+        cost = await workflow.execute_local_activity_method(
+            ControlActivities.compute_cost,
             CostInput(
                 lease=lease,
                 slot_seconds=run.duration_s,
@@ -139,7 +135,6 @@ class ExecutionWorkflow:
                 started_at=run.started_at,
                 finished_at=run.finished_at,
             ),
-            result_type=CostResult,
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
@@ -163,7 +158,7 @@ class ExecutionWorkflow:
             raise ApplicationError(
                 self._status.error or "failed",
                 self._status,
-                type="ScriptTimedOut" if run.timed_out else "ScriptFailed",
+                type=Failure.SCRIPT_TIMED_OUT if run.timed_out else Failure.SCRIPT_FAILED,
                 non_retryable=True,
             )
         return self._status
@@ -200,7 +195,7 @@ class ExecutionWorkflow:
                 if node_losses >= spec.max_node_attempts:
                     raise ApplicationError(
                         f"gave up after {node_losses} lost nodes: {lost}",
-                        type="NodesLost",
+                        type=Failure.NODES_LOST,
                         non_retryable=True,
                     ) from None
                 continue
@@ -210,10 +205,9 @@ class ExecutionWorkflow:
             return run, outputs, lease
 
     async def _claim(self, spec: ExecutionSpec) -> NodeLease:
-        claim = workflow.start_activity(
-            names.CLAIM_NODE,
+        claim = workflow.start_activity_method(
+            NodeActivities.claim_node,
             ClaimNodeInput(execution_id=self._status.execution_id, attempt=self._status.attempts),
-            result_type=NodeLease,
             task_queue=names.shared_node_queue(spec.node_class),
             schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
             start_to_close_timeout=timedelta(seconds=10),
@@ -226,7 +220,7 @@ class ExecutionWorkflow:
         except ActivityError as err:
             raise ApplicationError(
                 f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
-                type="NoNodeAvailable",
+                type=Failure.NO_NODE_AVAILABLE,
                 non_retryable=True,
             ) from err
         self._status.node_id = lease.node_id
@@ -239,8 +233,8 @@ class ExecutionWorkflow:
         the pool looks), and fail at once if the pool says no node can be made."""
         self._no_capacity = None  # an answer to an earlier attempt's demand is old news
         try:
-            await workflow.execute_activity(
-                names.REQUEST_CAPACITY,
+            await workflow.execute_activity_method(
+                ProvisioningActivities.request_capacity,
                 DemandInput(
                     pool_id=pool_id,
                     demand=Demand(execution_id=self._status.execution_id, caused_by=spec.batch_id),
@@ -257,7 +251,7 @@ class ExecutionWorkflow:
             claim.cancel()
             raise ApplicationError(
                 f"no {spec.node_class!r} node could be made: {self._no_capacity}",
-                type="NoCapacity",
+                type=Failure.NO_CAPACITY,
                 non_retryable=True,
             )
 
@@ -267,12 +261,11 @@ class ExecutionWorkflow:
         execution_id = self._status.execution_id
         try:
             self._status.phase = Phase.STAGING
-            await workflow.execute_activity(
-                names.STAGE_INPUTS,
+            await workflow.execute_activity_method(
+                NodeActivities.stage_inputs,
                 StageInputsInput(
                     lease=lease, execution_id=execution_id, script=spec.script, inputs=spec.inputs
                 ),
-                result_type=StageInputsResult,
                 task_queue=lease.queue,
                 schedule_to_start_timeout=NODE_PICKUP,
                 start_to_close_timeout=timedelta(minutes=30),
@@ -281,10 +274,9 @@ class ExecutionWorkflow:
             self._status.phase = Phase.RUNNING
             self._status.started_at = workflow.now()
             await self._record()
-            run = await workflow.execute_activity(
-                names.RUN_CONTAINER,
+            run = await workflow.execute_activity_method(
+                NodeActivities.run_container,
                 RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
-                result_type=RunResult,
                 task_queue=lease.queue,
                 schedule_to_start_timeout=NODE_PICKUP,
                 # The runtime enforces the script's own timeout; this bounds building its env.
@@ -298,10 +290,9 @@ class ExecutionWorkflow:
             failed = run.timed_out or run.exit_code != 0
             if not (may_retry and failed):
                 self._report_script_done(failed)
-            outputs = await workflow.execute_activity(
-                names.COLLECT_OUTPUTS,
+            outputs = await workflow.execute_activity_method(
+                NodeActivities.collect_outputs,
                 CollectOutputsInput(lease=lease, execution_id=execution_id),
-                result_type=CollectOutputsResult,
                 task_queue=lease.queue,
                 schedule_to_start_timeout=NODE_PICKUP,
                 start_to_close_timeout=timedelta(minutes=30),
@@ -326,7 +317,7 @@ class ExecutionWorkflow:
                     err.cause.message, type=err.cause.type, non_retryable=True
                 ) from err
             raise ApplicationError(
-                str(err.cause or err), type="NodeError", non_retryable=True
+                str(err.cause or err), type=Failure.NODE_ERROR, non_retryable=True
             ) from err
         except asyncio.CancelledError:
             await self._release(lease)
@@ -335,8 +326,8 @@ class ExecutionWorkflow:
     async def _release(self, lease: NodeLease) -> None:
         """Free the slot now rather than at lease expiry; best effort, the node may be gone."""
         try:
-            await workflow.execute_activity(
-                names.RELEASE_NODE,
+            await workflow.execute_activity_method(
+                NodeActivities.release_node,
                 ReleaseNodeInput(lease=lease),
                 task_queue=lease.queue,
                 schedule_to_start_timeout=timedelta(seconds=10),
@@ -390,8 +381,8 @@ class ExecutionWorkflow:
             workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)
 
     async def _record(self) -> None:
-        await workflow.execute_local_activity(
-            names.RECORD,
+        await workflow.execute_local_activity_method(
+            ControlActivities.record,
             RecordInput(status=self._status),
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
@@ -400,11 +391,11 @@ class ExecutionWorkflow:
 
 def _environment_broken(err: ActivityError) -> bool:
     cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.type == "EnvironmentBroken"
+    return isinstance(cause, ApplicationError) and cause.type == Failure.ENVIRONMENT_BROKEN
 
 
 def _node_lost(err: ActivityError) -> bool:
     cause = err.cause
     if isinstance(cause, TimeoutError):
         return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
-    return isinstance(cause, ApplicationError) and cause.type == "LeaseLost"
+    return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST

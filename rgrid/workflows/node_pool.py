@@ -16,6 +16,7 @@ worker_specific_task_queues (each node's own queue, here pinged for liveness).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -23,14 +24,15 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid.activities import names
-    from rgrid.models import (
-        Ack,
+    from rgrid import names
+    from rgrid.activities.leases import LeaseBookActivities
+    from rgrid.activities.provisioning import ProvisioningActivities
+    from rgrid.errors import Failure
+    from rgrid.models.node import NodeActionInput, NodeLoad
+    from rgrid.models.pool import (
         Demand,
         DestroyNodeInput,
         NoCapacity,
-        NodeActionInput,
-        NodeLoad,
         NodeState,
         ObservePoolInput,
         PoolInput,
@@ -50,8 +52,14 @@ MAX_WAITING = 1000
 LIST_EVERY = timedelta(seconds=10)
 # A live agent takes a ping within milliseconds; a tick must not wait long on a dead one.
 PING_PICKUP = timedelta(seconds=5)
+# A quick call on one node's own queue (ping, drain), answered with its load.
+NodeCall = Callable[["LeaseBookActivities", NodeActionInput], Awaitable[NodeLoad]]
 # Provisioning errors that another type@location may not have (see rgrid.errors).
-FALLBACK_ERRORS = ("QuotaExceededError", "CapacityUnavailableError", "UnknownServerChoiceError")
+FALLBACK_ERRORS = (
+    Failure.QUOTA_EXCEEDED,
+    Failure.CAPACITY_UNAVAILABLE,
+    Failure.UNKNOWN_SERVER_CHOICE,
+)
 
 
 @workflow.defn(name="NodePoolWorkflow")
@@ -130,14 +138,13 @@ class NodePoolWorkflow:
         list_servers = self._listed_at is None or started - self._listed_at >= min(
             LIST_EVERY, timedelta(seconds=self._config.tick_s)
         )
-        seen = await workflow.execute_activity(
-            names.OBSERVE_POOL,
+        seen = await workflow.execute_activity_method(
+            ProvisioningActivities.observe_pool,
             ObservePoolInput(
                 node_class=self._config.node_class,
                 node_ids=list(nodes),
                 list_servers=list_servers,
             ),
-            result_type=PoolObservation,
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=CONTROL_RETRY,
         )
@@ -201,15 +208,14 @@ class NodePoolWorkflow:
 
     async def _ping(self, node: PoolNode) -> NodeLoad | None:
         # None is one missed ping; dead only with the API's word too.
-        return await self._ask_node(names.PING_NODE, node)
+        return await self._ask_node(LeaseBookActivities.ping_node, node)
 
-    async def _ask_node(self, activity: str, node: PoolNode) -> NodeLoad | None:
+    async def _ask_node(self, activity: NodeCall, node: PoolNode) -> NodeLoad | None:
         """Run a quick activity on the node's own queue: its load, or None if unreachable."""
         try:
-            return await workflow.execute_activity(
+            return await workflow.execute_activity_method(
                 activity,
                 NodeActionInput(node_id=node.node_id),
-                result_type=NodeLoad,
                 task_queue=names.node_queue(node.node_id),
                 schedule_to_start_timeout=PING_PICKUP,
                 start_to_close_timeout=timedelta(seconds=10),
@@ -243,7 +249,7 @@ class NodePoolWorkflow:
 
     async def _drain(self, node: PoolNode) -> NodeLoad | None:
         """Tell a node to take no more claims; its load after that, or None if unreachable."""
-        load = await self._ask_node(names.DRAIN_NODE, node)
+        load = await self._ask_node(LeaseBookActivities.drain_node, node)
         if load is None:
             return None
         node.state = NodeState.DRAINING
@@ -282,12 +288,11 @@ class NodePoolWorkflow:
         node_id = f"{self._config.node_class}-{self._state.counter}-{workflow.uuid4().hex[:6]}"
         for choice in self._config.choices:
             try:
-                node = await workflow.execute_activity(
-                    names.PROVISION_NODE,
+                node = await workflow.execute_activity_method(
+                    ProvisioningActivities.provision_node,
                     ProvisionNodeInput(
                         config=self._config, node_id=node_id, choice=choice, caused_by=caused_by
                     ),
-                    result_type=PoolNode,
                     start_to_close_timeout=timedelta(minutes=3),
                     retry_policy=CONTROL_RETRY,
                 )
@@ -317,24 +322,22 @@ class NodePoolWorkflow:
 
     async def _destroy(self, node: PoolNode, reason: str, dead: bool = False) -> None:
         workflow.logger.info("destroying node %s: %s", node.node_id, reason)
-        await workflow.execute_activity(
-            names.DESTROY_NODE,
+        await workflow.execute_activity_method(
+            ProvisioningActivities.destroy_node,
             DestroyNodeInput(
                 record=node.record(self._config.provider, self._config.node_class),
                 reason=reason,
                 dead=dead,
             ),
-            result_type=Ack,
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=CONTROL_RETRY,
         )
         self._state.nodes.pop(node.node_id, None)
 
     async def _save(self, node: PoolNode) -> None:
-        await workflow.execute_activity(
-            names.SAVE_NODE,
+        await workflow.execute_activity_method(
+            ProvisioningActivities.save_node,
             SaveNodeInput(record=node.record(self._config.provider, self._config.node_class)),
-            result_type=Ack,
             start_to_close_timeout=CONTROL_TIMEOUT,
             retry_policy=CONTROL_RETRY,
         )

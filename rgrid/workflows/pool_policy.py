@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rgrid.models import NodeClassConfig, NodeState, PoolNode
+from rgrid.models.pool import NodeClassConfig, NodeState, PoolNode
 
 LIVE = (NodeState.PROVISIONING, NodeState.READY, NodeState.DRAINING)
 # Statuses in which a server can still run an agent (Hetzner's server status values).

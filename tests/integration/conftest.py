@@ -18,10 +18,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from ulid import ULID
 
-from rgrid.activities.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
 from rgrid.config import Settings
-from rgrid.infra.db import Ledger
-from rgrid.infra.storage import LocalStorage
+from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.storage.local import LocalStorage
+from rgrid.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
 from rgrid.worker.agent import build_workers
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary

@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from rgrid.client.setup import search_attributes, setup
 from rgrid.config import Settings
 from rgrid.errors import ConfigError
-from rgrid.infra.migrations import head_revision
+from rgrid.infra.ledger.migrations import head_revision
 from rgrid.worker.dev import temporal_binary
 from tests.postgres import Cluster
 

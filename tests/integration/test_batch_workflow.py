@@ -13,8 +13,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from rgrid.client import batch, submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
-from rgrid.infra.db import Ledger
-from rgrid.models import BatchProgress, Phase, SetParallelInput
+from rgrid.infra.ledger.db import Ledger
+from rgrid.models.batch import BatchProgress, SetParallelInput
+from rgrid.models.execution import Phase
 from rgrid.worker.dev import temporal_binary
 from tests.integration.conftest import agent, assert_replays, record_history
 

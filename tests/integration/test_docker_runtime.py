@@ -13,7 +13,7 @@ from rgrid.errors import DependencyInstallError, UserInputError
 from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import RunOutcome, RunRequest
 from rgrid.infra.runtime.docker import LAYER_REPOSITORY, DockerRuntime, docker_available
-from rgrid.models import Resources
+from rgrid.models.execution import Resources
 from tests.docker_images import ensure_node_image, ensure_python_image
 
 pytestmark = pytest.mark.integration

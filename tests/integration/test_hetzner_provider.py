@@ -20,8 +20,8 @@ from rgrid.errors import (
 )
 from rgrid.infra.providers import CreateNode
 from rgrid.infra.providers.hetzner import HetznerProvider, to_microns
-from rgrid.infra.providers.hetzner_standin import Fault, HetznerStandIn, matches_selector, serve
-from rgrid.models import ServerChoice
+from rgrid.models.pool import ServerChoice
+from tests.standins.hetzner import Fault, HetznerStandIn, matches_selector, serve
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,15 @@ from sqlalchemy import Connection, MetaData, Table, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
+from rgrid.cache.service import ResultCache
 from rgrid.errors import ConfigError, ServiceUnavailableError
-from rgrid.infra.db import CacheEntryRow, ExecutionRow, Ledger, NodeRow
-from rgrid.infra.migrations import head_revision, import_all_models, schema_revision
-from rgrid.infra.migrations.runner import alembic_head
-from rgrid.infra.result_cache import ResultCache
-from rgrid.infra.storage import LocalStorage, output_prefix
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, OutputFile, Phase
+from rgrid.infra.ledger.db import CacheEntryRow, ExecutionRow, Ledger, NodeRow
+from rgrid.infra.ledger.migrations import head_revision, import_all_models, schema_revision
+from rgrid.infra.ledger.migrations.runner import alembic_head
+from rgrid.infra.storage.base import output_prefix
+from rgrid.infra.storage.local import LocalStorage
+from rgrid.models.execution import ExecutionStatus, OutputFile, Phase
+from rgrid.models.pool import NodeRecord, NodeState
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

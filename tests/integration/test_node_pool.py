@@ -27,24 +27,17 @@ from rgrid.client import nodes as nodes_client
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import NotFoundError
-from rgrid.infra.db import Ledger
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import node_labels
 from rgrid.infra.providers.hetzner import HetznerProvider
-from rgrid.infra.providers.hetzner_standin import HetznerStandIn, serve
 from rgrid.infra.providers.local import LocalProvider
-from rgrid.infra.storage import LocalStorage
-from rgrid.models import (
-    BatchInput,
-    BatchProgress,
-    ExecutionStatus,
-    NodeRecord,
-    NodeState,
-    Phase,
-    PoolInput,
-    PoolStatus,
-)
+from rgrid.infra.storage.local import LocalStorage
+from rgrid.models.batch import BatchInput, BatchProgress
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState, PoolInput, PoolStatus
 from rgrid.worker.control import build_control_worker
 from tests.integration.conftest import assert_replays, record_history
+from tests.standins.hetzner import HetznerStandIn, serve
 
 pytestmark = pytest.mark.integration
 

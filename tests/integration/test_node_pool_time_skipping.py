@@ -20,12 +20,12 @@ from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
 from rgrid.config import Settings
-from rgrid.infra.db import Ledger
+from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
-from rgrid.infra.providers.hetzner_standin import serve
-from rgrid.infra.storage import LocalStorage
-from rgrid.models import Demand, NodeState, PoolInput, PoolStatus
+from rgrid.infra.storage.local import LocalStorage
+from rgrid.models.pool import Demand, NodeState, PoolInput, PoolStatus
 from rgrid.worker.control import build_control_worker
+from tests.standins.hetzner import serve
 
 pytestmark = pytest.mark.integration
 

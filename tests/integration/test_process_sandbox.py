@@ -19,7 +19,7 @@ from rgrid.activities.node import _walk_regular_files
 from rgrid.infra.runtime.base import RunOutcome, RunRequest
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.runtime.sandbox import probe_bwrap
-from rgrid.models import Resources
+from rgrid.models.execution import Resources
 
 BWRAP, WHY_NOT = probe_bwrap()
 needs_bwrap = pytest.mark.skipif(BWRAP is None, reason=f"no bubblewrap sandbox: {WHY_NOT}")

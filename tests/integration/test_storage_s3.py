@@ -29,8 +29,9 @@ from rgrid.errors import (
     StorageError,
     UnsafePathError,
 )
-from rgrid.infra.storage import open_storage, sha256_file
-from rgrid.infra.storage_s3 import S3Storage
+from rgrid.infra.storage import open_storage
+from rgrid.infra.storage.base import sha256_file
+from rgrid.infra.storage.s3 import S3Storage
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration

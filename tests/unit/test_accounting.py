@@ -11,16 +11,17 @@ from typing import TypeVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rgrid.infra.accounting import (
+from rgrid.infra.ledger.db import Ledger
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
+from rgrid.money.accounting import (
     POOL,
     CostReport,
     cost_report,
     execution_cost,
     group_by,
 )
-from rgrid.infra.db import Ledger
-from rgrid.infra.pricing import MICRONS_PER_EUR, amortize
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.money.pricing import MICRONS_PER_EUR, amortize
 from tests.unit.test_pricing import simulate_fleet
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from rgrid.cache import key as cache_key_module
+from rgrid.cache.key import has_no_cache_marker
 from rgrid.client import submit
 from rgrid.config import Settings
-from rgrid.infra import cache_key as cache_key_module
-from rgrid.infra.cache_key import has_no_cache_marker
 
 
 def key_of(settings: Settings, request: submit.RunRequest, cwd: Path) -> str | None:

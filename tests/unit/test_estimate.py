@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rgrid.config import Settings
-from rgrid.infra.accounting import cost_report
-from rgrid.infra.db import Ledger
-from rgrid.infra.estimate import NodeClassPrice, build_estimate, estimate, record_script_run
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.infra.ledger.db import Ledger
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
+from rgrid.money.accounting import cost_report
+from rgrid.money.estimate import NodeClassPrice, build_estimate, estimate, record_script_run
 
 T0 = datetime(2025, 6, 2, tzinfo=UTC)
 SCRIPT = "a" * 64

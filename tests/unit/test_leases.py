@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from rgrid.models import NodeLease
-from rgrid.worker.leases import LeaseBook
+from rgrid.activities.leases import LeaseBook
+from rgrid.models.node import NodeLease
 
 
 def lease(lease_id: str, expires_in_s: float = 60) -> NodeLease:

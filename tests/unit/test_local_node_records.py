@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rgrid.config import Settings
-from rgrid.infra.accounting import execution_cost
-from rgrid.infra.db import Ledger
-from rgrid.models import ExecutionStatus, NodeState, Phase
+from rgrid.infra.ledger.db import Ledger
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeState
+from rgrid.money.accounting import execution_cost
 from rgrid.worker.dev import close_local_nodes, record_local_nodes
 
 

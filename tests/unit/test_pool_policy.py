@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from rgrid.models import NodeClassConfig, NodeState, PoolNode
+from rgrid.models.pool import NodeClassConfig, NodeState, PoolNode
 from rgrid.workflows import pool_policy as policy
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)

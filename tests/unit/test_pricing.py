@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from rgrid.errors import UserInputError
-from rgrid.infra.pricing import (
+from rgrid.money.pricing import (
     MICRONS_PER_EUR,
     Allocation,
     MoneyLimit,

@@ -8,7 +8,8 @@ import pytest
 
 from rgrid.errors import NotFoundError, StorageError, UnsafePathError
 from rgrid.infra.logstore import LogChunkWriter, read_new_records
-from rgrid.infra.storage import LocalStorage, safe_relative, sha256_file
+from rgrid.infra.storage.base import safe_relative, sha256_file
+from rgrid.infra.storage.local import LocalStorage
 
 
 async def test_round_trip_and_listing(tmp_path: Path) -> None:

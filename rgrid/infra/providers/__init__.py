@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from rgrid.models import ServerChoice, ServerInfo
+from rgrid.models.pool import ServerChoice, ServerInfo
 
 # Every node rgrid creates carries these labels; a pool deletes labelled nodes it does
 # not know (orphans of a crash), so none bills forever.

@@ -31,7 +31,7 @@ from rgrid.errors import (
 )
 from rgrid.infra.providers import CreateNode, node_labels
 from rgrid.infra.providers.cloud_init import NodeBootstrap, bootstrap_from, user_data
-from rgrid.models import ServerChoice, ServerInfo
+from rgrid.models.pool import ServerChoice, ServerInfo
 
 log = structlog.get_logger()
 

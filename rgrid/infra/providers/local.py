@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rgrid.config import Settings, node_environment
 from rgrid.infra.providers import CreateNode, node_labels
-from rgrid.models import ServerInfo
+from rgrid.models.pool import ServerInfo
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from rgrid.models import Resources
+from rgrid.models.execution import Resources
 
 NODE_SUFFIXES = (".js", ".mjs", ".cjs")  # scripts run with node; everything else with python
 

@@ -25,9 +25,10 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col
 
 from rgrid.errors import NotFoundError
-from rgrid.infra.db import ExecutionRow, Ledger, as_utc
-from rgrid.infra.pricing import HOUR, HourSplit, NodeBill, SlotUsage, split_hours
-from rgrid.models import NodeRecord, Phase
+from rgrid.infra.ledger.db import ExecutionRow, Ledger, as_utc
+from rgrid.models.execution import Phase
+from rgrid.models.pool import NodeRecord
+from rgrid.money.pricing import HOUR, HourSplit, NodeBill, SlotUsage, split_hours
 
 LIFE_SEPARATOR = "@"
 POOL = "(pool)"  # idle no batch caused

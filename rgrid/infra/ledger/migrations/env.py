@@ -1,14 +1,16 @@
 """Alembic's environment: migrations always run on a connection rgrid hands over
-(see rgrid.infra.migrations.upgrade), never on a URL of their own."""
+(see rgrid.infra.ledger.migrations.upgrade), never on a URL of their own."""
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import rgrid.infra.db  # noqa: F401  (registers the tables on SQLModel.metadata)
+import rgrid.infra.ledger.db  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("rgrid's migrations run through rgrid.infra.migrations, not alembic's CLI")
+    raise RuntimeError(
+        "rgrid's migrations run through rgrid.infra.ledger.migrations, not alembic's CLI"
+    )
 
 context.configure(
     connection=connection,

@@ -1,5 +1,5 @@
 """The ledger: one row per execution, in SQLite (default) or Postgres; its schema is made
-by the migrations in rgrid.infra.migrations.
+by the migrations in rgrid.infra.ledger.migrations.
 
 Rows only move forward: a late or replayed write never takes a terminal execution back
 to a running phase.
@@ -22,8 +22,9 @@ from sqlmodel import Column, Field, SQLModel, String, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import ConfigError, NotFoundError, ServiceUnavailableError
-from rgrid.infra.migrations import head_revision, schema_revision
-from rgrid.models import ExecutionStatus, NodeRecord, NodeState, Phase
+from rgrid.infra.ledger.migrations import head_revision, schema_revision
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.pool import NodeRecord, NodeState
 
 
 class SchemaBehindError(ConfigError):
@@ -318,7 +319,7 @@ async def _ensure_schema(engine: AsyncEngine, migrate: bool) -> None:
                 f"this rgrid needs {head_revision()}",
                 "run `rgrid admin setup` (or start a worker) to migrate it",
             )
-        from rgrid.infra.migrations.runner import upgrade
+        from rgrid.infra.ledger.migrations.runner import upgrade
 
         await upgrade(engine)
     except (OSError, OperationalError, InterfaceError) as exc:

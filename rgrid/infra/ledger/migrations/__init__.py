@@ -5,7 +5,7 @@ Workers (and `rgrid admin setup`) bring the database to the newest revision unde
 start together migrate once. A ledger made before migrations existed (tables, but no
 `alembic_version`) is adopted by the first revision, which completes what it finds.
 
-Add a revision after changing a table: `python -m rgrid.infra.migrations "what changed"`.
+Add a revision after changing a table: `python -m rgrid.infra.ledger.migrations "what changed"`.
 Revision ids are sequential numbers (0001, 0002, …), the file names start with them.
 """
 

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.infra.db import CacheEntryRow, ExecutionRow, as_utc
-from rgrid.infra.storage import Storage, output_prefix
-from rgrid.models import TERMINAL_PHASES, CacheHit, ExecutionStatus, OutputFile, Phase
+from rgrid.infra.ledger.db import CacheEntryRow, ExecutionRow, as_utc
+from rgrid.infra.storage.base import Storage, output_prefix
+from rgrid.models.control import CacheHit
+from rgrid.models.execution import TERMINAL_PHASES, ExecutionStatus, OutputFile, Phase
 
 
 class ResultCache:

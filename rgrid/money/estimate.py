@@ -19,9 +19,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.config import Settings
-from rgrid.infra.db import ExecutionRow, Ledger, ScriptRunRow
-from rgrid.infra.pricing import MS_PER_HOUR
-from rgrid.models import Phase
+from rgrid.infra.ledger.db import ExecutionRow, Ledger, ScriptRunRow
+from rgrid.models.execution import Phase
+from rgrid.money.pricing import MS_PER_HOUR
 
 HISTORY_LIMIT = 200  # the newest runs say most about the script as it is now
 

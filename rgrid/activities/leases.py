@@ -1,4 +1,5 @@
-"""Node slots as leases, and the slot supplier that makes Temporal the scheduler.
+"""Node slots as leases, the slot supplier that makes Temporal the scheduler, and the
+node pool's calls about them (ping, drain).
 
 The agent's claim worker polls the shared queue only while the node has a free slot:
 its custom slot supplier blocks in `reserve_slot` until one is free. A `claim_node`
@@ -12,6 +13,7 @@ import asyncio
 import threading
 from datetime import datetime
 
+from temporalio import activity
 from temporalio.worker import (
     CustomSlotSupplier,
     SlotMarkUsedContext,
@@ -20,7 +22,8 @@ from temporalio.worker import (
     SlotReserveContext,
 )
 
-from rgrid.models import NodeLease
+from rgrid import names
+from rgrid.models.node import NodeActionInput, NodeLease, NodeLoad
 
 
 class LeaseBook:
@@ -142,3 +145,26 @@ class LeaseSlotSupplier(CustomSlotSupplier):
             self._book.unreserve()
         else:
             self._book.claim_task_done()
+
+
+class LeaseBookActivities:
+    """The node pool's calls to one node about its slots: ping (its load) and drain."""
+
+    def __init__(self, node_id: str, book: LeaseBook) -> None:
+        self._node_id = node_id
+        self._book = book
+
+    @activity.defn(name=names.PING_NODE)
+    async def ping_node(self, request: NodeActionInput) -> NodeLoad:
+        return NodeLoad(
+            node_id=self._node_id,
+            slots=self._book.slots,
+            in_use=self._book.in_use,
+            draining=self._book.draining,
+        )
+
+    @activity.defn(name=names.DRAIN_NODE)
+    async def drain_node(self, request: NodeActionInput) -> NodeLoad:
+        """Take no more claims; answers the load, so an idle node can go at once."""
+        self._book.drain()
+        return await self.ping_node(request)

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from rgrid.infra.runtime.base import NODE_SUFFIXES
-from rgrid.models import ExecutionSpec
+from rgrid.models.execution import ExecutionSpec
 
 # Bump when the parts or their meaning change: every older entry then misses.
 CACHE_SCHEMA = 1

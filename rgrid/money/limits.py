@@ -18,10 +18,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from rgrid.errors import LimitExceededError
-from rgrid.infra.accounting import CostReport, cost_report, month_start, restrict
-from rgrid.infra.db import AlertRow, Ledger, LimitRow, as_utc
-from rgrid.infra.pricing import format_microns
-from rgrid.models import LimitAlert
+from rgrid.infra.ledger.db import AlertRow, Ledger, LimitRow, as_utc
+from rgrid.models.money import LimitAlert
+from rgrid.money.accounting import CostReport, cost_report, month_start, restrict
+from rgrid.money.pricing import format_microns
 
 log = structlog.get_logger()
 

@@ -1,7 +1,7 @@
 """Write a new revision for what changed in the tables: compares a database migrated to
 the current head with SQLModel.metadata (autogenerate) and writes `versions/NNNN_*.py`.
 
-    python -m rgrid.infra.migrations "add the invoices table"
+    python -m rgrid.infra.ledger.migrations "add the invoices table"
 
 Review the file it writes; Alembic cannot see renames, nor data that must move.
 """
@@ -19,8 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from rgrid.infra.migrations import import_all_models
-from rgrid.infra.migrations.runner import alembic_config, upgrade
+from rgrid.infra.ledger.migrations import import_all_models
+from rgrid.infra.ledger.migrations.runner import alembic_config, upgrade
 
 
 def _next_id() -> str:

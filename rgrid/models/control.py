@@ -1,0 +1,65 @@
+"""What crosses the boundary to the control activities: plan, cost, record, items.
+
+Every field added later needs a default, so histories recorded by running workflows
+still decode (STYLE.md rule 1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from rgrid.models.batch import BatchItem
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, OutputFile
+from rgrid.models.node import NodeLease
+
+
+class PlanInput(BaseModel):
+    execution_id: str
+    spec: ExecutionSpec
+
+
+class CacheHit(BaseModel):
+    """A live cache entry: the successful execution whose outputs answer a cache key."""
+
+    key: str
+    execution_id: str
+    script: str = ""
+    outputs: list[OutputFile] = Field(default_factory=list)
+    size_bytes: int = 0
+    created_at: datetime
+    hits: int = 0
+
+
+class PlanResult(BaseModel):
+    estimate_microns: int = 0
+    cache_key: str | None = None  # None: the run is not cacheable
+    hit: CacheHit | None = None  # served from the cache: run nothing
+
+
+class CostInput(BaseModel):
+    lease: NodeLease
+    slot_seconds: float
+    # When the script held its slot; histories from before these fields price by seconds.
+    execution_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class CostResult(BaseModel):
+    cost_microns: int
+    provisional: bool = True
+
+
+class RecordInput(BaseModel):
+    status: ExecutionStatus
+
+
+class LoadItemsInput(BaseModel):
+    manifest_key: str
+    indices: list[int]
+
+
+class LoadItemsResult(BaseModel):
+    items: list[BatchItem]

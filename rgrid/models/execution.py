@@ -1,0 +1,122 @@
+"""What an execution is: its spec (what to run), its files and its status.
+
+Every field added later needs a default, so histories recorded by running workflows
+still decode (STYLE.md rule 1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class Phase(StrEnum):
+    """Where an execution is in its life; the last four are terminal."""
+
+    QUEUED = "queued"
+    STAGING = "staging"
+    RUNNING = "running"
+    COLLECTING = "collecting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the execution can change no more."""
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.TIMED_OUT})
+
+
+class FileRef(BaseModel):
+    """A file staged into the work dir: its relative path there and its stored content."""
+
+    name: str
+    sha256: str
+    size: int
+    executable: bool = False
+
+
+class Resources(BaseModel):
+    """Limits a run gets on its node."""
+
+    cpus: float = 1.0
+    memory_mb: int = 1024
+
+
+class ExecutionSpec(BaseModel):
+    """Everything a node needs to run one script once."""
+
+    script: FileRef
+    args: list[str] = Field(default_factory=list)
+    inputs: list[FileRef] = Field(default_factory=list)
+    runtime: str = "auto"
+    image: str | None = None
+    network: bool = True
+    requirements: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: int = 3600
+    resources: Resources = Field(default_factory=Resources)
+    tags: dict[str, str] = Field(default_factory=dict)
+    project: str = "default"
+    node_class: str = "local"
+    retries: int = 0
+    max_node_attempts: int = 3
+    queue_timeout_s: int = 3600
+    heartbeat_timeout_s: int = 30
+    batch_id: str | None = None
+    batch_item: int | None = None
+    cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
+    no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
+    pool_id: str | None = None  # the NodePoolWorkflow to wake while waiting for a slot
+
+
+class OutputFile(BaseModel):
+    """A file the script produced, stored under the execution's output prefix."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class ExecutionStatus(BaseModel):
+    """What `rgrid status` shows; the workflow's `status` query returns it."""
+
+    execution_id: str
+    phase: Phase = Phase.QUEUED
+    script: str = ""
+    args: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    project: str = "default"
+    batch_id: str | None = None
+    batch_item: int | None = None
+    node_id: str | None = None
+    runtime: str | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cost_microns: int = 0
+    error: str | None = None
+    stderr_tail: str = ""
+    outputs: list[OutputFile] = Field(default_factory=list)
+    cache_key: str | None = None  # None: not cacheable (opted out)
+    cached: bool = False  # served from the cache; ran on no node
+    cached_from: str | None = None  # the execution whose outputs a cached run returns
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the script ran, once it has started and ended."""
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class AddTagsInput(BaseModel):
+    tags: dict[str, str]
