@@ -11,38 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import json
 import os
-import resource
 import shutil
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import structlog
 from uv import find_uv_bin
 
-from rgrid.errors import DependencyInstallError, EnvironmentBroken, UserInputError
+from rgrid.errors import EnvironmentBroken, UserInputError
 from rgrid.infra.deps import layer_key
-from rgrid.infra.runtime import bounds
+from rgrid.infra.runtime import bounds, child
 from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.child import ALLOW_UNSANDBOXED, PIDS_LIMIT
 from rgrid.infra.runtime.layers import LayerStore
 from rgrid.infra.runtime.sandbox import NOBODY, WORK, probe_bwrap, sandbox_argv
 
 log = structlog.get_logger()
 
-KILL_GRACE_S = 2.0
 DRAIN_S = 1.0  # after every process of the run is dead, how long its output may trail
-PIDS_LIMIT = 256  # as the docker runtime's
 VENV = "/rgrid/venv"  # where the sandbox shows the venv layer
-PR_SET_PDEATHSIG = 1
-ALLOW_UNSANDBOXED = "RGRID_ALLOW_UNSANDBOXED"
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
@@ -81,7 +72,7 @@ class ProcessRuntime:
         self._layer_root = cache_dir / "layers"
         self._python = python
         self._cgroups = cgroups  # False: the memory monitor and rlimits, as where none is writable
-        self._layers = LayerStore(remove=_remove_dir)
+        self._layers = LayerStore(remove=child.remove_dir)
         # rgrid's own dirs: never visible in a sandbox (masked where under a system dir).
         self._hide = [cache_dir.parent, *(hide or [])]
         self._bwrap, why = probe_bwrap() if sandbox else (None, "the sandbox is turned off")
@@ -129,7 +120,7 @@ class ProcessRuntime:
 
         async with self._layers.hold(key, build, request.rebuild, request.batch_id) as version:
             venv = Path(version)
-            home = _venv_home(venv)
+            home = child.venv_home(venv)
             if home is None or not os.access(venv / "bin" / "python", os.X_OK):
                 await self._layers.discard(key, version)
                 raise EnvironmentBroken(
@@ -161,7 +152,7 @@ class ProcessRuntime:
 
         async def build() -> str:
             path = self._new_version(key)
-            await _install_npm(path, request.requirements, request.rebuild)
+            await child.install_npm(path, request.requirements, request.rebuild)
             return str(path)
 
         async with self._layers.hold(key, build, request.rebuild, request.batch_id) as version:
@@ -211,14 +202,14 @@ class ProcessRuntime:
         uv = find_uv_bin()
         try:
             # --relocatable: the sandbox binds the venv at /rgrid/venv.
-            await _check_call(
+            await child.check_call(
                 [uv, "venv", "--quiet", "--relocatable", "--python", self._python, str(path)]
             )
         except RuntimeError as exc:
             raise EnvironmentBroken(f"could not make a venv: {exc}", "see the node's log") from exc
         if requirements:
             python = str(path / "bin" / "python")
-            await _check_call(
+            await child.check_call(
                 [
                     *(uv, "pip", "install", "--quiet", "--python", python),
                     *(["--refresh"] if refresh else []),
@@ -236,16 +227,16 @@ class ProcessRuntime:
             if self._cgroups
             else None
         )
-        _give_to_nobody(request.work_dir, request.tmp_dir)
+        child.give_to_nobody(request.work_dir, request.tmp_dir)
         drop_root = False
         if self._bwrap is not None:
             command = _Command(command.inside().argv, command.inside().path_dirs, command.read_only)
         elif os.geteuid() == 0:
             needed = [request.work_dir, request.tmp_dir, Path(command.argv[0])]
             # Without a mount namespace, nobody cannot get at a dir under a private one.
-            drop_root = all(_nobody_reaches(path) for path in needed)
+            drop_root = all(child.nobody_reaches(path) for path in needed)
         if self._bwrap is None and (not self._allow_unsandboxed or not drop_root):
-            sink("err", _unsandboxed_warning(drop_root or os.geteuid() != 0))
+            sink("err", child.unsandboxed_warning(drop_root or os.geteuid() != 0))
         env = {
             "PATH": os.pathsep.join([*command.path_dirs, "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": WORK if self._bwrap else str(request.work_dir),
@@ -259,7 +250,7 @@ class ProcessRuntime:
         # RLIMIT_NPROC counts all of nobody's processes on the node: allow the run its own
         # PIDS_LIMIT on top of what nobody already runs (another run, a zombie not yet reaped).
         nproc = PIDS_LIMIT + (
-            await asyncio.to_thread(_processes_of, NOBODY) if cgroup is None else 0
+            await asyncio.to_thread(child.processes_of, NOBODY) if cgroup is None else 0
         )
         status_r, status_w = os.pipe()
         if self._bwrap is not None:
@@ -278,12 +269,12 @@ class ProcessRuntime:
             argv = command.argv
         started = time.monotonic()
         try:
-            proc, exited = await _start(
+            proc, exited = await child.start(
                 argv,
                 cwd=request.work_dir,
                 env=env,
                 pass_fds=(status_w,),
-                preexec_fn=_child_setup(request, cgroup, drop_root, nproc),
+                preexec_fn=child.child_setup(request, cgroup, drop_root, nproc),
             )
         except OSError as exc:
             os.close(status_r)
@@ -294,8 +285,8 @@ class ProcessRuntime:
             os.close(status_w)
         assert proc.stdout and proc.stderr
         pumps = [
-            asyncio.create_task(_pump(proc.stdout, "out", sink)),
-            asyncio.create_task(_pump(proc.stderr, "err", sink)),
+            asyncio.create_task(child.pump(proc.stdout, "out", sink)),
+            asyncio.create_task(child.pump(proc.stderr, "err", sink)),
         ]
         exceeded = asyncio.Event()
         watcher = asyncio.create_task(
@@ -314,16 +305,16 @@ class ProcessRuntime:
                 exceeded.set()
             # The run ends with its script: whatever it left behind is killed, so a child
             # holding stdout open cannot keep the run alive.
-            await self._kill_all(proc, exited, cgroup, marker)
+            await child.kill_run(proc, exited, cgroup, marker, self.sandboxed)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DRAIN_S):
                     await asyncio.gather(*pumps)
         finally:
             # Also on cancellation: nothing the script started may outlive the run.
-            await asyncio.shield(self._kill_all(proc, exited, cgroup, marker))
+            await asyncio.shield(child.kill_run(proc, exited, cgroup, marker, self.sandboxed))
             for task in [*pumps, watcher]:
                 task.cancel()
-            status = _read_status(status_r)
+            status = child.read_status(status_r)
         if self._bwrap is not None and "child-pid" not in status and not timed_out:
             raise EnvironmentBroken(
                 "the bubblewrap sandbox did not start", "see the run's log and the node's log"
@@ -342,212 +333,3 @@ class ProcessRuntime:
             out_of_memory=out_of_memory,
             runtime=self.name,
         )
-
-    async def _kill_all(
-        self,
-        proc: asyncio.subprocess.Process,
-        exited: asyncio.Event,
-        cgroup: bounds.RunCgroup | None,
-        marker: str,
-    ) -> None:
-        if proc.returncode is None:
-            await _kill_group(proc, exited)
-        if cgroup is not None:
-            await cgroup.kill_all()
-        elif self._bwrap is None:
-            # No cgroup and no pid namespace: find escapees (setsid, double fork) by marker.
-            for _ in range(3):
-                pids = await asyncio.to_thread(bounds.run_processes, proc.pid, marker.encode())
-                if not pids:
-                    break
-                bounds.kill_processes(pids)
-                await asyncio.sleep(0.01)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _venv_home(venv: Path) -> Path | None:
-    """The interpreter dir a venv points at (pyvenv.cfg's `home`), None if unreadable."""
-    try:
-        for line in (venv / "pyvenv.cfg").read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "home":
-                return Path(value.strip())
-    except OSError:
-        return None
-    return None
-
-
-def _unsandboxed_warning(unprivileged: bool) -> bytes:
-    """The one line a run on a node without the sandbox prints."""
-    who = "" if unprivileged else ", as root (uid 65534 cannot reach its files)"
-    return (
-        f"rgrid: warning: this node runs scripts without isolation{who}; "
-        f"set {ALLOW_UNSANDBOXED}=1 on the node to accept unsandboxed runs\n"
-    ).encode()
-
-
-def _nobody_reaches(path: Path) -> bool:
-    """True if uid 65534 can walk to `path` (and what it links to): every dir on the way
-    lets others (or nobody itself) search it."""
-    try:
-        target = path.resolve(strict=True)
-        for directory in [*reversed(target.parents), *([target] if target.is_dir() else [])]:
-            info = directory.stat()
-            mine = info.st_uid == NOBODY and info.st_mode & 0o100
-            if not (info.st_mode & 0o001 or mine):
-                return False
-    except OSError:
-        return False
-    return True
-
-
-def _give_to_nobody(*dirs: Path) -> None:
-    # When rgrid is root the script runs as nobody: it must own its work and scratch dirs.
-    if os.geteuid() != 0:
-        return
-    for root in dirs:
-        root.mkdir(parents=True, exist_ok=True)
-        os.chown(root, NOBODY, NOBODY)
-        for directory, subdirs, files in os.walk(root):
-            for name in [*subdirs, *files]:
-                os.chown(os.path.join(directory, name), NOBODY, NOBODY, follow_symlinks=False)
-
-
-def _processes_of(uid: int) -> int:
-    """How many processes run as `uid` now."""
-    count = 0
-    for entry in os.scandir("/proc"):
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and entry.stat().st_uid == uid:
-                count += 1
-    return count
-
-
-def _child_setup(  # type: ignore[no-untyped-def]
-    request: RunRequest, cgroup: bounds.RunCgroup | None, drop_root: bool, nproc: int
-):
-    memory = request.resources.memory_mb * 1024 * 1024
-    cpu_seconds = int(request.timeout_s * max(request.resources.cpus, 1)) + 5
-    root = os.geteuid() == 0
-
-    def apply() -> None:
-        # Runs in the child between fork and exec: only async-signal-safe work here.
-        # If the agent dies, the script dies with it instead of running on unowned.
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-        if cgroup is not None:
-            cgroup.attach()
-        else:
-            # No cgroup: per-process bounds (the monitor counts the whole run's memory);
-            # RLIMIT_NPROC counts nobody's processes, so only once root is dropped.
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            if root:
-                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        if drop_root and root:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
-    return apply
-
-
-def _read_status(fd: int) -> dict[str, object]:
-    """What bwrap reported on its status fd (child-pid once the sandbox stood)."""
-    status: dict[str, object] = {}
-    os.set_blocking(fd, False)
-    data = b""
-    with contextlib.suppress(BlockingIOError, OSError):
-        while chunk := os.read(fd, 65536):
-            data += chunk
-    os.close(fd)
-    for line in data.decode(errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            status.update(json.loads(line))
-    return status
-
-
-async def _remove_dir(version: str) -> None:
-    await asyncio.to_thread(shutil.rmtree, version, True)
-
-
-async def _install_npm(building: Path, requirements: list[str], refresh: bool) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise UserInputError(
-            "this node has no npm to install the script's package.json dependencies",
-            "install npm on the node, or use --runtime docker with a Node image",
-        )
-    building.mkdir(parents=True)
-    await _check_call(
-        [
-            *(npm, "install", "--prefix", str(building), "--no-audit", "--no-fund"),
-            *("--omit=dev", "--no-package-lock", "--loglevel=error"),
-            *(["--prefer-online"] if refresh else []),
-            *requirements,  # validated name@range pairs, never paths or URLs (deps.py)
-        ],
-        install_error=", ".join(requirements),
-    )
-    (building / ".complete").touch()
-
-
-async def _pump(stream: asyncio.StreamReader, name: str, sink: OutputSink) -> None:
-    while chunk := await stream.read(65536):
-        sink(name, chunk)  # type: ignore[arg-type]
-
-
-class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """Says when the process exits, whoever still holds its pipes: asyncio's own wait()
-    also waits for stdout and stderr to close, which a left-behind child can delay."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=2**16, loop=loop)
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
-
-
-async def _start(
-    argv: list[str], **kwargs: Any
-) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _ExitProtocol(loop),
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # its own session and process group
-        **kwargs,
-    )
-    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
-
-
-async def _kill_group(proc: asyncio.subprocess.Process, exited: asyncio.Event) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(KILL_GRACE_S):
-            await exited.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await exited.wait()
-
-
-async def _check_call(argv: list[str], install_error: str = "") -> None:
-    # Trust the platform's certificate store too (a node behind a TLS-inspecting proxy).
-    env = {**os.environ, "UV_SYSTEM_CERTS": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        tail = "; ".join(out.decode(errors="replace").strip().splitlines()[-3:])
-        if install_error:
-            raise DependencyInstallError(
-                f"installing {install_error} failed", tail or "see the node's log"
-            )
-        raise RuntimeError(f"{argv[0]} failed: {tail}")
