@@ -1,7 +1,8 @@
 """The result cache and in-flight dedup, through the real CLI on the embedded stack.
 
-Scripts count their own runs by appending to a file outside the work dir (the process
-runtime allows it), so "never reached a node" is observed, not inferred."""
+Scripts count their own runs by knocking at the test's counter (a TCP port of 127.0.0.1:
+the sandbox hides the test's files from them, not the loopback network), so "never
+reached a node" is observed, not inferred."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from tests.e2e.conftest import Cli
 pytestmark = pytest.mark.e2e
 
 COUNTING = """
-import os, sys
-open(os.environ["RUNS_FILE"], "a").write("run\\n")
+import os, socket, sys
+socket.create_connection(("127.0.0.1", int(os.environ["RUNS_PORT"]))).close()
 text = open(sys.argv[1]).read() if len(sys.argv) > 1 else "none"
 print("input says", text.strip())
 if text.strip() == "bad":
@@ -28,24 +29,46 @@ open("out/result.txt", "w").write(text.upper())
 """
 
 
-def counting_script(work: Path, extra: str = "") -> Path:
+class RunCounter:
+    """Counts the scripts' knocks: each waits in the listen backlog until counted, so a
+    count taken after the CLI returned has every run that happened."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self._sock.setblocking(False)
+        self.port = self._sock.getsockname()[1]
+        self._seen = 0
+
+    def runs(self) -> int:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except BlockingIOError:
+                return self._seen
+            conn.close()
+            self._seen += 1
+
+
+def counting_script(work: Path, extra: str = "") -> RunCounter:
     (work / "job.py").write_text(textwrap.dedent(COUNTING) + extra)
-    return work / "runs.txt"
+    return RunCounter()
 
 
-def runs(counter: Path) -> int:
-    return len(counter.read_text().splitlines()) if counter.exists() else 0
+def runs(counter: RunCounter) -> int:
+    return counter.runs()
 
 
 def test_an_identical_run_is_served_from_cache_without_a_node(cli: Cli, work: Path) -> None:
     counter = counting_script(work)
     (work / "in.txt").write_text("hello")
-    first = cli("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    first = cli("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work)
     assert first.code == 0, first.stderr
     first_id = first.stderr.splitlines()[0]
     shutil.rmtree(work / "outputs")
 
-    second = cli("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    second = cli("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work)
     assert second.code == 0, second.stderr
     second_id = second.stderr.splitlines()[0]
     assert runs(counter) == 1  # the script did not run again
@@ -63,10 +86,12 @@ def test_an_identical_run_is_served_from_cache_without_a_node(cli: Cli, work: Pa
     assert downloaded.code == 0, downloaded.stderr
     assert (work / "again" / "out" / "result.txt").read_text() == "HELLO"
 
-    fresh = cli("run", "--no-cache", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    fresh = cli(
+        "run", "--no-cache", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work
+    )
     assert fresh.code == 0 and runs(counter) == 2
     assert "cached:" not in fresh.stderr
-    third = cli("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt", cwd=work)
+    third = cli("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work)
     fresh_id = fresh.stderr.splitlines()[0]
     assert runs(counter) == 2 and f"same inputs as {fresh_id}" in third.stderr  # refreshed
 
@@ -74,7 +99,7 @@ def test_an_identical_run_is_served_from_cache_without_a_node(cli: Cli, work: Pa
 def test_a_changed_input_or_a_failed_run_or_a_marker_runs_again(cli: Cli, work: Path) -> None:
     counter = counting_script(work)
     (work / "in.txt").write_text("bad")
-    args = ("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    args = ("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt")
     assert cli(*args, cwd=work).code == 3
     assert cli(*args, cwd=work).code == 3  # failures are not cached
     assert runs(counter) == 2
@@ -92,7 +117,7 @@ def test_a_changed_input_or_a_failed_run_or_a_marker_runs_again(cli: Cli, work: 
 def test_outputs_gone_from_storage_force_a_real_run(cli: Cli, work: Path) -> None:
     counter = counting_script(work)
     (work / "in.txt").write_text("expiring")
-    args = ("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    args = ("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt")
     first = cli(*args, cwd=work)
     assert first.code == 0, first.stderr
     # What the retention rule does to an execution's outputs.
@@ -148,7 +173,7 @@ def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(cli: Cli, work: Path
     data.mkdir()
     for name, text in {"a.txt": "alpha", "b.txt": "bad", "c.txt": "gamma"}.items():
         (data / name).write_text(text)
-    args = ("run", "--json", "-e", f"RUNS_FILE={counter}", "job.py", "--batch", "data/*.txt")
+    args = ("run", "--json", "-e", f"RUNS_PORT={counter.port}", "job.py", "--batch", "data/*.txt")
     first = cli(*args, cwd=work)
     assert first.code != 0 and runs(counter) == 3
     (data / "b.txt").write_text("beta")
@@ -165,7 +190,7 @@ def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(cli: Cli, work: Path
 def test_cache_ls_rm_and_clear(cli: Cli, work: Path) -> None:
     counter = counting_script(work)
     (work / "in.txt").write_text("listed")
-    args = ("run", "-e", f"RUNS_FILE={counter}", "job.py", "in.txt")
+    args = ("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt")
     assert cli(*args, cwd=work).code == 0
     dry = cli("run", "--dry-run", "--json", *args[1:], cwd=work).json()
     assert isinstance(dry, dict)

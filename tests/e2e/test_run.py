@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
+import socket
 import textwrap
 import time
 from pathlib import Path
@@ -123,27 +123,30 @@ def test_cancel_stops_a_running_script_within_seconds(cli: Cli, work: Path) -> N
         work,
         "forever.py",
         """
-        import os, time
-        open(os.environ["PIDFILE"], "w").write(str(os.getpid()))
+        import os, socket, time
+        # Holds a connection to the test while it lives: the test sees it start and die.
+        alive = socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"])))
         while True:
             time.sleep(0.1)
     """,
     )
-    pidfile = work / "pid"
-    started = cli("run", "forever.py", "--detach", "-e", f"PIDFILE={pidfile}", cwd=work)
-    assert started.code == 0, started.stderr
-    execution_id = started.stdout.strip()
-    deadline = time.monotonic() + 30
-    while not pidfile.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    pid = int(pidfile.read_text())
-    began = time.monotonic()
-    cancelled = cli("cancel", execution_id)
-    assert cancelled.code == 0, cancelled.stderr
-    assert "cancelled" in cancelled.stderr
-    assert time.monotonic() - began < 10
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    with socket.socket() as gate:
+        gate.bind(("127.0.0.1", 0))
+        gate.listen()
+        gate.settimeout(60)
+        port = gate.getsockname()[1]
+        started = cli("run", "forever.py", "--detach", "-e", f"GATE_PORT={port}", cwd=work)
+        assert started.code == 0, started.stderr
+        execution_id = started.stdout.strip()
+        alive, _ = gate.accept()  # the script runs
+        cancelled = cli("cancel", execution_id)
+        assert cancelled.code == 0, cancelled.stderr
+        assert "cancelled" in cancelled.stderr
+        # By the time `rgrid cancel` returns the script is dead: its end of the
+        # connection is closed (the timeout only keeps a failure from hanging).
+        alive.settimeout(30)
+        assert alive.recv(1) == b""
+        alive.close()
     status = cli("status", execution_id, "--json")
     assert status.json()["phase"] == "cancelled"
 
@@ -260,8 +263,15 @@ def test_node_scripts_run_with_node(cli: Cli, work: Path) -> None:
     assert (work / "outputs" / "from-node.txt").read_text().startswith("v")
 
 
-def venvs(cli: Cli) -> set[str]:
-    return {p.name for p in cli.home.glob("nodes/*/cache/venvs/*") if p.is_dir()}
+def layer_versions(cli: Cli, kind: str = "venv") -> set[Path]:
+    """Every complete built version of the node's dependency layers of a kind."""
+    return {
+        v for v in cli.home.glob(f"nodes/*/cache/layers/{kind}-*/*") if (v / ".complete").exists()
+    }
+
+
+def venvs(cli: Cli) -> set[Path]:
+    return layer_versions(cli, "venv")
 
 
 def test_detected_dependencies_are_installed_once_and_reused(cli: Cli, work: Path) -> None:
@@ -299,10 +309,6 @@ def test_detected_dependencies_are_installed_once_and_reused(cli: Cli, work: Pat
     assert "hello from a sibling True" in scanned.stdout
 
 
-def built_at(layer_dirs: set[Path]) -> dict[Path, int]:
-    return {d: (d / ".complete").stat().st_mtime_ns for d in layer_dirs}
-
-
 def test_no_cache_builds_the_dependency_layer_again(cli: Cli, work: Path) -> None:
     script(
         work,
@@ -316,15 +322,15 @@ def test_no_cache_builds_the_dependency_layer_again(cli: Cli, work: Path) -> Non
     """,
     )
     assert cli("run", "fresh.py", "a", cwd=work, timeout=300).code == 0
-    layer = {d for d in cli.home.glob("nodes/*/cache/venvs/*") if "building" not in d.name}
-    before = built_at(layer)
+    before = venvs(cli)
     reused = cli("run", "fresh.py", "b", cwd=work)
-    assert reused.code == 0 and built_at(layer) == before
+    assert reused.code == 0 and venvs(cli) == before
     rebuilt = cli("run", "--no-cache", "fresh.py", "b", cwd=work, timeout=300)
     assert rebuilt.code == 0, rebuilt.stderr
     assert "six 1.16.0 ['b']" in rebuilt.stdout and "cached:" not in rebuilt.stderr
-    changed = {d for d, mtime in built_at(layer).items() if mtime != before[d]}
-    assert len(changed) == 1  # only this script's layer was built again
+    # One new version of one layer, a layer that existed: only this script's, built again.
+    (new,) = venvs(cli) - before
+    assert new.parent in {version.parent for version in before}
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="no npm on this machine")
@@ -343,12 +349,12 @@ def test_package_json_dependencies_are_installed_once_for_node_scripts(
     first = cli("run", "check.js", cwd=work, timeout=300)
     assert first.code == 0, first.stderr
     assert "cjs true" in first.stdout
-    layers = {d for d in cli.home.glob("nodes/*/cache/npm/*") if "building" not in d.name}
+    layers = layer_versions(cli, "npm")
     assert len(layers) == 1
     esm = cli("run", "check.mjs", cwd=work)
     assert esm.code == 0, esm.stderr
     assert "esm false" in esm.stdout
-    assert {d for d in cli.home.glob("nodes/*/cache/npm/*") if "building" not in d.name} == layers
+    assert layer_versions(cli, "npm") == layers
     assert not list((work / "outputs").glob("**/node_modules"))  # not taken for an output
 
 
