@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -73,6 +73,7 @@ class ExecutionWorkflow:
         self._pending_signals: list[asyncio.Future[None]] = []
         self._no_capacity: str | None = None
         self._pool_demand = False
+        self._claim_priority = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -98,11 +99,14 @@ class ExecutionWorkflow:
             project=spec.project,
             batch_id=spec.batch_id,
             batch_item=spec.batch_item,
+            node_class=spec.node_class,
+            priority=spec.priority,
             created_at=workflow.now(),
         )
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        self._claim_priority = workflow.patched("claim-priority")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -212,6 +216,11 @@ class ExecutionWorkflow:
             schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3),
+            # Temporal's matching orders the waiting claims: priority first, then a fair
+            # share per project within a priority (weights: the queue's overrides).
+            priority=Priority(priority_key=spec.priority, fairness_key=spec.project)
+            if self._claim_priority
+            else Priority.default,
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)

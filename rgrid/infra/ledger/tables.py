@@ -29,6 +29,8 @@ class ExecutionRow(SQLModel, table=True):
     project: str = Field(default="default", index=True)
     batch_id: str | None = Field(default=None, sa_column=Column(String, index=True))
     batch_item: int | None = None
+    node_class: str = "local"
+    priority: int = 3
     node_id: str | None = None
     runtime: str | None = None
     attempts: int = 0
