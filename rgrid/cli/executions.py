@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from rgrid.cli.batch import follow_batch, render_status
+from rgrid.cli.batch import follow_batch_command, render_status
 from rgrid.cli.common import with_session
 from rgrid.cli.output import (
     EXIT_RGRID_ERROR,
@@ -25,11 +24,14 @@ from rgrid.cli.output import (
     when,
     write_record,
 )
-from rgrid.cli.run import follow_execution
+from rgrid.cli.run import RunView, render_result, watched
 from rgrid.client import batch, submit
+from rgrid.client import run as client_run
+from rgrid.client.batch_run import BatchOptions
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_pairs
+from rgrid.client.run import QuietEvents, RunOptions
 from rgrid.client.session import Session
 from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
@@ -263,10 +265,8 @@ def retry(
             requeued = await batch.retry_failed(session, batch_id)
             err.print(f"{batch_id}: {requeued} failed item(s) queued again")
             items = await batch.load_items(session, batch_id)
-            live = sys.stderr.isatty() and not json_output
-            return await follow_batch(
-                session, batch_id, items, live, output_dir, flat, False, json_output
-            )
+            batch_options = BatchOptions(flat=flat, output_dir=output_dir)
+            return await follow_batch_command(session, batch_id, items, batch_options, json_output)
         assert target is not None
         previous = await (await session.ledger()).get(target)
         if previous.phase is Phase.SUCCEEDED and not force:
@@ -278,9 +278,12 @@ def retry(
         handle = await submit.start(session, spec.model_copy(update={"no_cache": force}))
         if not json_output:
             err.print(f"[bold]{handle.id}[/bold] (retry of {target})")
-        return await follow_execution(
-            session, handle.id, output_dir, False, json_output, submit.UploadReport()
-        )
+        view = RunView() if not json_output else None
+        if view is not None:
+            view.execution_id = handle.id
+        options = RunOptions(output_dir=output_dir)
+        call = client_run.follow(session, handle.id, options, view or QuietEvents())
+        return render_result(await watched(view, call), options, json_output)
 
     raise typer.Exit(with_session(body))
 
