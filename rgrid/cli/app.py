@@ -11,7 +11,22 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run
+from rgrid.cli import (
+    admin,
+    cache,
+    config_cmd,
+    cost,
+    dev,
+    download,
+    init,
+    listing,
+    logs_cmd,
+    nodes,
+    retry,
+    run,
+    status,
+)
+from rgrid.cli.options import RunCommand
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -37,14 +52,15 @@ def _global(
 
 # Options after the script are rgrid's when rgrid knows them, else the script's;
 # everything after `--` is the script's.
-app.command(context_settings={"ignore_unknown_options": True})(run.run)
-app.command()(executions.status)
-app.command()(executions.logs)
-app.command("list")(executions.list_executions)
-app.command()(executions.cancel)
-app.command()(executions.retry)
-app.command()(executions.download)
-app.command()(executions.outputs)
+# The rule for unknown ones is rgrid.cli.options.RunCommand's.
+app.command(cls=RunCommand, context_settings={"ignore_unknown_options": True})(run.run)
+app.command()(status.status)
+app.command()(logs_cmd.logs)
+app.command("list")(listing.list_executions)
+app.command()(status.cancel)
+app.command()(retry.retry)
+app.command()(download.download)
+app.command()(download.outputs)
 app.command()(config_cmd.config)
 app.command()(init.init)
 app.command()(cost.estimate)
@@ -71,18 +87,19 @@ def main() -> None:
     os._exit(code)
 
 
-def click_command() -> Callable[[], object]:
+def click_command() -> Callable[..., object]:
     """The app as the click command typer builds (about 30 ms: the command server builds
     it once, before it forks)."""
     return typer.main.get_command(app)
 
 
-def run_command(command: Callable[[], object] | None = None) -> int:
+def run_command(command: Callable[..., object] | None = None) -> int:
     """Run the command line in sys.argv; its exit code."""
     debug = os.environ.get("RGRID_DEBUG") == "1"
     logs.configure(json=False, level=10 if debug else 30)
     try:
-        (command or click_command())()
+        # The name in usage lines is the command users type, however this process started.
+        (command or click_command())(prog_name="rgrid")
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0

@@ -22,6 +22,7 @@ from rgrid.cli.common import with_session
 from rgrid.cli.output import detached_hint, err, format_cost, out, phase_text, print_json, when
 from rgrid.client import batch_run, submit
 from rgrid.client.batch_run import BatchOptions, BatchResult
+from rgrid.client.capacity import Parallelism
 from rgrid.client.session import Session
 from rgrid.models.batch import BatchItem, BatchProgress
 from rgrid.models.execution import ExecutionStatus
@@ -115,11 +116,13 @@ class BatchView:
         if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, count)
 
-    def started(self, batch_id: str, total: int, parallel: int) -> None:
+    def started(self, batch_id: str, total: int, parallelism: Parallelism) -> None:
         self._close_bar()
         self.batch_id = batch_id
         if not self.quiet:
-            err.print(f"[bold]{batch_id}[/bold]: {total} items, parallel {parallel}")
+            err.print(f"[bold]{batch_id}[/bold]: {total} items, parallel {parallelism.effective}")
+            if parallelism.reason:
+                err.print(f"[yellow]{parallelism.reason}[/yellow]")
 
     def progress(self, progress: BatchProgress) -> None:
         if not self.live:

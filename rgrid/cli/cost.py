@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from rgrid.cli.common import with_session
 from rgrid.cli.output import JsonOption, err, out, print_json, when
 from rgrid.client.batch import expand_patterns
+from rgrid.client.capacity import effective_parallel
 from rgrid.client.parse import parse_duration
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
@@ -263,6 +264,18 @@ def estimate(
     json_output: JsonOption = False,
 ) -> None:
     """Estimate what a run or batch would cost, from earlier runs of the script; starts nothing."""
+    show_estimate(script, batch_patterns, files, parallel, timeout, json_output)
+
+
+def show_estimate(
+    script: Path,
+    batch_patterns: list[str] | None,
+    files: int | None,
+    parallel: int,
+    timeout: str | None,
+    json_output: bool,
+) -> None:
+    """`rgrid estimate` and `rgrid run --estimate-cost`: at the parallelism the nodes allow."""
     if batch_patterns and files is not None:
         raise UserInputError("--batch and --files exclude each other", "pick one")
     runs = len(expand_patterns(batch_patterns, Path.cwd())) if batch_patterns else files or 1
@@ -271,10 +284,14 @@ def estimate(
     async def body(session: Session) -> None:
         from rgrid.client import money
 
-        found = await money.estimate_script(session, script, runs, parallel, timeout_s)
+        parallelism = effective_parallel(session.settings, parallel) if runs > 1 else None
+        effective = parallelism.effective if parallelism else parallel
+        found = await money.estimate_script(session, script, runs, effective, timeout_s)
         if json_output:
             print_json(found.model_dump(mode="json"))
             return
+        if parallelism is not None and parallelism.reason:
+            err.print(f"[yellow]{parallelism.reason}[/yellow]")
         render_estimate(found)
 
     with_session(body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,7 @@ import typer
 
 from rgrid.cli.batch import run_batch_command
 from rgrid.cli.common import settings, with_session
+from rgrid.cli.cost import show_estimate
 from rgrid.cli.output import (
     OutputDirOption,
     cost,
@@ -119,6 +121,14 @@ def run(
         str | None,
         typer.Option(help="Start nothing if the estimate is above this, e.g. 2.50 or €2.50."),
     ] = None,
+    estimate_cost: Annotated[
+        bool,
+        typer.Option("--estimate-cost", help="Print what it would cost; start nothing."),
+    ] = False,
+    project: Annotated[
+        str | None,
+        typer.Option(envvar="RGRID_PROJECT", help="Count the run under this project."),
+    ] = None,
 ) -> None:
     """Run a script on a node: stream its output live, then download what it wrote."""
     request = submit.RunRequest(
@@ -136,6 +146,11 @@ def run(
         retries=retries,
         no_cache=no_cache,
     )
+    if project:
+        os.environ["RGRID_PROJECT"] = project  # read with the settings, as --profile is
+    if estimate_cost:
+        show_estimate(script, batch_patterns, None, parallel, timeout, json_output)
+        return
     if dry_run:
         _print_dry_run(asyncio.run(submit.dry_run(settings(), request, Path.cwd())), json_output)
         return

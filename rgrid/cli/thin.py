@@ -34,6 +34,9 @@ class CommandRequest(TypedDict):
     cwd: str
     streams: list[int]  # which of 0, 1, 2 the descriptors stand for, in order
     fingerprint: str
+    umask: int
+    gid: int
+    groups: list[int]
 
 
 def code_fingerprint() -> str:
@@ -42,6 +45,13 @@ def code_fingerprint() -> str:
     package = Path(__file__).resolve().parent.parent
     stamps = sorted((str(p), p.stat().st_mtime_ns) for p in package.rglob("*.py"))
     return json.dumps([sys.executable, sys.version, stamps])
+
+
+def current_umask() -> int:
+    """This process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def send_message(conn: socket.socket, message: dict[str, object]) -> None:
@@ -71,6 +81,9 @@ def through_server(path: Path, answer_timeout_s: float = ANSWER_TIMEOUT_S) -> in
         "cwd": os.getcwd(),
         "streams": streams,
         "fingerprint": code_fingerprint(),
+        "umask": current_umask(),
+        "gid": os.getgid(),
+        "groups": sorted(os.getgroups()),
     }
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # The server answers at once, before the command runs: one that does not is stuck.
@@ -85,7 +98,8 @@ def through_server(path: Path, answer_timeout_s: float = ANSWER_TIMEOUT_S) -> in
         return None  # no server, a dead or stuck one, or one that went away: run it here
     if "pid" not in first:
         conn.close()
-        return None  # stale: the server runs other code than ours
+        # Stale (the server runs other code than ours), or it cannot take on our groups.
+        return None
     conn.settimeout(None)
     return _follow(conn, replies, int(first["pid"]))
 

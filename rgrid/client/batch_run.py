@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Protocol
 
 from rgrid.client import batch, submit
+from rgrid.client.capacity import Parallelism, effective_parallel
 from rgrid.client.run import before_run
 from rgrid.client.session import Session
+from rgrid.errors import UserInputError
 from rgrid.models.batch import BatchItem, BatchProgress
 from rgrid.models.execution import ExecutionStatus, Phase
 
@@ -31,7 +33,7 @@ class BatchEvents(Protocol):
     def uploaded(self, count: int) -> None:
         """`count` more items are stored."""
 
-    def started(self, batch_id: str, total: int, parallel: int) -> None:
+    def started(self, batch_id: str, total: int, parallelism: Parallelism) -> None:
         """The batch workflow runs (or, detached, has been started)."""
 
     def progress(self, progress: BatchProgress) -> None:
@@ -82,19 +84,24 @@ async def run_batch(
 ) -> BatchResult:
     """Submit a batch and, unless detached, follow it to its end."""
     runs = len(batch.expand_patterns(patterns, cwd))
-    await before_run(session, request, options.budget, events.warning, runs, options.parallel)
+    if options.parallel < 1:
+        raise UserInputError(f"--parallel {options.parallel} is not allowed", "use 1 or more")
+    # What the nodes allow is what the batch asks for, so its counts and bar are true.
+    parallelism = effective_parallel(session.settings, options.parallel)
+    parallel = parallelism.effective
+    await before_run(session, request, options.budget, events.warning, runs, parallel)
     events.uploading(runs)
     prepared = await batch.prepare(
         session,
         request,
         patterns,
-        options.parallel,
+        parallel,
         options.fail_fast,
         cwd,
         on_upload=events.uploaded,
     )
     handle = await batch.start(session, prepared.batch_id, prepared.spec)
-    events.started(handle.id, prepared.spec.total, options.parallel)
+    events.started(handle.id, prepared.spec.total, parallelism)
     if options.detach:
         return BatchResult(handle.id, prepared.spec.total, None, options.output_dir)
     return await follow_batch(session, handle.id, prepared.items, options, events)
