@@ -24,15 +24,7 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
-from rgrid.paths import data_home, xdg_dir
-
-
-def config_file_path() -> Path:
-    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
-    explicit = os.environ.get("RGRID_CONFIG")
-    if explicit:
-        return Path(explicit)
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
+from rgrid.paths import config_file_path, data_home
 
 
 def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:

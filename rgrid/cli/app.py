@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from typer import rich_utils
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from rgrid import __version__, logs
 from rgrid.cli import (
@@ -35,8 +37,14 @@ app = typer.Typer(
     help="Run scripts on rented compute: isolated, durable, priced to the micro-euro.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"rgrid {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -45,6 +53,12 @@ def _global(
         str | None,
         typer.Option(envvar="RGRID_PROFILE", help="Config profile to use (see `rgrid init`)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     if profile:
         os.environ["RGRID_PROFILE"] = profile
@@ -99,7 +113,19 @@ def run_command(command: Callable[..., object] | None = None) -> int:
     logs.configure(json=False, level=10 if debug else 30)
     try:
         # The name in usage lines is the command users type, however this process started.
-        (command or click_command())(prog_name="rgrid")
+        # Not standalone: a usage error comes here, to end in one line like any other.
+        code = (command or click_command())(prog_name="rgrid", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except NoArgsIsHelpError as exc:  # `rgrid`, `rgrid nodes`: their help, as asked
+        rich_utils.rich_format_error(exc)
+        return exc.exit_code
+    except UsageError as exc:
+        where = f"`{exc.ctx.command_path} --help`" if exc.ctx else "`rgrid --help`"
+        err.print(f"error: {exc.format_message().rstrip('.')}: see {where}", markup=False)
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 1
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0

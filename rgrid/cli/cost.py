@@ -32,15 +32,25 @@ class _CostGroup(TyperGroup):
     """`rgrid cost exec-…` / `rgrid cost batch-…` read as `rgrid cost show ID`."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        args = original_spellings(args)
         if args and args[0].startswith(("exec-", "batch-")):
             args = ["show", *args]
         return super().parse_args(ctx, args)
 
 
+def original_spellings(args: list[str]) -> list[str]:
+    """The original RGrid's `--last 7d` (our --since) and `--execution ID` (a breakdown)."""
+    if len(args) >= 2 and args[0] in ("--execution", "--batch"):
+        return ["show", args[1], *args[2:]]
+    if args and args[0].startswith(("--execution=", "--batch=")):
+        return ["show", args[0].split("=", 1)[1], *args[1:]]
+    return ["--since" if a == "--last" else a.replace("--last=", "--since=", 1) for a in args]
+
+
 app = typer.Typer(
     cls=_CostGroup,
     help="What runs cost: reports that reconcile with node bills, breakdowns, limits. "
-    "`rgrid cost exec-…` or `rgrid cost batch-…` breaks one down.",
+    "`rgrid cost exec-…` (or --execution ID) or `rgrid cost batch-…` breaks one down.",
     invoke_without_command=True,
 )
 
@@ -58,7 +68,12 @@ def parse_when(text: str, now: datetime) -> datetime:
 def report(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option(help="Start: a span back from now (7d, 24h) or a date (2026-11-01).")
+        str,
+        typer.Option(
+            "--since",
+            help="Start: a span back from now (7d, 24h) or a date (2026-11-01); "
+            "--last 7d says the same.",
+        ),
     ] = "7d",
     until: Annotated[str | None, typer.Option(help="End (a date or time); default now.")] = None,
     by: Annotated[

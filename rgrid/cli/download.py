@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -20,9 +20,6 @@ from rgrid.client.outputs import download_outputs
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
 
-if TYPE_CHECKING:
-    pass
-
 
 def download(
     execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
@@ -31,14 +28,25 @@ def download(
         bool, typer.Option("--list", help="List outputs; download nothing.")
     ] = False,
     file: Annotated[str | None, typer.Option(help="Only this output (its relative path).")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Download an execution's outputs (after `rgrid run --remote-only`, or again)."""
+
+    if execution_id.startswith("batch-"):
+        raise UserInputError(
+            f"{execution_id} is a batch; `rgrid download` takes one execution",
+            "its items' outputs come home when `rgrid run --batch` ends; "
+            "`rgrid list` shows each item's exec-… id",
+        )
 
     async def body(session: Session) -> None:
         found = await (await session.ledger()).get(execution_id)
         outputs = [o for o in found.outputs if file is None or o.path == file]
         if file is not None and not outputs:
             raise UserInputError(f"{execution_id} has no output {file!r}", "see --list")
+        if list_only and json_output:
+            print_json([o.model_dump(mode="json") for o in outputs])
+            return
         if list_only:
             for output in outputs:
                 out.print(f"{output.size:>12}  {output.path}")
@@ -49,6 +57,9 @@ def download(
         )
         for name in refused:
             err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
+        if json_output:
+            print_json({"outputs": [str(p) for p in written], "refused": refused})
+            return
         err.print(f"{len(written)} file(s) in {output_dir}/")
 
     with_session(body)

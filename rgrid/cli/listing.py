@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from rgrid.cli.common import with_session
 from rgrid.cli.output import (
@@ -15,14 +14,28 @@ from rgrid.cli.output import (
     out,
     phase_text,
     print_json,
-    when,
+    short_when,
 )
+from rgrid.cli.tables import Column, fitted_table
 from rgrid.client.parse import parse_pairs
 from rgrid.client.session import Session
 from rgrid.models.execution import Phase
 
-if TYPE_CHECKING:
-    pass
+EXECUTION_COLUMNS = [
+    Column("phase", priority=4),
+    Column("script", priority=3),
+    Column("created", priority=2),
+    Column("exit", priority=1, justify="right"),
+    Column("cost", priority=1, justify="right"),
+    Column("tags", priority=0),
+    Column("id", whole=True),  # ids are copied from here: never cut them
+]
+BATCH_COLUMNS = [
+    Column("status", priority=4),
+    Column("started", priority=2),
+    Column("closed", priority=1),
+    Column("id", whole=True),
+]
 
 
 def list_executions(
@@ -50,18 +63,19 @@ def list_executions(
         if not rows:
             err.print("no executions yet: try `rgrid run examples/hello.py`")
             return
-        table = Table("phase", "script", "created", "exit", "cost", "tags")
-        table.add_column("id", no_wrap=True)  # ids are copied from here: never cut them
-        for row in rows:
-            table.add_row(
+        rows_shown = [
+            [
                 phase_text(row.phase),
                 row.script,
-                when(row.created_at),
+                short_when(row.created_at),
                 "-" if row.exit_code is None else str(row.exit_code),
                 cost(row),
                 ", ".join(f"{k}={v}" for k, v in row.tags.items()),
                 row.execution_id,
-            )
+            ]
+            for row in rows
+        ]
+        table = fitted_table(out, EXECUTION_COLUMNS, rows_shown)
         out.print(table)
 
     with_session(body)
@@ -89,9 +103,14 @@ async def _list_batches(session: Session, limit: int, json_output: bool) -> None
     if not found:
         err.print("no batches yet: try `rgrid run SCRIPT --batch 'data/*.csv'`")
         return
-    table = Table("status", "started", "closed")
-    table.add_column("id", no_wrap=True)
-    for execution in found:
-        status = execution.status.name.lower() if execution.status else "-"
-        table.add_row(status, when(execution.start_time), when(execution.close_time), execution.id)
+    rows = [
+        [
+            execution.status.name.lower() if execution.status else "-",
+            short_when(execution.start_time),
+            short_when(execution.close_time),
+            execution.id,
+        ]
+        for execution in found
+    ]
+    table = fitted_table(out, BATCH_COLUMNS, rows)
     out.print(table)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import sys
+from typing import Annotated
 
 import typer
 
 from rgrid.cli.common import with_session
-from rgrid.cli.output import (
-    write_record,
-)
+from rgrid.cli.output import err, write_record
 from rgrid.client.session import Session
 from rgrid.client.watch import follow_logs
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
-
-if TYPE_CHECKING:
-    pass
 
 
 def logs(
@@ -31,13 +27,27 @@ def logs(
     if stdout_only and stderr_only:
         raise UserInputError("--stdout-only and --stderr-only exclude each other", "pick one")
 
+    shown_attempt = 0
+    many_attempts = False
+
     def sink(record: LogRecord) -> None:
+        nonlocal shown_attempt
         if (stdout_only and record.stream != "out") or (stderr_only and record.stream != "err"):
             return
+        if record.attempt != shown_attempt and (many_attempts or record.attempt > 1):
+            sys.stdout.flush()
+            err.print(f"[dim]── attempt {record.attempt} ──[/dim]")
+        shown_attempt = record.attempt
         write_record(record)
 
     async def body(session: Session) -> None:
-        await (await session.ledger()).get(execution_id)  # unknown ids fail clearly
-        await follow_logs(session, execution_id, sink, follow)
+        nonlocal many_attempts
+        found = await (await session.ledger()).get(execution_id)  # unknown ids fail clearly
+        many_attempts = found.attempts > 1
+        source = execution_id
+        if found.cached_from:
+            source = found.cached_from
+            err.print(f"[dim]cached: this run ran nothing; the output of {source}:[/dim]")
+        await follow_logs(session, source, sink, follow and not found.cached)
 
     with_session(body)

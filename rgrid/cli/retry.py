@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -23,9 +23,6 @@ from rgrid.client.run import QuietEvents, RunOptions
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
 from rgrid.models.execution import ExecutionSpec, Phase
-
-if TYPE_CHECKING:
-    pass
 
 
 def retry(
@@ -61,9 +58,12 @@ def retry(
                     "a batch is retried with --failed-only",
                     "to run every item again, start the batch again with `rgrid run --batch`",
                 )
+            items = await batch.load_items(session, batch_id)
+            # Only the retried items' outputs and failures are this command's news.
+            retried = await batch.failed_items(session, batch_id, items)
             requeued = await batch.retry_failed(session, batch_id)
             err.print(f"{batch_id}: {requeued} failed item(s) queued again")
-            items = await batch.load_items(session, batch_id)
+            items = retried or items
             batch_options = BatchOptions(flat=flat, output_dir=output_dir)
             return await follow_batch_command(session, batch_id, items, batch_options, json_output)
         assert target is not None

@@ -56,7 +56,9 @@ def run(
     timeout: Annotated[
         str | None, typer.Option(help="Kill the script after this long, e.g. 90s, 10m, 1h.")
     ] = None,
-    cpus: Annotated[float | None, typer.Option(help="CPUs for the script (default 1).")] = None,
+    cpus: Annotated[
+        float | None, typer.Option(min=0.01, help="CPUs for the script (default 1).")
+    ] = None,
     memory: Annotated[
         str | None, typer.Option(help="Memory limit, e.g. 512m, 2g (default 1g).")
     ] = None,
@@ -111,6 +113,12 @@ def run(
         bool,
         typer.Option("--flat", help="With --batch: one output dir, names prefixed by input stem."),
     ] = False,
+    show_output: Annotated[
+        bool,
+        typer.Option(
+            "--show-output", help="With --batch: each item's output live, prefixed by its input."
+        ),
+    ] = False,
     watch: Annotated[
         bool | None,
         typer.Option(
@@ -159,7 +167,9 @@ def run(
             parallel, fail_fast, flat, output_dir, remote_only, detach, budget
         )
         raise typer.Exit(
-            run_batch_command(request, batch_patterns, batch_options, watch, json_output)
+            run_batch_command(
+                request, batch_patterns, batch_options, watch, json_output, show_output
+            )
         )
     options = RunOptions(output_dir, remote_only, detach, budget)
     view = RunView() if not json_output else None

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TypedDict
 
-from rgrid.paths import command_server_socket, default_home
+from rgrid.paths import command_server_socket, config_file_path, default_home, stack_file
 
 MAX_REQUEST = 4 * 1024 * 1024  # argv and environment; far above any real command line
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -59,8 +59,22 @@ def send_message(conn: socket.socket, message: dict[str, object]) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
+def nothing_to_stop() -> bool:
+    """`rgrid dev stop` with no stack to stop: answered here, before the CLI's imports
+    (seconds on a loaded machine). Only where the state dir is surely the default one."""
+    if sys.argv[1:] != ["dev", "stop"] or "RGRID_PROFILE" in os.environ:
+        return False
+    config = config_file_path()
+    if config.exists() and b"home" in config.read_bytes():  # a profile may move the home
+        return False
+    return not stack_file(default_home()).exists()
+
+
 def main() -> None:
     """Run the command through the command server if possible, else in-process."""
+    if nothing_to_stop():
+        sys.stdout.write("not running\n")
+        return
     if os.environ.get("RGRID_NO_COMMAND_SERVER") != "1":
         code = through_server(command_server_socket(default_home()))
         if code is not None:

@@ -15,6 +15,7 @@ from rgrid.client.capacity import Parallelism, effective_parallel
 from rgrid.client.run import before_run
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
+from rgrid.infra.logstore import LogRecord, read_new_records
 from rgrid.models.batch import BatchItem, BatchProgress
 from rgrid.models.execution import ExecutionStatus, Phase
 
@@ -23,6 +24,7 @@ class BatchEvents(Protocol):
     """What a caller is told while a batch goes on."""
 
     wants_items: bool  # True: item_ended is called for each item as it ends
+    wants_output: bool  # True: item_output streams each item's output as it comes
 
     def warning(self, line: str) -> None:
         """A spending limit or budget note, before anything is started."""
@@ -41,6 +43,12 @@ class BatchEvents(Protocol):
 
     def item_ended(self, name: str, execution: ExecutionStatus) -> None:
         """One item's execution ended (only when wants_items)."""
+
+    def item_output(self, name: str, record: LogRecord) -> None:
+        """A chunk of one item's output (only when wants_output)."""
+
+    def item_done(self, name: str) -> None:
+        """One item's output is complete (only when wants_output)."""
 
 
 @dataclass
@@ -128,7 +136,7 @@ async def follow_batch(
 async def _follow(
     session: Session, batch_id: str, items: list[BatchItem], events: BatchEvents
 ) -> BatchProgress:
-    if not events.wants_items:
+    if not (events.wants_items or events.wants_output):
 
         async def show(progress: BatchProgress) -> None:
             events.progress(progress)
@@ -138,14 +146,26 @@ async def _follow(
     ledger = await session.ledger()
     # Items that ended before now (a retried batch's earlier tries) are not news.
     reported = {e.execution_id for e in await ledger.of_batch(batch_id) if e.phase.terminal}
+    seen: dict[str, set[str]] = {}  # execution id -> log chunks shown
 
     async def report(progress: BatchProgress) -> None:
         events.progress(progress)
         for execution in await ledger.of_batch(batch_id):
-            if execution.phase.terminal and execution.execution_id not in reported:
+            if execution.execution_id in reported or execution.batch_item is None:
+                continue
+            name = names.get(execution.batch_item, "?")
+            if events.wants_output:
+                chunks = seen.setdefault(execution.execution_id, set())
+                for record in await read_new_records(
+                    session.storage, execution.execution_id, chunks
+                ):
+                    events.item_output(name, record)
+            if execution.phase.terminal:
                 reported.add(execution.execution_id)
-                if execution.batch_item is not None:
-                    events.item_ended(names.get(execution.batch_item, "?"), execution)
+                if events.wants_output:
+                    events.item_done(name)
+                if events.wants_items:
+                    events.item_ended(name, execution)
 
     return await batch.follow(session, batch_id, report)
 
