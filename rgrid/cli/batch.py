@@ -91,7 +91,7 @@ def render_batch_result(result: BatchResult, json_output: bool) -> int:
             err.print(
                 f"[yellow]refused output {name!r}: it would leave {result.output_dir}[/yellow]"
             )
-        err.print(f"{result.batch_id}: {counts(final)}")
+        err.print(f"{result.batch_id}: {counts(final)}", soft_wrap=False)  # wraps at the width
         if result.written:
             err.print(f"{result.written} output file(s) in {result.output_dir}/")
         if result.failures:

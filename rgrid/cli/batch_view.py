@@ -130,9 +130,10 @@ class BatchView:
         self._close_bar()
         self.batch_id = batch_id
         if not self.quiet:
-            err.print(f"[bold]{batch_id}[/bold]: {total} items, parallel {parallelism.effective}")
+            header = f"[bold]{batch_id}[/bold]: {total} items, parallel {parallelism.effective}"
+            err.print(header, soft_wrap=False)
             if parallelism.reason:
-                err.print(f"[yellow]{parallelism.reason}[/yellow]")
+                err.print(f"[yellow]{parallelism.reason}[/yellow]", soft_wrap=False)
 
     def progress(self, progress: BatchProgress) -> None:
         if not self.live:

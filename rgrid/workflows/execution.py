@@ -387,11 +387,12 @@ def _node_lost(err: ActivityError) -> bool:
 
 
 def failure_text(exit_code: int | None, memory_mb: int) -> str:
-    """What a failed script's exit says; 137 is SIGKILL, which the kernel's OOM killer
-    sends when the script goes over its memory limit (the most common cause by far)."""
-    if exit_code == 137:
+    """What a failed script's exit says. SIGKILL (137 from a container, -9 from a
+    process) is what the kernel's OOM killer sends when a script goes over its memory
+    limit: by far its most common cause."""
+    if exit_code in (137, -9):
         return (
-            f"script was killed (exit code 137): most likely out of memory at its "
+            f"script was killed (exit code {exit_code}, SIGKILL): most likely out of memory at its "
             f"{memory_mb} MB limit; raise it with --memory"
         )
     return f"script exited with code {exit_code}"

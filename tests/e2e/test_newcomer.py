@@ -323,7 +323,7 @@ def test_a_killed_script_names_its_memory_limit(cli: Cli, work: Path) -> None:
     (work / "killed.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
     result = cli("run", "killed.py", "--memory", "256m", "--json", cwd=work)
     error = result.json()["error"]  # type: ignore[index]
-    assert result.json()["exit_code"] == 137, error  # type: ignore[index]
+    assert result.json()["exit_code"] in (137, -9), error  # type: ignore[index]
     assert "out of memory at its 256 MB limit" in error and "--memory" in error
 
 
