@@ -32,13 +32,6 @@ def download(
 ) -> None:
     """Download an execution's outputs (after `rgrid run --remote-only`, or again)."""
 
-    if execution_id.startswith("batch-"):
-        raise UserInputError(
-            f"{execution_id} is a batch; `rgrid download` takes one execution",
-            "its items' outputs come home when `rgrid run --batch` ends; "
-            "`rgrid list` shows each item's exec-… id",
-        )
-
     async def body(session: Session) -> None:
         found = await (await session.ledger()).get(execution_id)
         outputs = [o for o in found.outputs if file is None or o.path == file]

@@ -380,7 +380,6 @@ def test_the_original_cost_spellings_work(cli: Cli, work: Path) -> None:
     ("args", "expected"),
     [
         (["status", "batch-doesnotexist"], "no batch 'batch-doesnotexist'"),
-        (["download", "batch-doesnotexist"], "batch-doesnotexist is a batch"),
         (["run", "ok.py", "--retries", "-1"], "Invalid value for '--retries'"),
         (["run", "ok.py", "--cpus", "-1"], "Invalid value for '--cpus'"),
     ],
