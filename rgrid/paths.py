@@ -40,3 +40,10 @@ def config_file_path() -> Path:
 def stack_file(home: Path) -> Path:
     """Where a running embedded stack describes itself."""
     return home / "dev" / "stack.json"
+
+
+def current_umask() -> int:
+    """This process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

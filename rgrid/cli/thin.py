@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import TypedDict
 
-from rgrid.paths import command_server_socket, config_file_path, default_home, stack_file
+from rgrid.paths import (
+    command_server_socket,
+    config_file_path,
+    current_umask,
+    default_home,
+    stack_file,
+)
 
 MAX_REQUEST = 4 * 1024 * 1024  # argv and environment; far above any real command line
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -45,13 +51,6 @@ def code_fingerprint() -> str:
     package = Path(__file__).resolve().parent.parent
     stamps = sorted((str(p), p.stat().st_mtime_ns) for p in package.rglob("*.py"))
     return json.dumps([sys.executable, sys.version, stamps])
-
-
-def current_umask() -> int:
-    """This process's umask (reading it means setting it: set it straight back)."""
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
 
 
 def send_message(conn: socket.socket, message: dict[str, object]) -> None:
