@@ -25,7 +25,7 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
-from rgrid.paths import data_home, xdg_dir
+from rgrid.paths import config_file_path, data_home
 
 
 def _pairs(value: Any) -> Any:
@@ -47,14 +47,6 @@ def _pairs(value: Any) -> Any:
 # A project -> number mapping read from `geo=2,ml=1` (or JSON).
 ProjectNumbers = Annotated[dict[str, float], NoDecode, BeforeValidator(_pairs)]
 ProjectCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_pairs)]
-
-
-def config_file_path() -> Path:
-    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
-    explicit = os.environ.get("RGRID_CONFIG")
-    if explicit:
-        return Path(explicit)
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
 
 
 def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:

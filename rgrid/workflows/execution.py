@@ -155,7 +155,7 @@ class ExecutionWorkflow:
             self._status.phase = Phase.SUCCEEDED
         else:
             self._status.phase = Phase.FAILED
-            self._status.error = f"script exited with code {run.exit_code}"
+            self._status.error = failure_text(run.exit_code, spec.resources.memory_mb)
         await self._finish()
         if self._status.phase is not Phase.SUCCEEDED:
             # The workflow fails (red in the Web UI); the details carry the full status.
@@ -408,3 +408,15 @@ def _node_lost(err: ActivityError) -> bool:
     if isinstance(cause, TimeoutError):
         return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
     return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST
+
+
+def failure_text(exit_code: int | None, memory_mb: int) -> str:
+    """What a failed script's exit says. SIGKILL (137 from a container, -9 from a
+    process) is what the kernel's OOM killer sends when a script goes over its memory
+    limit: by far its most common cause."""
+    if exit_code in (137, -9):
+        return (
+            f"script was killed (exit code {exit_code}, SIGKILL): most likely out of memory at its "
+            f"{memory_mb} MB limit; raise it with --memory"
+        )
+    return f"script exited with code {exit_code}"
