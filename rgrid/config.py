@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
+    # Payload codec keys (`id:base64`, comma-separated, newest last); unset: the key file
+    # `codec.keys` under home, made on first use.
+    codec_key: str | None = None
 
     # Ledger and storage: unset means SQLite and a directory under `home`.
     database_url: str | None = None
@@ -226,7 +229,7 @@ class Settings(BaseSettings):
 
 
 # Settings whose values are never shown: `rgrid config` says only whether they are set.
-SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})
+SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token", "codec_key"})
 
 
 class SettingSource(BaseModel):

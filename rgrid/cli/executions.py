@@ -162,6 +162,7 @@ def list_executions(
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", "-m", help="Only with this KEY=VALUE tag.")
     ] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project's executions.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
     batches: Annotated[bool, typer.Option("--batches", help="List batches instead.")] = False,
     json_output: JsonOption = False,
@@ -173,7 +174,9 @@ def list_executions(
         if batches:
             await _list_batches(session, limit, json_output)
             return
-        rows = await (await session.ledger()).recent(limit=limit, phase=status_filter, tags=tags)
+        rows = await (await session.ledger()).recent(
+            limit=limit, phase=status_filter, tags=tags, project=project
+        )
         if json_output:
             print_json([row.model_dump(mode="json") for row in rows])
             return

@@ -45,6 +45,21 @@ def run(
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the script (repeatable).")
     ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help="Pass this variable from your environment as a secret: sealed in transit, "
+            "never shown or stored in plain text (repeatable).",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            help="The project the run counts for (RgridProject; cost, limits).",
+            envvar="RGRID_PROJECT",
+        ),
+    ] = None,
     metadata: Annotated[
         list[str] | None,
         typer.Option("--metadata", "-m", help="KEY=VALUE tag on the execution (repeatable)."),
@@ -133,6 +148,8 @@ def run(
         network=network,
         retries=retries,
         no_cache=no_cache,
+        secret_names=secret or [],
+        project=project,
     )
 
     if dry_run:
