@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     # Embedded stack.
     dev_port: int = 7233
     dev_ui_port: int | None = None
+    codec_port: int | None = None  # the codec server (default: the UI's port + 1)
     dev_ip: str = "127.0.0.1"
 
     # Nodes.
@@ -171,6 +172,11 @@ class Settings(BaseSettings):
     def effective_ui_port(self) -> int:
         """The Web UI port of the embedded server (Temporal's own default: gRPC + 1000)."""
         return self.dev_ui_port or self.dev_port + 1000
+
+    @property
+    def effective_codec_port(self) -> int:
+        """Where the codec server listens for the Web UI."""
+        return self.codec_port or self.effective_ui_port + 1
 
     @property
     def effective_database_url(self) -> str:

@@ -11,7 +11,19 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run
+from rgrid.cli import (
+    admin,
+    cache,
+    codec,
+    config_cmd,
+    cost,
+    dev,
+    executions,
+    init,
+    nodes,
+    run,
+    schema,
+)
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -48,6 +60,8 @@ app.command()(executions.outputs)
 app.command()(config_cmd.config)
 app.command()(init.init)
 app.command()(cost.estimate)
+app.command("codec-server")(codec.codec_server_command)
+app.command("schema")(schema.schema_command)
 app.add_typer(cache.app, name="cache")
 app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
