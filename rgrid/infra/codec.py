@@ -37,7 +37,7 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 KEY_FILE = "codec.keys"
 SEALED_PREFIX = "rgrid-sealed:v1:"
-MASK = "••••••"  # what the codec server shows in place of a sealed value
+MASK = "[secret]"  # what the codec server shows in place of a secret (as logs do)
 _NONCE = 12
 
 

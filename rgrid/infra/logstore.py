@@ -13,10 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from rgrid.infra.codec import MASK
 from rgrid.infra.storage.base import Storage, log_prefix
 
 Stream = Literal["out", "err"]
-REDACTED = b"[secret]"
+REDACTED = MASK.encode()  # one marker for a hidden secret, in logs and in the Web UI
 
 
 class LogRecord(BaseModel):

@@ -29,6 +29,7 @@ if CHROMIUM is None or DRIVER is None:
         allow_module_level=True,
     )
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 PAGE_WAIT_S = 90  # how long a page may take to render on a loaded machine; not asserted on
@@ -52,6 +53,7 @@ def browser() -> Iterator[Any]:
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
+    driver.set_script_timeout(60)
     try:
         yield driver
     finally:
@@ -59,12 +61,43 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# The UI shows payloads in CodeMirror views, which render only the lines in sight: scroll
+# each through, a frame at a time, and keep every line it rendered.
+_ALL_TEXT = """
+const done = arguments[arguments.length - 1];
+const frame = () => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+(async () => {
+  const parts = [document.body.innerText];
+  for (const view of document.querySelectorAll('.cm-scroller')) {
+    for (let y = 0; y <= view.scrollHeight; y += Math.max(view.clientHeight / 2, 20)) {
+      view.scrollTop = y;
+      await frame();
+      parts.push(view.innerText);
+    }
+  }
+  done(parts.join('\\n'));
+})();
+"""
+
+
+def page_text(browser: Any) -> str:
+    """Everything the page shows, payload views scrolled through."""
+    return str(browser.execute_async_script(_ALL_TEXT))
+
+
 def wait_for_text(browser: Any, *texts: str) -> str:
     """The page's text once every one of `texts` shows (the UI renders asynchronously)."""
-    WebDriverWait(browser, PAGE_WAIT_S, poll_frequency=0.5).until(
-        lambda d: all(t in d.find_element("tag name", "body").text for t in texts)
-    )
-    return str(browser.find_element("tag name", "body").text)
+    try:
+        WebDriverWait(browser, PAGE_WAIT_S, poll_frequency=0.5).until(
+            lambda d: all(t in page_text(d) for t in texts)
+        )
+    except TimeoutException:
+        shown = page_text(browser)
+        missing = [t for t in texts if t not in shown]
+        shot = Path(tempfile.gettempdir()) / f"rgrid-web-ui-{secrets.token_hex(4)}.png"
+        browser.save_screenshot(str(shot))
+        pytest.fail(f"{browser.current_url} never showed {missing} (screenshot {shot}):\n{shown}")
+    return page_text(browser)
 
 
 def listed(cli: Cli, query: str) -> list[dict[str, Any]]:
@@ -104,5 +137,5 @@ def test_the_web_ui_filters_by_project_and_shows_an_input_with_its_secret_masked
     browser.get(f"{ui}/namespaces/default/workflows/{child['workflowId']}/{child['runId']}/history")
     # The input, decoded by the codec server: the script's name and the secret's name
     # are readable, its value is masked.
-    page = wait_for_text(browser, "job.py", "API_TOKEN", "••••••")
+    page = wait_for_text(browser, "job.py", "API_TOKEN", "[secret]")
     assert token not in page and token not in browser.page_source
