@@ -16,6 +16,9 @@ def codec_server_command(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (default: the UI's port + 1).")
     ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: RGRID_DEV_IP).")
+    ] = None,
     ui_origin: Annotated[
         list[str] | None,
         typer.Option(help="The Web UI's origin, e.g. https://temporal.example (repeatable)."),
@@ -27,8 +30,11 @@ def codec_server_command(
     origins = ui_origin or codec_server.ui_origins(current)
 
     async def serve() -> None:
-        runner = await codec_server.start(current, origins=origins)
-        out.print(codec_server.codec_endpoint(current, token), markup=False)
+        runner = await codec_server.start(current, origins=origins, host=host)
+        endpoint = codec_server.codec_endpoint(current, token)
+        if host:
+            endpoint = endpoint.replace(f"//{current.dev_ip}:", f"//{host}:", 1)
+        out.print(endpoint, markup=False)
         err.print(
             "set it as the Web UI's codec endpoint; it answers only "
             + ", ".join(origins)

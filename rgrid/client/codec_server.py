@@ -24,6 +24,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from rgrid.cache.key import is_secret
 from rgrid.config import Settings
+from rgrid.errors import ConfigError
 from rgrid.infra.codec import MASK, EncryptionCodec, Keyring, is_sealed
 from rgrid.infra.temporal import keyring_of
 
@@ -154,11 +155,20 @@ def build_app(keyring: Keyring, token: str, origins: list[str]) -> web.Applicati
     return app
 
 
-async def start(settings: Settings, origins: list[str] | None = None) -> web.AppRunner:
+async def start(
+    settings: Settings, origins: list[str] | None = None, host: str | None = None
+) -> web.AppRunner:
     """Serve the codec endpoint for the settings' deployment until the runner is cleaned up."""
     app = build_app(keyring_of(settings), token_of(settings.home), origins or ui_origins(settings))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.dev_ip, settings.effective_codec_port)
-    await site.start()
+    where, port = host or settings.dev_ip, settings.effective_codec_port
+    try:
+        await web.TCPSite(runner, where, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"the codec server cannot listen on {where}:{port} ({exc.strerror})",
+            "pick a free port with --port or RGRID_CODEC_PORT",
+        ) from exc
     return runner
