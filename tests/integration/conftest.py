@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from ulid import ULID
 
+from rgrid.client.codec_server import build_app
 from rgrid.config import Settings
 from rgrid.infra.codec import CodecKey, Keyring
 from rgrid.infra.ledger.db import Ledger
@@ -27,6 +29,7 @@ from rgrid.worker.agent import build_workers
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
 from rgrid.workflows import WORKFLOWS
+from tests.conftest import free_port
 
 # The session's codec keys: the client, the workers and every test's settings share them.
 CODEC_KEYS = Keyring([CodecKey.generate()])
@@ -107,6 +110,17 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
         # The workflow id goes along: workflows derive child ids from it.
         record = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
         (HISTORIES / f"{name}.json").write_text(json.dumps(record, indent=1))
+
+
+@pytest.fixture
+async def codec_endpoint() -> AsyncIterator[str]:
+    """A codec server for the session's keys (the `temporal` CLI decodes through it)."""
+    runner = web.AppRunner(build_app(CODEC_KEYS, "test-token", []))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/test-token"
+    await runner.cleanup()
 
 
 @pytest.fixture
