@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1)
     local_hourly_price_microns: int = 0
     lease_ttl_s: int = 120
+    # A lease whose script ran outlives lease_ttl_s (the control plane may be away) until
+    # its result is taken, or nobody asked for it this long.
+    lease_abandon_s: int = 1800
 
     # Cloud nodes (RGRID_PROVIDER=hetzner): hcloud's own token variable, any compatible
     # endpoint, and the node class: `type@location` choices tried in order.

@@ -8,7 +8,9 @@ schedule-to-start or heartbeat timeout, and the attempt moves to another node.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -57,6 +59,15 @@ NODE_STEP_RETRY = RetryPolicy(
 )
 
 
+# After the script has started, a timed-out step is tried this many more times on the same
+# node before the node counts as lost: a Temporal or control-plane outage times steps out
+# too, and the node keeps the run and its result (activities/runs.py), so moving the item
+# elsewhere would run the script twice.
+SAME_NODE_RETRIES = 3
+
+T = TypeVar("T")
+
+
 class NodeLost(Exception):
     """The leased node stopped answering; the attempt must move elsewhere."""
 
@@ -68,6 +79,8 @@ class ExecutionWorkflow:
         self._pending_signals: list[asyncio.Future[None]] = []
         self._no_capacity: str | None = None
         self._pool_demand = False
+        self._same_node_first = False
+        self._cancel_is_cancel = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -98,6 +111,8 @@ class ExecutionWorkflow:
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        self._same_node_first = workflow.patched("same-node-before-lost")
+        self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -213,6 +228,8 @@ class ExecutionWorkflow:
         try:
             lease = await claim
         except ActivityError as err:
+            if self._cancel_is_cancel and isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from err  # cancelled while queued
             raise ApplicationError(
                 f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
                 type=Failure.NO_NODE_AVAILABLE,
@@ -269,29 +286,35 @@ class ExecutionWorkflow:
             self._status.phase = Phase.RUNNING
             self._status.started_at = workflow.now()
             await self._record()
-            run = await workflow.execute_activity_method(
-                NodeActivities.run_container,
-                RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=NODE_PICKUP,
-                # The runtime enforces the script's own timeout; this bounds building its env.
-                start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
-                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            run = await self._same_node(
+                spec,
+                lambda pickup: workflow.execute_activity_method(
+                    NodeActivities.run_container,
+                    RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
+                    task_queue=lease.queue,
+                    schedule_to_start_timeout=pickup,
+                    # The runtime enforces the script's own timeout; this bounds its env build.
+                    start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
+                    heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                ),
             )
             self._status.runtime = run.runtime
             self._status.phase = Phase.COLLECTING
             failed = run.timed_out or run.exit_code != 0
             if not (may_retry and failed):
                 self._report_script_done(failed)
-            outputs = await workflow.execute_activity_method(
-                NodeActivities.collect_outputs,
-                CollectOutputsInput(lease=lease, execution_id=execution_id),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=NODE_PICKUP,
-                start_to_close_timeout=timedelta(minutes=30),
-                retry_policy=NODE_STEP_RETRY,
+            outputs = await self._same_node(
+                spec,
+                lambda pickup: workflow.execute_activity_method(
+                    NodeActivities.collect_outputs,
+                    CollectOutputsInput(lease=lease, execution_id=execution_id),
+                    task_queue=lease.queue,
+                    schedule_to_start_timeout=pickup,
+                    start_to_close_timeout=timedelta(minutes=30),
+                    retry_policy=NODE_STEP_RETRY,
+                ),
             )
             return run, outputs
         except ActivityError as err:
@@ -312,6 +335,24 @@ class ExecutionWorkflow:
         except asyncio.CancelledError:
             await self._release(lease)
             raise
+
+    async def _same_node(self, spec: ExecutionSpec, step: Callable[[timedelta], Awaitable[T]]) -> T:
+        """A step after the script started, tried again on the same node when it times
+        out: the node re-attaches to the run or answers its kept result (idempotent by
+        lease), so an outage of Temporal or the control plane never reruns the script.
+        Only repeated timeouts, or the node saying it lost the lease, mean a lost node."""
+        retries = 0
+        # A node back from an outage polls again within seconds; a dead one never does.
+        repeat_pickup = timedelta(seconds=max(10, 2 * spec.heartbeat_timeout_s))
+        while True:
+            try:
+                return await step(repeat_pickup if retries else NODE_PICKUP)
+            except ActivityError as err:
+                timed_out = isinstance(err.cause, TimeoutError)
+                if not (self._same_node_first and timed_out) or retries >= SAME_NODE_RETRIES:
+                    raise
+                retries += 1
+                workflow.logger.warning("node step timed out, asking the node again: %s", err)
 
     async def _release(self, lease: NodeLease) -> None:
         """Free the slot now rather than at lease expiry; best effort, the node may be gone."""
