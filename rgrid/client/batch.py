@@ -14,10 +14,12 @@ from typing import Any
 
 from temporalio.client import (
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
@@ -190,11 +192,22 @@ async def follow(
         while not result.done():
             await on_progress(await handle.query("progress", result_type=BatchProgress))
             await asyncio.wait({result}, timeout=poll_s)
-        final = result.result()
+        try:
+            final = result.result()
+        except WorkflowFailureError as err:
+            if not isinstance(err.cause, CancelledError):
+                raise
+            final = await cancelled_progress(handle)
         await on_progress(final)
         return final
     finally:
         result.cancel()
+
+
+async def cancelled_progress(handle: WorkflowHandle[Any, BatchProgress]) -> BatchProgress:
+    """A cancelled batch's last progress (a query replays it to its cancellation)."""
+    final = await handle.query("progress", result_type=BatchProgress)
+    return final.model_copy(update={"cancelled": True, "done": True})
 
 
 def latest_per_item(executions: list[ExecutionStatus]) -> dict[int, ExecutionStatus]:
