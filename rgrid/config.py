@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
     heartbeat_timeout_s: int = 30
+    # How long the CLI retries a control plane it cannot reach before exiting 75.
+    unreachable_retry_s: float = 120.0
     batch_page_size: int = 200
     limit_check_s: float = 30.0  # how often the control worker checks spending limits
 

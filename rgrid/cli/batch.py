@@ -82,7 +82,7 @@ async def run_batch(
             Path.cwd(),
             on_upload=lambda n: bar.advance(task, n),
         )
-    handle = await batch.start(session, prepared.batch_id, prepared.spec)
+    handle = await batch.start_riding_out(session, prepared.batch_id, prepared.spec)
     if detach:
         if json_output:
             print_json({"id": handle.id, "total": prepared.spec.total})

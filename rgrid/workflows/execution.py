@@ -20,6 +20,7 @@ from temporalio.exceptions import (
     CancelledError,
     FailureError,
     TimeoutError,
+    TimeoutType,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -64,6 +65,7 @@ NODE_STEP_RETRY = RetryPolicy(
 # too, and the node keeps the run and its result (activities/runs.py), so moving the item
 # elsewhere would run the script twice.
 SAME_NODE_RETRIES = 3
+SAME_NODE_MAX_TRIES = 10
 
 T = TypeVar("T")
 
@@ -323,6 +325,9 @@ class ExecutionWorkflow:
                 await self._release(lease)
                 raise asyncio.CancelledError() from err
             if _node_lost(err):
+                if self._same_node_first:
+                    # Given up on, but perhaps alive: its kept run must not hold the slot.
+                    await self._release(lease)
                 raise NodeLost(f"{lease.node_id}: {err.cause}") from err
             await self._release(lease)
             if isinstance(err.cause, ApplicationError):
@@ -340,18 +345,23 @@ class ExecutionWorkflow:
         """A step after the script started, tried again on the same node when it times
         out: the node re-attaches to the run or answers its kept result (idempotent by
         lease), so an outage of Temporal or the control plane never reruns the script.
-        Only repeated timeouts, or the node saying it lost the lease, mean a lost node."""
-        retries = 0
+        A node that stops taking its tasks, or says it lost the lease, is a lost node."""
+        unpicked = 0  # schedule-to-start timeouts: the node did not poll
+        tries = 0
         # A node back from an outage polls again within seconds; a dead one never does.
         repeat_pickup = timedelta(seconds=max(10, 2 * spec.heartbeat_timeout_s))
         while True:
             try:
-                return await step(repeat_pickup if retries else NODE_PICKUP)
+                return await step(repeat_pickup if tries else NODE_PICKUP)
             except ActivityError as err:
-                timed_out = isinstance(err.cause, TimeoutError)
-                if not (self._same_node_first and timed_out) or retries >= SAME_NODE_RETRIES:
+                cause = err.cause
+                if not (self._same_node_first and isinstance(cause, TimeoutError)):
                     raise
-                retries += 1
+                tries += 1
+                unpicked += cause.type is TimeoutType.SCHEDULE_TO_START
+                # A node that takes the task but never heartbeats is bounded too.
+                if unpicked > SAME_NODE_RETRIES or tries > SAME_NODE_MAX_TRIES:
+                    raise
                 workflow.logger.warning("node step timed out, asking the node again: %s", err)
 
     async def _release(self, lease: NodeLease) -> None:

@@ -62,7 +62,7 @@ class RunCounter:
         with self.changed:
             self.gates.add(key)
 
-    async def wait_for(self, event: str, key: str = "", n: int = 1, timeout: float = 60) -> None:
+    async def wait_for(self, event: str, key: str = "", n: int = 1, timeout: float = 300) -> None:
         """Until `event` was reported n times (an order of events, not a clock)."""
         async with asyncio.timeout(timeout):
             while self.count(event, key) < n:
@@ -74,13 +74,14 @@ class RunCounter:
 
 SCRIPT = """\
 import sys, time, urllib.request
-base, key = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ""
+base, key = sys.argv[1], sys.argv[2].rsplit("/", 1)[-1] if len(sys.argv) > 2 else ""
 get = lambda path: urllib.request.urlopen(f"{base}/{path}/{key}", timeout=10).read()
 get("start")
 while get("gate") != b"open":
     time.sleep(0.05)
 open("result.txt", "w").write(f"done {key}\\n")
 get("end")
+sys.exit(int(sys.argv[3]) if len(sys.argv) > 3 else 0)
 # rgrid: no-cache
 """
 
@@ -94,7 +95,8 @@ class Processes:
         self.temporal: subprocess.Popen[bytes] | None = None
         self.control: subprocess.Popen[bytes] | None = None
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
+        """RGRID_* of this stack, for its processes and for a CLI pointed at it."""
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("RGRID_")}
         env.update(
@@ -128,7 +130,7 @@ class Processes:
         log = self._log("control")
         self.control = subprocess.Popen(
             [sys.executable, "-m", "tests.integration.control_process"],
-            env=self._env(),
+            env=self.env(),
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from ulid import ULID
 
@@ -22,6 +24,7 @@ from rgrid.config import Settings
 from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.node import ClaimNodeInput
 from rgrid.worker.agent import REAP_EVERY_S
 from tests.conftest import free_port
 from tests.integration.conftest import record_history
@@ -37,7 +40,7 @@ def counter() -> AsyncIterator[RunCounter]:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[tuple[Processes, Client]]:
+async def stack(tmp_path: Path) -> AsyncIterator[tuple[Processes, LocalProvider]]:
     port = free_port()
     settings = Settings(
         home=tmp_path / "home",
@@ -46,18 +49,18 @@ async def stack(tmp_path: Path) -> AsyncIterator[tuple[Processes, Client]]:
         dev_ui_port=free_port(),
         node_class=f"outage-{str(ULID()).lower()}",
         heartbeat_timeout_s=3,
-        lease_ttl_s=2,  # expires well inside the outage: the old agent reaped it there
+        lease_ttl_s=2,  # the renewal term; the claim's own term is the default's
         runtime="process",
     )
     procs = Processes(settings, tmp_path)
-    client = await procs.start_temporal()
+    await procs.start_temporal()
     await (await Ledger.open(settings.effective_database_url)).close()  # schema first
     procs.start_control()
     agents = LocalProvider(settings, tmp_path)
     settings.node_dir.mkdir(parents=True, exist_ok=True)
     agents.start_node("only-1", 1)
     try:
-        yield procs, client
+        yield procs, agents
     finally:
         agents.stop_all()
         procs.stop_all()
@@ -78,7 +81,7 @@ async def result_through_outages(
     handle: WorkflowHandle[object, ExecutionStatus],
 ) -> ExecutionStatus:
     """The final status, asking again while the server is unreachable."""
-    async with asyncio.timeout(180):
+    async with asyncio.timeout(600):
         while True:
             with contextlib.suppress(RPCError):
                 return await handle.result()
@@ -86,12 +89,15 @@ async def result_through_outages(
 
 
 def outlast_the_lease(settings: Settings) -> float:
-    """How long an outage must last for the agent's reaper to have seen the lease expire."""
-    return settings.lease_ttl_s + 2 * REAP_EVERY_S
+    """How long an outage must last for the agent's reaper to have seen the lease expire:
+    its claim's term, or the agent's renewal term, whichever is longer."""
+    return max(settings.lease_ttl_s, ClaimNodeInput(execution_id="", attempt=1).lease_ttl_s) + (
+        2 * REAP_EVERY_S
+    )
 
 
 async def test_a_script_that_ends_while_temporal_is_down_is_not_run_again(
-    stack: tuple[Processes, Client], counter: RunCounter, tmp_path: Path
+    stack: tuple[Processes, LocalProvider], counter: RunCounter, tmp_path: Path
 ) -> None:
     procs, _ = stack
     handle = await start_run(procs.settings, tmp_path, counter.url)
@@ -110,7 +116,7 @@ async def test_a_script_that_ends_while_temporal_is_down_is_not_run_again(
 
 
 async def test_a_script_that_ends_while_the_control_worker_is_dead_is_not_run_again(
-    stack: tuple[Processes, Client], counter: RunCounter, tmp_path: Path
+    stack: tuple[Processes, LocalProvider], counter: RunCounter, tmp_path: Path
 ) -> None:
     procs, _ = stack
     handle = await start_run(procs.settings, tmp_path, counter.url)
@@ -128,7 +134,7 @@ async def test_a_script_that_ends_while_the_control_worker_is_dead_is_not_run_ag
 
 
 async def test_a_script_still_running_when_temporal_returns_is_re_attached_not_rerun(
-    stack: tuple[Processes, Client], counter: RunCounter, tmp_path: Path
+    stack: tuple[Processes, LocalProvider], counter: RunCounter, tmp_path: Path
 ) -> None:
     procs, _ = stack
     handle = await start_run(procs.settings, tmp_path, counter.url)
@@ -145,3 +151,25 @@ async def test_a_script_still_running_when_temporal_returns_is_re_attached_not_r
     assert counter.count("end", "one") == 1
     assert status.attempts == 1
     assert [o.path for o in status.outputs] == ["result.txt"]
+
+
+async def test_an_agent_cut_off_past_its_heartbeat_timeout_re_attaches_to_its_running_script(
+    stack: tuple[Processes, LocalProvider], counter: RunCounter, tmp_path: Path
+) -> None:
+    procs, agents = stack
+    handle = await start_run(procs.settings, tmp_path, counter.url)
+    await counter.wait_for("start", "one")
+    # The agent freezes (its script runs on): Temporal times the attempt out and sees no
+    # heartbeat, exactly what it sees when the agent is cut off by the network.
+    os.kill(agents.pid("only-1"), signal.SIGSTOP)
+    try:
+        await asyncio.sleep(2 * procs.settings.heartbeat_timeout_s)
+    finally:
+        os.kill(agents.pid("only-1"), signal.SIGCONT)
+    counter.open_gate("one")
+    status = await result_through_outages(handle)
+    assert status.phase is Phase.SUCCEEDED
+    assert counter.count("start", "one") == 1
+    assert status.attempts == 1
+    assert [o.path for o in status.outputs] == ["result.txt"]
+    await record_history(handle, "run_step_timed_out_and_re_attached")
