@@ -31,6 +31,7 @@ from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_pairs
 from rgrid.client.session import Session
+from rgrid.client.waiting import wait_report
 from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
@@ -78,8 +79,10 @@ def status(
         expiry = outputs_expire_at(session.settings, source.finished_at)
         priced_run = await money.of_execution(session, execution_id)
         cost_text = _cost_text(found, priced_run)
+        waiting = await wait_report(session, found) if found.phase is Phase.QUEUED else None
         if json_output:
             data = found.model_dump(mode="json")
+            data["waiting"] = waiting.model_dump(mode="json") if waiting else None
             if priced_run.node_id:  # the ledger knows its node: the amortized figure
                 data["cost_microns"] = priced_run.cost_microns
             data["cost_provisional"] = priced_run.provisional or not (
@@ -111,6 +114,8 @@ def status(
             rows.append(("cached", f"outputs of {found.cached_from}; ran on no node"))
         if found.error:
             rows.append(("error", found.error))
+        if waiting is not None:
+            rows.append(("waiting", waiting.line()))
         for key, value in rows:
             table.add_row(f"[bold]{key}[/bold]", value)
         out.print(table)

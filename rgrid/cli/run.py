@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,7 @@ from rgrid.client.batch import expand_patterns
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.session import Session
+from rgrid.client.waiting import WaitReport
 from rgrid.client.watch import replay_logs, wait_for_result
 from rgrid.models.execution import ExecutionStatus, Phase
 
@@ -216,7 +218,12 @@ async def follow_execution(
 ) -> int:
     """Stream an execution's output, download its outputs, summarise; the exit code."""
     try:
-        status = await wait_for_result(session, execution_id, None if json_output else write_record)
+        status = await wait_for_result(
+            session,
+            execution_id,
+            None if json_output else write_record,
+            on_wait=None if json_output else print_wait(),
+        )
     except asyncio.CancelledError:  # Ctrl-C: the execution is durable and goes on
         err.print(detached_hint(execution_id))
         raise
@@ -244,6 +251,19 @@ async def conclude(
     else:
         _print_summary(status, local, output_dir, remote_only)
     return exit_code_for(status)
+
+
+def print_wait() -> Callable[[WaitReport], None]:
+    """Say why a run waits, once each time the reason changes."""
+    said: list[str] = []
+
+    def show(report: WaitReport) -> None:
+        line = report.line()
+        if not said or said[-1] != line:
+            said.append(line)
+            err.print(line, style="yellow", markup=False, highlight=False)
+
+    return show
 
 
 def _print_dry_run(plan: submit.DryRun, json_output: bool) -> None:

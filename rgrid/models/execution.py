@@ -109,6 +109,7 @@ class ExecutionStatus(BaseModel):
     cache_key: str | None = None  # None: not cacheable (opted out)
     cached: bool = False  # served from the cache; ran on no node
     cached_from: str | None = None  # the execution whose outputs a cached run returns
+    node_class: str | None = None  # the class it waits for or ran on (live status only)
 
     @property
     def duration_s(self) -> float | None:

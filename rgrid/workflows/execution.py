@@ -109,6 +109,7 @@ class ExecutionWorkflow:
             batch_id=spec.batch_id,
             batch_item=spec.batch_item,
             created_at=workflow.now(),
+            node_class=spec.node_class,
         )
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.

@@ -162,7 +162,8 @@ _JSON_COLUMNS = {"args": "args_json", "tags": "tags_json", "outputs": "outputs_j
 
 
 def _row_values(status: ExecutionStatus) -> dict[str, object]:
-    values = status.model_dump(exclude={"execution_id", *_JSON_COLUMNS})
+    # node_class is live status only (the workflow's query), not a column.
+    values = status.model_dump(exclude={"execution_id", "node_class", *_JSON_COLUMNS})
     values["phase"] = status.phase.value
     for field, column in _JSON_COLUMNS.items():
         values[column] = json.dumps(status.model_dump(mode="json")[field], sort_keys=True)
