@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,8 +18,6 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     FailureError,
-    TimeoutError,
-    TimeoutType,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -48,9 +45,8 @@ with workflow.unsafe.imports_passed_through():
         StageInputsInput,
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
+    from rgrid.workflows.node_steps import NODE_PICKUP, T, node_lost, on_same_node
 
-# Work pinned to a node must start promptly: a node that holds our lease polls its queue.
-NODE_PICKUP = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 NODE_STEP_RETRY = RetryPolicy(
@@ -58,16 +54,6 @@ NODE_STEP_RETRY = RetryPolicy(
     maximum_attempts=3,
     non_retryable_error_types=[Failure.USER_INPUT, Failure.UNSAFE_PATH, Failure.NOT_FOUND],
 )
-
-
-# After the script has started, a timed-out step is tried this many more times on the same
-# node before the node counts as lost: a Temporal or control-plane outage times steps out
-# too, and the node keeps the run and its result (activities/runs.py), so moving the item
-# elsewhere would run the script twice.
-SAME_NODE_RETRIES = 3
-SAME_NODE_MAX_TRIES = 10
-
-T = TypeVar("T")
 
 
 class NodeLost(Exception):
@@ -325,7 +311,7 @@ class ExecutionWorkflow:
                 # The workflow was cancelled and the node has killed the script.
                 await self._release(lease)
                 raise asyncio.CancelledError() from err
-            if _node_lost(err):
+            if node_lost(err):
                 if self._same_node_first:
                     # Given up on, but perhaps alive: its kept run must not hold the slot.
                     await self._release(lease)
@@ -343,27 +329,11 @@ class ExecutionWorkflow:
             raise
 
     async def _same_node(self, spec: ExecutionSpec, step: Callable[[timedelta], Awaitable[T]]) -> T:
-        """A step after the script started, tried again on the same node when it times
-        out: the node re-attaches to the run or answers its kept result (idempotent by
-        lease), so an outage of Temporal or the control plane never reruns the script.
-        A node that stops taking its tasks, or says it lost the lease, is a lost node."""
-        unpicked = 0  # schedule-to-start timeouts: the node did not poll
-        tries = 0
-        # A node back from an outage polls again within seconds; a dead one never does.
-        repeat_pickup = timedelta(seconds=max(10, 2 * spec.heartbeat_timeout_s))
-        while True:
-            try:
-                return await step(repeat_pickup if tries else NODE_PICKUP)
-            except ActivityError as err:
-                cause = err.cause
-                if not (self._same_node_first and isinstance(cause, TimeoutError)):
-                    raise
-                tries += 1
-                unpicked += cause.type is TimeoutType.SCHEDULE_TO_START
-                # A node that takes the task but never heartbeats is bounded too.
-                if unpicked > SAME_NODE_RETRIES or tries > SAME_NODE_MAX_TRIES:
-                    raise
-                workflow.logger.warning("node step timed out, asking the node again: %s", err)
+        """A step after the script started: asked of the same node again when it times
+        out (node_steps.py), in histories that have the patch."""
+        if not self._same_node_first:
+            return await step(NODE_PICKUP)
+        return await on_same_node(step, spec.heartbeat_timeout_s)
 
     async def _release(self, lease: NodeLease) -> None:
         """Free the slot now rather than at lease expiry; best effort, the node may be gone."""
@@ -429,10 +399,3 @@ class ExecutionWorkflow:
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
-
-
-def _node_lost(err: ActivityError) -> bool:
-    cause = err.cause
-    if isinstance(cause, TimeoutError):
-        return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
-    return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST
