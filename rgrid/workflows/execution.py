@@ -45,7 +45,13 @@ with workflow.unsafe.imports_passed_through():
         StageInputsInput,
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
-    from rgrid.workflows.node_steps import NODE_PICKUP, T, node_lost, on_same_node
+    from rgrid.workflows.node_steps import (
+        NODE_PICKUP,
+        T,
+        environment_broken,
+        node_lost,
+        on_same_node,
+    )
 
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
@@ -58,6 +64,11 @@ NODE_STEP_RETRY = RetryPolicy(
 
 class NodeLost(Exception):
     """The leased node stopped answering; the attempt must move elsewhere."""
+
+
+class EnvironmentLost(NodeLost):
+    """rgrid's environment on the node failed before the script started (EnvironmentBroken):
+    an infrastructure fault, retried and counted like a lost node."""
 
 
 @workflow.defn(name="ExecutionWorkflow")
@@ -316,6 +327,11 @@ class ExecutionWorkflow:
                     # Given up on, but perhaps alive: its kept run must not hold the slot.
                     await self._release(lease)
                 raise NodeLost(f"{lease.node_id}: {err.cause}") from err
+            # Asked only on this failure, which only newer nodes report: older histories
+            # never reach it, and a running workflow that did keeps its old outcome.
+            if environment_broken(err) and workflow.patched("environment-broken-retry"):
+                await self._release(lease)  # the node is fine; its slot is free again
+                raise EnvironmentLost(f"{lease.node_id}: {err.cause}") from err
             await self._release(lease)
             if isinstance(err.cause, ApplicationError):
                 raise ApplicationError(

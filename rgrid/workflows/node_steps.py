@@ -53,3 +53,9 @@ def node_lost(err: ActivityError) -> bool:
     if isinstance(cause, TimeoutError):
         return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
     return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST
+
+
+def environment_broken(err: ActivityError) -> bool:
+    """rgrid's environment on the node failed before the script ran (EnvironmentBroken)."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == Failure.ENVIRONMENT_BROKEN
