@@ -31,10 +31,11 @@ from rgrid.cli import (
     run,
     schema,
     status,
+    watch,
 )
 from rgrid.cli.options import RunCommand
-from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
-from rgrid.errors import RgridError
+from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
+from rgrid.errors import ControlPlaneUnreachableError, RgridError
 
 app = typer.Typer(
     name="rgrid",
@@ -76,6 +77,7 @@ app.command()(status.status)
 app.command()(logs_cmd.logs)
 app.command("list")(listing.list_executions)
 app.command()(cancel.cancel)
+app.command()(watch.watch)
 app.command()(retry.retry)
 app.command()(download.download)
 app.command()(download.outputs)
@@ -142,7 +144,10 @@ def run_command(command: Callable[..., object] | None = None) -> int:
         if debug:
             traceback.print_exc()
         err.print(f"[red]error:[/red] {exc.one_line()}", markup=True, highlight=False)
-        return EXIT_RGRID_ERROR
+        # A control plane away for the whole retry budget is temporary: EX_TEMPFAIL.
+        return (
+            EXIT_UNREACHABLE if isinstance(exc, ControlPlaneUnreachableError) else EXIT_RGRID_ERROR
+        )
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_CANCELLED

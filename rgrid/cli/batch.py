@@ -9,7 +9,7 @@ from rich.table import Table
 
 from rgrid.cli.batch_view import BatchView, counts, live_display
 from rgrid.cli.common import with_session
-from rgrid.cli.output import err, out, print_json, when
+from rgrid.cli.output import EXIT_CANCELLED, err, out, print_json, when
 from rgrid.cli.tables import Column, fitted_table
 from rgrid.client import batch_run, submit
 from rgrid.client.batch_run import BatchOptions, BatchResult
@@ -91,11 +91,14 @@ def render_batch_result(result: BatchResult, json_output: bool) -> int:
             err.print(
                 f"[yellow]refused output {name!r}: it would leave {result.output_dir}[/yellow]"
             )
-        err.print(f"{result.batch_id}: {counts(final)}", soft_wrap=False)  # wraps at the width
+        state = "cancelled: " if final.cancelled else ""
+        err.print(f"{result.batch_id}: {state}{counts(final)}", soft_wrap=False)
         if result.written:
             err.print(f"{result.written} output file(s) in {result.output_dir}/")
         if result.failures:
             err.print(_failure_table(result.failures))
+    if final.cancelled:
+        return EXIT_CANCELLED
     return 1 if result.failed else 0
 
 

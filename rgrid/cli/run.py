@@ -32,6 +32,7 @@ from rgrid.client.batch_run import BatchOptions
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.run import QuietEvents, RunOptions, RunResult
 from rgrid.client.session import Session
+from rgrid.client.waiting import WaitReport
 from rgrid.infra.logstore import LogRecord
 from rgrid.models.execution import Phase
 
@@ -206,6 +207,7 @@ class RunView:
 
     def __init__(self) -> None:
         self.execution_id: str | None = None
+        self._last_wait: str | None = None
 
     def warning(self, line: str) -> None:
         err.print(f"[yellow]{line}[/yellow]")
@@ -221,6 +223,13 @@ class RunView:
 
     def record(self, record: LogRecord) -> None:
         write_record(record)
+
+    def waiting(self, report: WaitReport) -> None:
+        """Say why the run waits, each time the reason changes."""
+        line = report.line()
+        if line != self._last_wait:
+            self._last_wait = line
+            err.print(line, style="yellow", markup=False, highlight=False)
 
 
 class _Warnings(QuietEvents):

@@ -21,9 +21,10 @@ from rgrid.cli.output import (
 )
 from rgrid.client import batch, queue
 from rgrid.client.session import Session
+from rgrid.client.waiting import wait_report
 from rgrid.client.watch import current_status
 from rgrid.infra.retention import outputs_expire_at
-from rgrid.models.execution import ExecutionStatus
+from rgrid.models.execution import ExecutionStatus, Phase
 
 if TYPE_CHECKING:
     from rgrid.money.report import ExecutionCost
@@ -66,6 +67,7 @@ def status(
         priced_run = await money.of_execution(session, execution_id)
         cost_text = _cost_text(found, priced_run)
         place = await queue.standing(session, found)
+        waiting = await wait_report(session, found) if found.phase is Phase.QUEUED else None
         if json_output:
             data = found.model_dump(mode="json")
             if priced_run.node_id:  # the ledger knows its node: the amortized figure
@@ -75,6 +77,7 @@ def status(
             )
             data["outputs_expire_at"] = expiry
             data["queue"] = place.model_dump() if place else None
+            data["waiting"] = waiting.model_dump(mode="json") if waiting else None
             print_json(data)
             return
         table = Table(show_header=False, box=None)
@@ -103,6 +106,8 @@ def status(
             rows.append(("cached", f"outputs of {found.cached_from}; ran on no node"))
         if found.error:
             rows.append(("error", found.error))
+        if waiting is not None:
+            rows.append(("waiting", waiting.line()))
         for key, value in rows:
             table.add_row(f"[bold]{key}[/bold]", value)
         out.print(table)

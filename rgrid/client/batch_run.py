@@ -108,7 +108,7 @@ async def run_batch(
         cwd,
         on_upload=events.uploaded,
     )
-    handle = await batch.start(session, prepared.batch_id, prepared.spec)
+    handle = await batch.start_riding_out(session, prepared.batch_id, prepared.spec)
     events.started(handle.id, prepared.spec.total, parallelism)
     if options.detach:
         return BatchResult(handle.id, prepared.spec.total, None, options.output_dir)

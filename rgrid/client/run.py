@@ -14,6 +14,7 @@ from typing import Protocol
 from rgrid.client import submit
 from rgrid.client.outputs import download_outputs
 from rgrid.client.session import Session
+from rgrid.client.waiting import WaitReport
 from rgrid.client.watch import replay_logs, wait_for_result
 from rgrid.infra.logstore import LogRecord
 from rgrid.models.execution import ExecutionStatus
@@ -33,6 +34,9 @@ class RunEvents(Protocol):
     def record(self, record: LogRecord) -> None:
         """One chunk of the script's output, as it arrives."""
 
+    def waiting(self, report: WaitReport) -> None:
+        """The run still waits for a node: where it stands and why (every few seconds)."""
+
 
 class QuietEvents:
     """Shows nothing: for --json and for programs."""
@@ -46,6 +50,9 @@ class QuietEvents:
         pass
 
     def record(self, record: LogRecord) -> None:
+        pass
+
+    def waiting(self, report: WaitReport) -> None:
         pass
 
 
@@ -106,7 +113,7 @@ async def run(
     await before_run(session, request, options.budget, events.warning)
     spec, report = await submit.prepare(session, request, cwd)
     cached = await submit.serve_from_cache(session, spec)
-    execution_id = cached.execution_id if cached else (await submit.start(session, spec)).id
+    execution_id = cached.execution_id if cached else await submit.start_riding_out(session, spec)
     if options.detach:
         phase = cached.phase.value if cached else "queued"
         return RunResult(execution_id, None, report, detached_phase=phase)
@@ -127,7 +134,7 @@ async def follow(
 ) -> RunResult:
     """Stream an execution's output until it ends, then conclude it."""
     sink = events.record if events.wants_output else None
-    status = await wait_for_result(session, execution_id, sink)
+    status = await wait_for_result(session, execution_id, sink, on_wait=events.waiting)
     return await conclude(session, status, options, report or submit.UploadReport())
 
 

@@ -61,6 +61,7 @@ def build_workers(
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
         keyring=keyring_of(settings),
+        abandon_s=settings.lease_abandon_s,
     )
     control = LeaseBookActivities(node_id, book)
     fixed = FixedSizeSlotSupplier(4)

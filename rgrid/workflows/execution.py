@@ -8,6 +8,7 @@ schedule-to-start or heartbeat timeout, and the attempt moves to another node.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -17,7 +18,6 @@ from temporalio.exceptions import (
     ApplicationError,
     CancelledError,
     FailureError,
-    TimeoutError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -46,9 +46,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
     from rgrid.workflows import visibility
+    from rgrid.workflows.node_steps import (
+        NODE_PICKUP,
+        T,
+        environment_broken,
+        node_lost,
+        on_same_node,
+    )
 
-# Work pinned to a node must start promptly: a node that holds our lease polls its queue.
-NODE_PICKUP = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 NODE_STEP_RETRY = RetryPolicy(
@@ -76,6 +81,8 @@ class ExecutionWorkflow:
         self._pool_demand = False
         self._claim_priority = False
         self._visible = False  # sets its own search attributes (histories from before don't)
+        self._same_node_first = False
+        self._cancel_is_cancel = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -114,6 +121,8 @@ class ExecutionWorkflow:
         self._visible = workflow.patched(visibility.VISIBLE)
         if self._visible:
             visibility.upsert_run(spec)
+        self._same_node_first = workflow.patched("same-node-before-lost")
+        self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -236,6 +245,8 @@ class ExecutionWorkflow:
         try:
             lease = await claim
         except ActivityError as err:
+            if self._cancel_is_cancel and isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from err  # cancelled while queued
             raise ApplicationError(
                 f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
                 type=Failure.NO_NODE_AVAILABLE,
@@ -296,16 +307,19 @@ class ExecutionWorkflow:
             self._status.phase = Phase.RUNNING
             self._status.started_at = workflow.now()
             await self._record()
-            run = await workflow.execute_activity_method(
-                NodeActivities.run_container,
-                RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=NODE_PICKUP,
-                # The runtime enforces the script's own timeout; this bounds building its env.
-                start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
-                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            run = await self._same_node(
+                spec,
+                lambda pickup: workflow.execute_activity_method(
+                    NodeActivities.run_container,
+                    RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
+                    task_queue=lease.queue,
+                    schedule_to_start_timeout=pickup,
+                    # The runtime enforces the script's own timeout; this bounds its env build.
+                    start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
+                    heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                ),
             )
             self._status.runtime = run.runtime
             self._status.phase = Phase.COLLECTING
@@ -315,13 +329,16 @@ class ExecutionWorkflow:
             failed = run.timed_out or run.exit_code != 0
             if not (may_retry and failed):
                 self._report_script_done(failed)
-            outputs = await workflow.execute_activity_method(
-                NodeActivities.collect_outputs,
-                CollectOutputsInput(lease=lease, execution_id=execution_id),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=NODE_PICKUP,
-                start_to_close_timeout=timedelta(minutes=30),
-                retry_policy=NODE_STEP_RETRY,
+            outputs = await self._same_node(
+                spec,
+                lambda pickup: workflow.execute_activity_method(
+                    NodeActivities.collect_outputs,
+                    CollectOutputsInput(lease=lease, execution_id=execution_id),
+                    task_queue=lease.queue,
+                    schedule_to_start_timeout=pickup,
+                    start_to_close_timeout=timedelta(minutes=30),
+                    retry_policy=NODE_STEP_RETRY,
+                ),
             )
             return run, outputs
         except ActivityError as err:
@@ -329,11 +346,14 @@ class ExecutionWorkflow:
                 # The workflow was cancelled and the node has killed the script.
                 await self._release(lease)
                 raise asyncio.CancelledError() from err
-            if _node_lost(err):
+            if node_lost(err):
+                if self._same_node_first:
+                    # Given up on, but perhaps alive: its kept run must not hold the slot.
+                    await self._release(lease)
                 raise NodeLost(f"{lease.node_id}: {err.cause}") from err
             # Asked only on this failure, which only newer nodes report: older histories
             # never reach it, and a running workflow that did keeps its old outcome.
-            if _environment_broken(err) and workflow.patched("environment-broken-retry"):
+            if environment_broken(err) and workflow.patched("environment-broken-retry"):
                 await self._release(lease)  # the node is fine; its slot is free again
                 raise EnvironmentLost(f"{lease.node_id}: {err.cause}") from err
             await self._release(lease)
@@ -347,6 +367,13 @@ class ExecutionWorkflow:
         except asyncio.CancelledError:
             await self._release(lease)
             raise
+
+    async def _same_node(self, spec: ExecutionSpec, step: Callable[[timedelta], Awaitable[T]]) -> T:
+        """A step after the script started: asked of the same node again when it times
+        out (node_steps.py), in histories that have the patch."""
+        if not self._same_node_first:
+            return await step(NODE_PICKUP)
+        return await on_same_node(step, spec.heartbeat_timeout_s)
 
     async def _release(self, lease: NodeLease) -> None:
         """Free the slot now rather than at lease expiry; best effort, the node may be gone."""
@@ -417,15 +444,3 @@ class ExecutionWorkflow:
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
-
-
-def _environment_broken(err: ActivityError) -> bool:
-    cause = err.cause
-    return isinstance(cause, ApplicationError) and cause.type == Failure.ENVIRONMENT_BROKEN
-
-
-def _node_lost(err: ActivityError) -> bool:
-    cause = err.cause
-    if isinstance(cause, TimeoutError):
-        return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
-    return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST
