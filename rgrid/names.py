@@ -41,3 +41,7 @@ def node_queue(node_id: str) -> str:
 PROJECT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridProject")
 SCRIPT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridScript")
 BATCH_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridBatchId")
+
+# The control plane's singletons: one per namespace, however many control workers run.
+LIMIT_WATCH_ID = "limit-watch"
+CHECK_LIMITS = "check_limits"

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run
+from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run, worker
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -53,6 +53,7 @@ app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(worker.app, name="worker")
 
 
 @app.command()

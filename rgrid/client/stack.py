@@ -5,18 +5,22 @@ Kept apart from rgrid.worker.dev so a CLI command pays none of the worker's impo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from rgrid.config import Settings
 from rgrid.errors import EmbeddedStackError
+from rgrid.infra import processes
+from rgrid.models.stack import SupervisorState
 
 START_TIMEOUT_S = 60.0
 
@@ -34,6 +38,52 @@ class StackInfo(BaseModel):
 def stack_file(settings: Settings) -> Path:
     """Where a running stack describes itself."""
     return settings.dev_dir / "stack.json"
+
+
+def children_file(settings: Settings) -> Path:
+    """Where the stack's supervisor records its children (pids, start times, exits)."""
+    return settings.dev_dir / "children.json"
+
+
+def make_private(settings: Settings) -> None:
+    """rgrid's data dir and the stack's dir are the user's alone (0700), and so are the
+    databases already in them (0600)."""
+    for path in (settings.home, settings.dev_dir):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+    # New files are private by the stack's umask (SQLite gives -wal and -shm files the
+    # mode of their database); these may predate it.
+    for db in (settings.home / "ledger.db", settings.dev_dir / "temporal.db"):
+        with contextlib.suppress(FileNotFoundError):
+            db.chmod(0o600)
+
+
+def read_children(settings: Settings) -> SupervisorState | None:
+    """The supervisor's record of its children, or None if there is none readable."""
+    try:
+        return SupervisorState.model_validate_json(children_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def end_recorded(path: Path) -> list[str]:
+    """End every process recorded in `path` that still runs (the same pid and start
+    time): the supervisor first, so it restarts nothing, then each child's process
+    group. The names of those ended."""
+    try:
+        state = SupervisorState.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return []
+    refs = [("supervisor", state.supervisor)]
+    refs += [(c.name, c.process) for c in state.children if c.process is not None]
+    ended = []
+    for name, ref in refs:
+        if processes.is_same(ref.pid, ref.start_ticks):
+            processes.kill_group(ref.pid)
+            processes.wait_gone(partial(processes.is_same, ref.pid, ref.start_ticks), 10)
+            ended.append(name)
+    path.unlink(missing_ok=True)
+    return ended
 
 
 def port_free(ip: str, port: int) -> bool:
@@ -80,10 +130,13 @@ def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> Stac
     running = read_stack(settings)
     if running is not None:
         return running
+    make_private(settings)
+    # A supervisor that was killed leaves nothing running (its children have a parent-
+    # death signal), but what its record names and still runs is ended here.
+    end_recorded(children_file(settings))
     check_ports(settings)
-    settings.dev_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.dev_dir / "stack.log"
-    with log_path.open("ab") as log_file:
+    with open(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rgrid.worker.dev"],
             stdout=log_file,
@@ -109,11 +162,11 @@ def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> Stac
     )
 
 
-def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
-    """Stop the running stack; False if none was running."""
+def stop_stack(settings: Settings, timeout_s: float = 60.0) -> bool:
+    """Stop the running stack (or end what a killed one left); False if nothing ran."""
     info = read_stack(settings)
     if info is None:
-        return False
+        return bool(end_recorded(children_file(settings)))
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -124,6 +177,7 @@ def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
         time.sleep(0.1)
     else:
         os.killpg(info.pid, signal.SIGKILL)
+        end_recorded(children_file(settings))
     stack_file(settings).unlink(missing_ok=True)
     return True
 

@@ -68,6 +68,7 @@ class ExecutionWorkflow:
         self._pending_signals: list[asyncio.Future[None]] = []
         self._no_capacity: str | None = None
         self._pool_demand = False
+        self._no_node_fails = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -79,7 +80,8 @@ class ExecutionWorkflow:
 
     @workflow.signal(name="no_capacity")
     def no_capacity(self, request: NoCapacity) -> None:
-        # From the node pool: no node exists or can be made; fail instead of waiting.
+        # From the node pool (no node exists or can be made) or the embedded stack's
+        # supervisor (every local agent keeps exiting): fail instead of waiting.
         self._no_capacity = request.message
 
     @workflow.run
@@ -98,6 +100,8 @@ class ExecutionWorkflow:
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        # Fixed nodes: the embedded stack's supervisor says (no_capacity) when it gave up.
+        self._no_node_fails = spec.pool_id is None and workflow.patched("no-node-fails-fast")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -210,6 +214,16 @@ class ExecutionWorkflow:
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
+        elif self._no_node_fails:
+            self._no_capacity = None  # the supervisor repeats it while no node lives
+            await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
+            if not claim.done():
+                claim.cancel()
+                raise ApplicationError(
+                    f"no {spec.node_class!r} node is alive: {self._no_capacity}",
+                    type=Failure.NO_NODE_AVAILABLE,
+                    non_retryable=True,
+                )
         try:
             lease = await claim
         except ActivityError as err:
