@@ -22,7 +22,9 @@ from rgrid.errors import EmbeddedStackError
 from rgrid.infra import processes
 from rgrid.models.stack import SupervisorState
 
-START_TIMEOUT_S = 60.0
+# Temporal and the control worker answer in seconds on an idle machine; a loaded one
+# (CI, a laptop building something) can take a minute or more.
+START_TIMEOUT_S = 150.0
 
 
 class StackInfo(BaseModel):
@@ -125,7 +127,7 @@ def read_stack(settings: Settings) -> StackInfo | None:
     return info
 
 
-def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> StackInfo:
+def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S + 15) -> StackInfo:
     """Start the stack in the background (or return the running one) and wait until ready."""
     running = read_stack(settings)
     if running is not None:

@@ -222,11 +222,12 @@ async def serve(settings: Settings) -> None:
     probes = StackProbes(settings, health_port)
     supervisor = Supervisor(stack_children(settings, probes, health_port), children_file(settings))
     node_ids = local_node_ids(settings)
-    lives = await _open_lives(settings, node_ids)
     stop = stop_event()
     supervisor.start_all()
     watching = asyncio.create_task(supervisor.run(stop))
+    lives: list[NodeRecord] = []
     try:
+        lives = await _open_lives(settings, node_ids)  # while the children start
         await _wait_ready(settings, supervisor)
         info = StackInfo(
             pid=os.getpid(),

@@ -67,7 +67,15 @@ class _Child:
 class Supervisor:
     """Runs children until stopped; its state file says how each one is doing."""
 
-    def __init__(self, specs: list[ChildSpec], state_path: Path) -> None:
+    def __init__(
+        self,
+        specs: list[ChildSpec],
+        state_path: Path,
+        budget: int = RESTART_BUDGET,
+        backoff_first_s: float = BACKOFF_FIRST_S,
+    ) -> None:
+        self._budget = budget
+        self._backoff_first_s = backoff_first_s
         self._children = [
             _Child(spec, ChildStatus(name=spec.name, kind=spec.kind, log=str(spec.log)))
             for spec in specs
@@ -183,11 +191,11 @@ class Supervisor:
         child.exits.append(now)
         while child.exits and now - child.exits[0] > RESTART_WINDOW_S:
             child.exits.popleft()
-        if len(child.exits) > RESTART_BUDGET:
+        if len(child.exits) > self._budget:
             child.status.state = ChildState.GAVE_UP
             log.error("child_gave_up", child=child.spec.name, exit_code=code)
             return True
-        delay = min(BACKOFF_FIRST_S * 2 ** (child.streak - 1), BACKOFF_MAX_S)
+        delay = min(self._backoff_first_s * 2 ** (child.streak - 1), BACKOFF_MAX_S)
         child.next_start = now + delay
         child.status.state = ChildState.BACKOFF
         log.warning("child_exited", child=child.spec.name, exit_code=code, restart_in_s=delay)
