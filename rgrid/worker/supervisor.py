@@ -28,7 +28,7 @@ from rgrid.models.stack import ChildState, ChildStatus, ProcessRef, SupervisorSt
 
 log = structlog.get_logger()
 
-RESTART_BUDGET = 5  # restarts allowed per child within RESTART_WINDOW_S
+RESTART_BUDGET = 5  # restarts per child within RESTART_WINDOW_S, or in a row
 RESTART_WINDOW_S = 60.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
@@ -191,7 +191,9 @@ class Supervisor:
         child.exits.append(now)
         while child.exits and now - child.exits[0] > RESTART_WINDOW_S:
             child.exits.popleft()
-        if len(child.exits) > self._budget:
+        # Spent: too many exits in the window, or in a row without one stable run (a
+        # process that takes long to crash, on a loaded machine, never fills a window).
+        if len(child.exits) > self._budget or child.streak > self._budget:
             child.status.state = ChildState.GAVE_UP
             log.error("child_gave_up", child=child.spec.name, exit_code=code)
             return True
