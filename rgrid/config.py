@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1)
     local_hourly_price_microns: int = 0
     lease_ttl_s: int = 120
+    # A lease whose script ran outlives lease_ttl_s (the control plane may be away) until
+    # its result is taken, or nobody asked for it this long.
+    lease_abandon_s: int = 1800
 
     # Cloud nodes (RGRID_PROVIDER=hetzner): hcloud's own token variable, any compatible
     # endpoint, and the node class: `type@location` choices tried in order.
@@ -134,6 +137,8 @@ class Settings(BaseSettings):
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
     heartbeat_timeout_s: int = 30
+    # How long the CLI retries a control plane it cannot reach before exiting 75.
+    unreachable_retry_s: float = 120.0
     batch_page_size: int = 200
     limit_check_s: float = 30.0  # how often the control worker checks spending limits
 

@@ -11,9 +11,21 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run, worker
-from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
-from rgrid.errors import RgridError
+from rgrid.cli import (
+    admin,
+    cache,
+    config_cmd,
+    cost,
+    dev,
+    executions,
+    init,
+    nodes,
+    run,
+    watch,
+    worker,
+)
+from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
+from rgrid.errors import ControlPlaneUnreachableError, RgridError
 
 app = typer.Typer(
     name="rgrid",
@@ -42,6 +54,7 @@ app.command()(executions.status)
 app.command()(executions.logs)
 app.command("list")(executions.list_executions)
 app.command()(executions.cancel)
+app.command()(watch.watch)
 app.command()(executions.retry)
 app.command()(executions.download)
 app.command()(executions.outputs)
@@ -93,7 +106,10 @@ def run_command(command: Callable[[], object] | None = None) -> int:
         if debug:
             traceback.print_exc()
         err.print(f"[red]error:[/red] {exc.one_line()}", markup=True, highlight=False)
-        return EXIT_RGRID_ERROR
+        # A control plane away for the whole retry budget is temporary: EX_TEMPFAIL.
+        return (
+            EXIT_UNREACHABLE if isinstance(exc, ControlPlaneUnreachableError) else EXIT_RGRID_ERROR
+        )
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_CANCELLED

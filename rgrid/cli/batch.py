@@ -16,7 +16,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rgrid.cli.output import detached_hint, err, format_cost, out, phase_text, print_json, when
+from rgrid.cli.output import (
+    EXIT_CANCELLED,
+    detached_hint,
+    err,
+    format_cost,
+    out,
+    phase_text,
+    print_json,
+    when,
+)
 from rgrid.client import batch, submit
 from rgrid.client.session import Session
 from rgrid.models.batch import BatchItem, BatchProgress
@@ -73,7 +82,7 @@ async def run_batch(
             Path.cwd(),
             on_upload=lambda n: bar.advance(task, n),
         )
-    handle = await batch.start(session, prepared.batch_id, prepared.spec)
+    handle = await batch.start_riding_out(session, prepared.batch_id, prepared.spec)
     if detach:
         if json_output:
             print_json({"id": handle.id, "total": prepared.spec.total})
@@ -106,6 +115,12 @@ async def follow_batch(
     except asyncio.CancelledError:  # Ctrl-C: the batch is durable and goes on
         err.print(detached_hint(batch_id))
         raise
+    if final.cancelled:
+        if json_output:
+            print_json(final.model_dump(mode="json", exclude={"state"}))
+        else:
+            err.print(f"{batch_id}: cancelled ({counts(final)})")
+        return EXIT_CANCELLED
     written, refused = 0, list[str]()
     if not remote_only:
         written, refused = await batch.download(session, batch_id, items, output_dir, flat)
@@ -212,12 +227,18 @@ def _failure_table(failures: list[tuple[BatchItem, ExecutionStatus]]) -> Table:
     return table
 
 
+def _state(progress: BatchProgress) -> str:
+    if progress.cancelled:
+        return "cancelled"
+    return "done" if progress.done else ("paused" if progress.paused else "running")
+
+
 def render_status(progress: BatchProgress) -> None:
     """`rgrid status batch-…` for humans."""
     table = Table(show_header=False, box=None)
     rows = [
         ("id", progress.batch_id),
-        ("state", "done" if progress.done else ("paused" if progress.paused else "running")),
+        ("state", _state(progress)),
         ("items", str(progress.total)),
         ("counts", counts(progress)),
         ("parallel", str(progress.parallel)),

@@ -39,6 +39,7 @@ def with_session(body: Callable[[Session], Awaitable[T]]) -> T:
         config = settings()
         session = Session(config, ensure_stack=ensure_stack_for(config))
         session.track = transfer_bars()
+        session.notice = lambda line: err.print(f"[yellow]{line}[/yellow]")
         try:
             result = await body(session)
             if session.ledger_open:  # spending-limit crossings not shown yet, once each

@@ -324,16 +324,26 @@ def cancel(
 
 
 def download(
-    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-…).")],
+    execution_id: Annotated[
+        str, typer.Argument(help="An execution id (exec-…), or a batch id (batch-…).")
+    ],
     output_dir: OutputDirOption = Path("outputs"),
     list_only: Annotated[
         bool, typer.Option("--list", help="List outputs; download nothing.")
     ] = False,
     file: Annotated[str | None, typer.Option(help="Only this output (its relative path).")] = None,
 ) -> None:
-    """Download an execution's outputs (after `rgrid run --remote-only`, or again)."""
+    """Download an execution's outputs (after `rgrid run --remote-only`, or again); a
+    batch's into OUTPUT_DIR/<input name>/, as the batch run does."""
 
     async def body(session: Session) -> None:
+        if execution_id.startswith("batch-"):
+            items = await batch.load_items(session, execution_id)
+            count, bad = await batch.download(session, execution_id, items, output_dir, False)
+            for name in bad:
+                err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
+            err.print(f"{count} file(s) in {output_dir}/")
+            return
         found = await (await session.ledger()).get(execution_id)
         outputs = [o for o in found.outputs if file is None or o.path == file]
         if file is not None and not outputs:

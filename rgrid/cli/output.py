@@ -43,6 +43,7 @@ OutputDirOption = Annotated[
 EXIT_RGRID_ERROR = 125
 EXIT_TIMED_OUT = 124
 EXIT_CANCELLED = 130
+EXIT_UNREACHABLE = 75  # EX_TEMPFAIL: the control plane stayed away; `rgrid watch` resumes
 
 
 def print_json(data: Any) -> None:

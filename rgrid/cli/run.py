@@ -163,7 +163,9 @@ def run(
         await _checks(session, request, budget)
         spec, report = await submit.prepare(session, request, Path.cwd())
         cached = await submit.serve_from_cache(session, spec)
-        execution_id = cached.execution_id if cached else (await submit.start(session, spec)).id
+        execution_id = (
+            cached.execution_id if cached else await submit.start_riding_out(session, spec)
+        )
         if detach:
             if json_output:
                 print_json({"id": execution_id, "status": cached.phase if cached else "queued"})

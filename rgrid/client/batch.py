@@ -14,10 +14,12 @@ from typing import Any
 
 from temporalio.client import (
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import CancelledError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
@@ -182,19 +184,55 @@ async def follow(
     on_progress: Callable[[BatchProgress], Awaitable[None]],
     poll_s: float = 0.5,
 ) -> BatchProgress:
-    """Report progress until the batch ends; its final progress."""
-    client = await session.temporal()
+    """Report progress until the batch ends; its final progress. Rides out a control
+    plane that is briefly away (session.blips)."""
+    client = await session.blips.call(session.temporal)
     handle = client.get_workflow_handle(batch_id, result_type=BatchProgress)
-    result = asyncio.create_task(handle.result())
+
+    async def until_the_end() -> BatchProgress:
+        result = asyncio.create_task(_final(handle))
+        try:
+            while not result.done():
+                await on_progress(await handle.query("progress", result_type=BatchProgress))
+                await asyncio.wait({result}, timeout=poll_s)
+            return result.result()
+        finally:
+            result.cancel()
+
+    final = await session.blips.call(until_the_end)
+    await on_progress(final)
+    return final
+
+
+async def _final(handle: WorkflowHandle[Any, BatchProgress]) -> BatchProgress:
     try:
-        while not result.done():
-            await on_progress(await handle.query("progress", result_type=BatchProgress))
-            await asyncio.wait({result}, timeout=poll_s)
-        final = result.result()
-        await on_progress(final)
-        return final
-    finally:
-        result.cancel()
+        return await handle.result()
+    except WorkflowFailureError as err:
+        if not isinstance(err.cause, CancelledError):
+            raise
+        return await cancelled_progress(handle)
+
+
+async def start_riding_out(
+    session: Session, batch_id: str, spec: BatchSpec
+) -> WorkflowHandle[Any, BatchProgress]:
+    """Start the batch, retrying while the control plane is away; a retry whose first
+    try got through finds the batch started."""
+
+    async def once() -> WorkflowHandle[Any, BatchProgress]:
+        try:
+            return await start(session, batch_id, spec)
+        except WorkflowAlreadyStartedError:
+            client = await session.temporal()
+            return client.get_workflow_handle(batch_id, result_type=BatchProgress)
+
+    return await session.blips.call(once)
+
+
+async def cancelled_progress(handle: WorkflowHandle[Any, BatchProgress]) -> BatchProgress:
+    """A cancelled batch's last progress (a query replays it to its cancellation)."""
+    final = await handle.query("progress", result_type=BatchProgress)
+    return final.model_copy(update={"cancelled": True, "done": True})
 
 
 def latest_per_item(executions: list[ExecutionStatus]) -> dict[int, ExecutionStatus]:

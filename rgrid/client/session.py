@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 
+from rgrid.client.blips import Blips
 from rgrid.config import Settings
 from rgrid.infra.storage import open_storage
 from rgrid.infra.storage.base import Storage, Track
@@ -30,6 +31,13 @@ class Session:
         self.track: Track | None = None
         self._client: Client | None = None
         self._ledger: Ledger | None = None
+        # Set by the CLI: how to say once that the control plane is away and retried.
+        self.notice: Callable[[str], None] | None = None
+        self.blips = Blips(settings.unreachable_retry_s, self._say)
+
+    def _say(self, line: str) -> None:
+        if self.notice is not None:
+            self.notice(line)
 
     async def temporal(self) -> Client:
         """The Temporal client; starts the embedded stack first when that is the setup."""

@@ -298,7 +298,9 @@ async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionSt
     return status
 
 
-async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, ExecutionStatus]:
+async def start(
+    session: Session, spec: ExecutionSpec, execution_id: str | None = None
+) -> WorkflowHandle[Any, ExecutionStatus]:
     """Start the ExecutionWorkflow for a prepared spec (inputs are already stored).
 
     A cacheable run gets an id derived from its cache key and the number of its key's
@@ -318,8 +320,13 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
     }
     # By name: importing the workflow module would only slow the CLI down.
     if key is None:
+        # With an id of the caller's, a start retried after a lost answer joins the first.
         return await client.start_workflow(
-            "ExecutionWorkflow", spec, id=new_execution_id(), **options
+            "ExecutionWorkflow",
+            spec,
+            id=execution_id or new_execution_id(),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            **options,
         )
     cache = await session.result_cache()
     for _ in range(DEDUP_START_TRIES):
@@ -341,6 +348,14 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
 
 
 DEDUP_START_TRIES = 5
+
+
+async def start_riding_out(session: Session, spec: ExecutionSpec) -> str:
+    """Start the run, retrying while the control plane is away; its execution id. The id
+    is chosen once, so a retry whose first try got through joins that execution."""
+    execution_id = new_execution_id()
+    handle = await session.blips.call(lambda: start(session, spec, execution_id))
+    return handle.id
 
 
 def dedup_execution_id(key: str, generation: int) -> str:

@@ -64,6 +64,7 @@ def build_workers(
         storage=open_storage(settings.effective_storage_url),
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
+        abandon_s=settings.lease_abandon_s,
     )
     control = LeaseBookActivities(node_id, book)
     fixed = FixedSizeSlotSupplier(4)

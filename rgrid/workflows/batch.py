@@ -79,6 +79,8 @@ class BatchWorkflow:
                 else:
                     await start
         except asyncio.CancelledError:
+            # State only, no command: a query on the closed batch replays to here too.
+            self._state.cancelled = True
             await self._cancel_running()
             raise
         await asyncio.gather(*self._starts)
@@ -105,7 +107,8 @@ class BatchWorkflow:
             parallel=state.parallel,
             paused=state.paused,
             stopped=state.stopped,
-            done=self._finished(),
+            done=self._finished() or state.cancelled,
+            cancelled=state.cancelled,
             started_at=state.started_at,
         )
 

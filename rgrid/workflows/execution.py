@@ -8,7 +8,9 @@ schedule-to-start or heartbeat timeout, and the attempt moves to another node.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,6 +20,7 @@ from temporalio.exceptions import (
     CancelledError,
     FailureError,
     TimeoutError,
+    TimeoutType,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -57,6 +60,16 @@ NODE_STEP_RETRY = RetryPolicy(
 )
 
 
+# After the script has started, a timed-out step is tried this many more times on the same
+# node before the node counts as lost: a Temporal or control-plane outage times steps out
+# too, and the node keeps the run and its result (activities/runs.py), so moving the item
+# elsewhere would run the script twice.
+SAME_NODE_RETRIES = 3
+SAME_NODE_MAX_TRIES = 10
+
+T = TypeVar("T")
+
+
 class NodeLost(Exception):
     """The leased node stopped answering; the attempt must move elsewhere."""
 
@@ -69,6 +82,8 @@ class ExecutionWorkflow:
         self._no_capacity: str | None = None
         self._pool_demand = False
         self._no_node_fails = False
+        self._same_node_first = False
+        self._cancel_is_cancel = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -100,6 +115,8 @@ class ExecutionWorkflow:
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        self._same_node_first = workflow.patched("same-node-before-lost")
+        self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
         # Fixed nodes: the embedded stack's supervisor says (no_capacity) when it gave up.
         self._no_node_fails = spec.pool_id is None and workflow.patched("no-node-fails-fast")
         await self._record()
@@ -216,7 +233,11 @@ class ExecutionWorkflow:
             await self._demand(spec.pool_id, spec, claim)
         elif self._no_node_fails:
             self._no_capacity = None  # the supervisor repeats it while no node lives
-            await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
+            try:
+                await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
+            except asyncio.CancelledError:
+                claim.cancel()  # cancelled while queued: the claim must not land later
+                raise
             if not claim.done():
                 claim.cancel()
                 raise ApplicationError(
@@ -227,6 +248,8 @@ class ExecutionWorkflow:
         try:
             lease = await claim
         except ActivityError as err:
+            if self._cancel_is_cancel and isinstance(err.cause, CancelledError):
+                raise asyncio.CancelledError() from err  # cancelled while queued
             raise ApplicationError(
                 f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
                 type=Failure.NO_NODE_AVAILABLE,
@@ -283,29 +306,35 @@ class ExecutionWorkflow:
             self._status.phase = Phase.RUNNING
             self._status.started_at = workflow.now()
             await self._record()
-            run = await workflow.execute_activity_method(
-                NodeActivities.run_container,
-                RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=NODE_PICKUP,
-                # The runtime enforces the script's own timeout; this bounds building its env.
-                start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
-                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            run = await self._same_node(
+                spec,
+                lambda pickup: workflow.execute_activity_method(
+                    NodeActivities.run_container,
+                    RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
+                    task_queue=lease.queue,
+                    schedule_to_start_timeout=pickup,
+                    # The runtime enforces the script's own timeout; this bounds its env build.
+                    start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
+                    heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                ),
             )
             self._status.runtime = run.runtime
             self._status.phase = Phase.COLLECTING
             failed = run.timed_out or run.exit_code != 0
             if not (may_retry and failed):
                 self._report_script_done(failed)
-            outputs = await workflow.execute_activity_method(
-                NodeActivities.collect_outputs,
-                CollectOutputsInput(lease=lease, execution_id=execution_id),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=NODE_PICKUP,
-                start_to_close_timeout=timedelta(minutes=30),
-                retry_policy=NODE_STEP_RETRY,
+            outputs = await self._same_node(
+                spec,
+                lambda pickup: workflow.execute_activity_method(
+                    NodeActivities.collect_outputs,
+                    CollectOutputsInput(lease=lease, execution_id=execution_id),
+                    task_queue=lease.queue,
+                    schedule_to_start_timeout=pickup,
+                    start_to_close_timeout=timedelta(minutes=30),
+                    retry_policy=NODE_STEP_RETRY,
+                ),
             )
             return run, outputs
         except ActivityError as err:
@@ -314,6 +343,9 @@ class ExecutionWorkflow:
                 await self._release(lease)
                 raise asyncio.CancelledError() from err
             if _node_lost(err):
+                if self._same_node_first:
+                    # Given up on, but perhaps alive: its kept run must not hold the slot.
+                    await self._release(lease)
                 raise NodeLost(f"{lease.node_id}: {err.cause}") from err
             await self._release(lease)
             if isinstance(err.cause, ApplicationError):
@@ -326,6 +358,29 @@ class ExecutionWorkflow:
         except asyncio.CancelledError:
             await self._release(lease)
             raise
+
+    async def _same_node(self, spec: ExecutionSpec, step: Callable[[timedelta], Awaitable[T]]) -> T:
+        """A step after the script started, tried again on the same node when it times
+        out: the node re-attaches to the run or answers its kept result (idempotent by
+        lease), so an outage of Temporal or the control plane never reruns the script.
+        A node that stops taking its tasks, or says it lost the lease, is a lost node."""
+        unpicked = 0  # schedule-to-start timeouts: the node did not poll
+        tries = 0
+        # A node back from an outage polls again within seconds; a dead one never does.
+        repeat_pickup = timedelta(seconds=max(10, 2 * spec.heartbeat_timeout_s))
+        while True:
+            try:
+                return await step(repeat_pickup if tries else NODE_PICKUP)
+            except ActivityError as err:
+                cause = err.cause
+                if not (self._same_node_first and isinstance(cause, TimeoutError)):
+                    raise
+                tries += 1
+                unpicked += cause.type is TimeoutType.SCHEDULE_TO_START
+                # A node that takes the task but never heartbeats is bounded too.
+                if unpicked > SAME_NODE_RETRIES or tries > SAME_NODE_MAX_TRIES:
+                    raise
+                workflow.logger.warning("node step timed out, asking the node again: %s", err)
 
     async def _release(self, lease: NodeLease) -> None:
         """Free the slot now rather than at lease expiry; best effort, the node may be gone."""

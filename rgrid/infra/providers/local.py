@@ -76,6 +76,10 @@ class LocalProvider:
             process, node_class, datetime.now(UTC), node_labels(node_class, node_id)
         )
 
+    def pid(self, node_id: str) -> int:
+        """The agent process of a node started here."""
+        return self._agents[node_id].process.pid
+
     def kill_node(self, node_id: str) -> None:
         """Kill an agent abruptly, as a dying machine would."""
         self._agents.pop(node_id).process.kill()
