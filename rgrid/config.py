@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     dev_port: int = 7233
     dev_ui_port: int | None = None
     dev_ip: str = "127.0.0.1"
+    dev_restart_budget: int = 5  # restarts of a child in a row (or a minute), then give up
 
     # Nodes.
     provider: Literal["local", "hetzner"] = "local"

@@ -220,7 +220,11 @@ async def serve(settings: Settings) -> None:
     check_ports(settings)
     health_port = free_port()
     probes = StackProbes(settings, health_port)
-    supervisor = Supervisor(stack_children(settings, probes, health_port), children_file(settings))
+    supervisor = Supervisor(
+        stack_children(settings, probes, health_port),
+        children_file(settings),
+        budget=settings.dev_restart_budget,
+    )
     node_ids = local_node_ids(settings)
     stop = stop_event()
     supervisor.start_all()

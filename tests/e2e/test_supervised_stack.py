@@ -18,7 +18,7 @@ import pytest
 from rgrid.infra import processes
 from tests.e2e.conftest import Cli, isolated_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,9 @@ def test_readme_first_command_without_a_docker_socket_runs_on_the_process_runtim
 def test_a_run_fails_at_once_with_the_reason_when_every_agent_keeps_exiting(
     tmp_path: Path,
 ) -> None:
-    cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
+    env = isolated_env(tmp_path)
+    env["RGRID_DEV_RESTART_BUDGET"] = "1"  # one restart, then the supervisor gives up
+    cli = Cli(env=env, home=tmp_path / "rgrid")
     cli.home.mkdir()
     (cli.home / "nodes").write_text("not a directory")  # the agents cannot make their dirs
     work = tmp_path / "work"
