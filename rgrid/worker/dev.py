@@ -20,7 +20,6 @@ import socket
 import sys
 import sysconfig
 import time
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import structlog
 import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError
-from ulid import ULID
 
 from rgrid import logs
 from rgrid.client.stack import (
@@ -43,15 +41,14 @@ from rgrid.client.stack import (
 )
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
-from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers.local import agent_command
 from rgrid.infra.temporal import connect
 from rgrid.models.node import AgentState
-from rgrid.models.pool import NoCapacity, NodeRecord, NodeState
+from rgrid.models.pool import NoCapacity, NodeRecord
 from rgrid.models.stack import ChildState, ChildStatus
-from rgrid.money.accounting import LIFE_SEPARATOR, executions_on
 from rgrid.paths import command_server_socket
 from rgrid.worker.agent import agent_state_file
+from rgrid.worker.local_nodes import close_lives, open_lives
 from rgrid.worker.service import private_umask, stop_event, temporal_answers
 from rgrid.worker.supervisor import ChildSpec, Supervisor
 
@@ -231,7 +228,7 @@ async def serve(settings: Settings) -> None:
     watching = asyncio.create_task(supervisor.run(stop))
     lives: list[NodeRecord] = []
     try:
-        lives = await _open_lives(settings, node_ids)  # while the children start
+        lives = await open_lives(settings, node_ids)  # while the children start
         await _wait_ready(settings, supervisor)
         info = StackInfo(
             pid=os.getpid(),
@@ -252,7 +249,7 @@ async def serve(settings: Settings) -> None:
         await watching
         stack_file(settings).unlink(missing_ok=True)
         supervisor.stop_all()
-        await _close_lives(settings, lives)
+        await close_lives(settings, lives)
 
 
 async def _wait_ready(settings: Settings, supervisor: Supervisor) -> None:
@@ -302,67 +299,6 @@ async def fail_waiting_runs(
             except RPCError as exc:
                 log.warning("could_not_fail_waiting_runs", error=str(exc))
         await asyncio.sleep(1.0)
-
-
-async def _open_lives(settings: Settings, node_ids: list[str]) -> list[NodeRecord]:
-    ledger = await Ledger.open(settings.effective_database_url)
-    try:
-        return await record_local_nodes(ledger, settings, node_ids)
-    finally:
-        await ledger.close()
-
-
-async def _close_lives(settings: Settings, lives: list[NodeRecord]) -> None:
-    if not lives:
-        return
-    ledger = await Ledger.open(settings.effective_database_url)
-    try:
-        await close_local_nodes(ledger, lives)
-    finally:
-        await ledger.close()
-
-
-async def record_local_nodes(
-    ledger: Ledger, settings: Settings, node_ids: list[str]
-) -> list[NodeRecord]:
-    """Bill this stack's agents from now (one ledger row per life, `local-1@<life>`), after
-    closing the rows a stack that died without stopping left open."""
-    now = datetime.now(UTC)
-    for node in await ledger.nodes():
-        if node.provider == "local" and node.deleted_at is None:
-            # Its end is unknown: bill it to its last sign of life, the latest run on it.
-            runs = await executions_on(ledger, {node.node_id}, node.created_at, now)
-            seen = [t for r in runs if (t := r.finished_at or r.started_at)]
-            last = max([node.ready_at or node.created_at, *seen])
-            await ledger.save_node(
-                node.model_copy(update={"state": NodeState.DELETED, "deleted_at": last})
-            )
-    life = str(ULID()).lower()
-    lives = [
-        NodeRecord(
-            node_id=f"{node_id}{LIFE_SEPARATOR}{life}",
-            provider="local",
-            node_class=settings.node_class,
-            slots=settings.local_slots,
-            hourly_price_microns=settings.local_hourly_price_microns,
-            state=NodeState.READY,
-            created_at=now,
-            ready_at=now,
-        )
-        for node_id in node_ids
-    ]
-    for record in lives:
-        await ledger.save_node(record)
-    return lives
-
-
-async def close_local_nodes(ledger: Ledger, lives: list[NodeRecord]) -> None:
-    """The stack stops: its agents bill no more."""
-    now = datetime.now(UTC)
-    for record in lives:
-        await ledger.save_node(
-            record.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
-        )
 
 
 def main() -> None:
