@@ -165,6 +165,7 @@ class Batch:
 
     def finish(self, timeout_s: float = 900) -> tuple[int, str]:
         _, stderr = self.proc.communicate(timeout=timeout_s)
+        (self.work / "cli.stderr").write_text(stderr)  # kept for a look after a failure
         return self.proc.returncode, stderr
 
     def missing_outputs(self) -> list[str]:
