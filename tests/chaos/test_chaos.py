@@ -62,7 +62,23 @@ def test_agent_killed_mid_item_loses_and_repeats_nothing(
     count.wait_for(finished(20))
     agent = stack.children()["agent-local-1"].process
     assert agent is not None
-    # Mid-item: the agent has a script running (its child) that reported its start.
-    count.wait_for(lambda c: bool(c.running()) and bool(processes.children_of(agent.pid)))
+    killed: list[str] = []
+
+    def mid_item(c: Counter) -> bool:
+        # A script of this agent (its child; the item's name is in its command line)
+        # has reported its start and not its end.
+        for pid in processes.children_of(agent.pid):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            killed[:] = [i for i in c.running() if i.encode() in command]
+            if killed:
+                return True
+        return False
+
+    count.wait_for(mid_item)
     stack.kill("agent-local-1")
+    stack.kills[-1]["item"] = killed[0]
     assert_nothing_lost_or_run_twice("agent-killed-mid-item", count, batch, stack)
+    assert count.started[killed[0]] == 2  # killed mid-run, then run once, to its end
