@@ -11,7 +11,19 @@ from typing import Annotated
 import typer
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run, watch
+from rgrid.cli import (
+    admin,
+    cache,
+    config_cmd,
+    cost,
+    dev,
+    executions,
+    init,
+    nodes,
+    queue,
+    run,
+    watch,
+)
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
 from rgrid.errors import ControlPlaneUnreachableError, RgridError
 
@@ -54,6 +66,7 @@ app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(queue.app, name="queue")
 
 
 @app.command()

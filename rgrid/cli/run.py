@@ -24,7 +24,7 @@ from rgrid.cli.output import (
     print_json,
     write_record,
 )
-from rgrid.client import submit
+from rgrid.client import queue, submit
 from rgrid.client.batch import expand_patterns
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
@@ -71,6 +71,10 @@ def run(
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
     ] = 0,
+    priority: Annotated[
+        int,
+        typer.Option(min=1, max=5, help="1 (most urgent) to 5: claimed ahead of lower ones."),
+    ] = 3,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -135,6 +139,7 @@ def run(
         network=network,
         retries=retries,
         no_cache=no_cache,
+        priority=priority,
     )
 
     if dry_run:
@@ -199,8 +204,12 @@ async def _checks(
     runs: int = 1,
     parallel: int = 1,
 ) -> None:
-    """Spending limits and --budget, before anything is uploaded or started."""
+    """Spending limits, --budget and the queue's bounds, before anything is uploaded or
+    started."""
     from rgrid.client import money  # loads SQLAlchemy, as the run's ledger use does anyway
+
+    # A batch keeps at most `parallel` items waiting for a node, not its whole list.
+    await queue.check_room(session, session.settings.project, min(runs, parallel))
 
     for line in await money.before_run(
         session, request.script, budget, runs, parallel, request.timeout_s

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -80,6 +80,7 @@ class ExecutionWorkflow:
         self._pool_demand = False
         self._same_node_first = False
         self._cancel_is_cancel = False
+        self._claim_priority = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -105,14 +106,16 @@ class ExecutionWorkflow:
             project=spec.project,
             batch_id=spec.batch_id,
             batch_item=spec.batch_item,
-            created_at=workflow.now(),
             node_class=spec.node_class,
+            priority=spec.priority,
+            created_at=workflow.now(),
         )
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
         self._same_node_first = workflow.patched("same-node-before-lost")
         self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
+        self._claim_priority = workflow.patched("claim-priority")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -222,6 +225,11 @@ class ExecutionWorkflow:
             schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3),
+            # Temporal's matching orders the waiting claims: priority first, then a fair
+            # share per project within a priority (weights: the queue's overrides).
+            priority=Priority(priority_key=spec.priority, fairness_key=spec.project)
+            if self._claim_priority
+            else Priority.default,
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
