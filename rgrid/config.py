@@ -11,12 +11,13 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -25,6 +26,27 @@ from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
 from rgrid.paths import data_home, xdg_dir
+
+
+def _pairs(value: Any) -> Any:
+    """`geo=2,ml=1` (how people write it in the environment) as a mapping; JSON and dicts
+    pass through."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    pairs = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, number = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"write {value!r} as name=number,name=number")
+        pairs[key.strip()] = number.strip()
+    return pairs
+
+
+# A project -> number mapping read from `geo=2,ml=1` (or JSON).
+ProjectNumbers = Annotated[dict[str, float], NoDecode, BeforeValidator(_pairs)]
+ProjectCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_pairs)]
 
 
 def config_file_path() -> Path:
@@ -137,6 +159,11 @@ class Settings(BaseSettings):
     project: str = "default"
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
+    # The queue: fairness weights per project (live changes: `rgrid queue weights`), and
+    # bounds on runs waiting for a node, over all projects and per project.
+    project_weights: ProjectNumbers = Field(default_factory=dict)
+    max_queued: int = 10_000
+    max_queued_per_project: ProjectCounts = Field(default_factory=dict)
     heartbeat_timeout_s: int = 30
     # How long the CLI retries a control plane it cannot reach before exiting 75.
     unreachable_retry_s: float = 120.0
@@ -223,7 +250,9 @@ class Settings(BaseSettings):
         (RGRID_LOCAL_NODES=0 puts local agents behind a pool too)."""
         if self.provider == "local" and self.local_nodes > 0:
             return None
-        return f"pool-{self.provider}-{self.node_class}"
+        from rgrid.names import pool_workflow_id  # names loads temporalio: not at CLI start
+
+        return pool_workflow_id(self.provider, self.node_class)
 
     @property
     def node_dir(self) -> Path:

@@ -20,6 +20,7 @@ from rgrid.cli import (
     executions,
     init,
     nodes,
+    queue,
     run,
     watch,
     worker,
@@ -66,6 +67,7 @@ app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(queue.app, name="queue")
 app.add_typer(worker.app, name="worker")
 
 

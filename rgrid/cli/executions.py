@@ -26,11 +26,12 @@ from rgrid.cli.output import (
     write_record,
 )
 from rgrid.cli.run import follow_execution
-from rgrid.client import batch, submit
+from rgrid.client import batch, bulk_cancel, queue, submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_pairs
 from rgrid.client.session import Session
+from rgrid.client.waiting import wait_report
 from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
 from rgrid.errors import UserInputError
@@ -39,7 +40,7 @@ from rgrid.infra.retention import outputs_expire_at
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
 
 if TYPE_CHECKING:
-    from rgrid.money.accounting import ExecutionCost
+    from rgrid.money.report import ExecutionCost
 
 
 def status(
@@ -78,14 +79,18 @@ def status(
         expiry = outputs_expire_at(session.settings, source.finished_at)
         priced_run = await money.of_execution(session, execution_id)
         cost_text = _cost_text(found, priced_run)
+        place = await queue.standing(session, found)
+        waiting = await wait_report(session, found) if found.phase is Phase.QUEUED else None
         if json_output:
             data = found.model_dump(mode="json")
+            data["waiting"] = waiting.model_dump(mode="json") if waiting else None
             if priced_run.node_id:  # the ledger knows its node: the amortized figure
                 data["cost_microns"] = priced_run.cost_microns
             data["cost_provisional"] = priced_run.provisional or not (
                 priced_run.node_id or found.cached
             )
             data["outputs_expire_at"] = expiry
+            data["queue"] = place.model_dump() if place else None
             print_json(data)
             return
         table = Table(show_header=False, box=None)
@@ -96,6 +101,7 @@ def status(
             ("node", found.node_id or "-"),
             ("runtime", found.runtime or "-"),
             ("attempts", str(found.attempts)),
+            ("priority", str(found.priority)),
             ("created", when(found.created_at)),
             ("started", when(found.started_at)),
             ("finished", when(found.finished_at)),
@@ -107,15 +113,27 @@ def status(
         ]
         if found.outputs:
             rows.append(("expires", when(expiry) if expiry else "never (local storage)"))
+        if place is not None:
+            rows.append(("queue", _standing_text(place)))
         if found.cached:
             rows.append(("cached", f"outputs of {found.cached_from}; ran on no node"))
         if found.error:
             rows.append(("error", found.error))
+        if waiting is not None:
+            rows.append(("waiting", waiting.line()))
         for key, value in rows:
             table.add_row(f"[bold]{key}[/bold]", value)
         out.print(table)
 
     with_session(body)
+
+
+def _standing_text(place: queue.Standing) -> str:
+    eta = f", starts in ~{place.eta_s:.0f} s" if place.eta_s is not None else ""
+    return (
+        f"position {place.position} of {place.waiting} (estimate), "
+        f"{place.pollers} node(s) polling{eta}"
+    )
 
 
 def _final(provisional: bool) -> str:
@@ -173,7 +191,14 @@ def list_executions(
         if batches:
             await _list_batches(session, limit, json_output)
             return
-        rows = await (await session.ledger()).recent(limit=limit, phase=status_filter, tags=tags)
+        if status_filter is Phase.QUEUED:  # waiting runs: next to be claimed first
+            waiting = await queue.waiting_in_order(session, session.settings.node_class)
+            rows = [r for r in waiting if all(r.tags.get(k) == v for k, v in tags.items())]
+            rows = rows[:limit]
+        else:
+            rows = await (await session.ledger()).recent(
+                limit=limit, phase=status_filter, tags=tags
+            )
         if json_output:
             print_json([row.model_dump(mode="json") for row in rows])
             return
@@ -310,9 +335,36 @@ def outputs(
 
 
 def cancel(
-    execution_id: Annotated[str, typer.Argument(help="An execution or batch id.")],
+    execution_id: Annotated[
+        str | None, typer.Argument(help="An execution or batch id (or --all).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every execution that has not ended, filtered below.")
+    ] = False,
+    phases: Annotated[
+        list[Phase] | None, typer.Option("--status", "-s", help="With --all: only this phase.")
+    ] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="With --all: this KEY=VALUE tag.")
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="With --all: only this project.")] = None,
+    batch_id: Annotated[
+        str | None, typer.Option("--batch", help="With --all: only this batch's items.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
 ) -> None:
-    """Stop a running execution or batch (scripts are killed within seconds)."""
+    """Stop a running execution or batch (scripts are killed within seconds), or with
+    --all every execution the filters select, after saying how many."""
+    if every:
+        selection = bulk_cancel.Selection(
+            phases=phases or [],
+            tags=parse_pairs(metadata or [], "--metadata"),
+            project=project,
+            batch_id=batch_id,
+        )
+        raise typer.Exit(with_session(lambda session: _cancel_all(session, selection, yes)))
+    if execution_id is None:
+        raise UserInputError("nothing to cancel", "give an id, or --all with filters")
 
     async def body(session: Session) -> int:
         with err.status(f"cancelling {execution_id}…"):
@@ -321,6 +373,29 @@ def cancel(
         return 0 if final.phase.terminal else EXIT_RGRID_ERROR
 
     raise typer.Exit(with_session(body))
+
+
+async def _cancel_all(session: Session, selection: bulk_cancel.Selection, yes: bool) -> int:
+    chosen = await bulk_cancel.select(session, selection)
+    if not chosen:
+        err.print("no execution matches: nothing cancelled")
+        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserInputError(
+                f"this would cancel {len(chosen)} execution(s)", "add --yes to confirm"
+            )
+        if not typer.confirm(f"cancel {len(chosen)} execution(s)?"):
+            err.print("nothing cancelled")
+            return 1
+    with err.status(f"cancelling {len(chosen)} execution(s)…"):
+        ended = await bulk_cancel.cancel_all(session, chosen)
+    cancelled = sum(1 for run in ended if run.phase is Phase.CANCELLED)
+    other = [run for run in ended if run.phase is not Phase.CANCELLED]
+    err.print(f"{cancelled} of {len(chosen)} execution(s) cancelled")
+    for run in other:
+        err.print(f"{run.execution_id}: {phase_text(run.phase)}")
+    return 0 if not other else EXIT_RGRID_ERROR
 
 
 def download(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -23,11 +24,12 @@ from rgrid.cli.output import (
     print_json,
     write_record,
 )
-from rgrid.client import submit
+from rgrid.client import queue, submit
 from rgrid.client.batch import expand_patterns
 from rgrid.client.outputs import download_outputs
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
 from rgrid.client.session import Session
+from rgrid.client.waiting import WaitReport
 from rgrid.client.watch import replay_logs, wait_for_result
 from rgrid.models.execution import ExecutionStatus, Phase
 
@@ -69,6 +71,10 @@ def run(
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
     ] = 0,
+    priority: Annotated[
+        int,
+        typer.Option(min=1, max=5, help="1 (most urgent) to 5: claimed ahead of lower ones."),
+    ] = 3,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -133,6 +139,7 @@ def run(
         network=network,
         retries=retries,
         no_cache=no_cache,
+        priority=priority,
     )
 
     if dry_run:
@@ -197,8 +204,12 @@ async def _checks(
     runs: int = 1,
     parallel: int = 1,
 ) -> None:
-    """Spending limits and --budget, before anything is uploaded or started."""
+    """Spending limits, --budget and the queue's bounds, before anything is uploaded or
+    started."""
     from rgrid.client import money  # loads SQLAlchemy, as the run's ledger use does anyway
+
+    # A batch keeps at most `parallel` items waiting for a node, not its whole list.
+    await queue.check_room(session, session.settings.project, min(runs, parallel))
 
     for line in await money.before_run(
         session, request.script, budget, runs, parallel, request.timeout_s
@@ -216,7 +227,12 @@ async def follow_execution(
 ) -> int:
     """Stream an execution's output, download its outputs, summarise; the exit code."""
     try:
-        status = await wait_for_result(session, execution_id, None if json_output else write_record)
+        status = await wait_for_result(
+            session,
+            execution_id,
+            None if json_output else write_record,
+            on_wait=None if json_output else print_wait(),
+        )
     except asyncio.CancelledError:  # Ctrl-C: the execution is durable and goes on
         err.print(detached_hint(execution_id))
         raise
@@ -244,6 +260,19 @@ async def conclude(
     else:
         _print_summary(status, local, output_dir, remote_only)
     return exit_code_for(status)
+
+
+def print_wait() -> Callable[[WaitReport], None]:
+    """Say why a run waits, once each time the reason changes."""
+    said: list[str] = []
+
+    def show(report: WaitReport) -> None:
+        line = report.line()
+        if not said or said[-1] != line:
+            said.append(line)
+            err.print(line, style="yellow", markup=False, highlight=False)
+
+    return show
 
 
 def _print_dry_run(plan: submit.DryRun, json_output: bool) -> None:

@@ -19,7 +19,6 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from ulid import ULID
 
 from rgrid import names
 from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
@@ -55,6 +54,7 @@ class RunRequest:
     network: bool = True
     retries: int = 0
     no_cache: bool = False
+    priority: int = 3
 
 
 @dataclass
@@ -211,11 +211,6 @@ def gather(
     return script, args, files, deps
 
 
-def new_execution_id() -> str:
-    """A fresh, time-ordered execution id."""
-    return f"exec-{str(ULID()).lower()}"
-
-
 async def prepare(
     session: Session, request: RunRequest, cwd: Path
 ) -> tuple[ExecutionSpec, UploadReport]:
@@ -258,6 +253,7 @@ def build_spec(
         ),
         tags=request.tags,
         project=settings.project,
+        priority=request.priority,
         node_class=settings.node_class,
         retries=request.retries,
         max_node_attempts=settings.max_node_attempts,
@@ -280,7 +276,7 @@ async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionSt
         return None
     now = datetime.now(UTC)
     status = ExecutionStatus(
-        execution_id=new_execution_id(),
+        execution_id=names.new_execution_id(),
         phase=Phase.SUCCEEDED,
         script=spec.script.name,
         args=spec.args,
@@ -324,7 +320,7 @@ async def start(
         return await client.start_workflow(
             "ExecutionWorkflow",
             spec,
-            id=execution_id or new_execution_id(),
+            id=execution_id or names.new_execution_id(),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             **options,
         )
@@ -335,7 +331,7 @@ async def start(
             return await client.start_workflow(
                 "ExecutionWorkflow",
                 spec,
-                id=dedup_execution_id(key, generation),
+                id=names.dedup_execution_id(key, generation),
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 **options,
@@ -353,12 +349,6 @@ DEDUP_START_TRIES = 5
 async def start_riding_out(session: Session, spec: ExecutionSpec) -> str:
     """Start the run, retrying while the control plane is away; its execution id. The id
     is chosen once, so a retry whose first try got through joins that execution."""
-    execution_id = new_execution_id()
+    execution_id = names.new_execution_id()
     handle = await session.blips.call(lambda: start(session, spec, execution_id))
     return handle.id
-
-
-def dedup_execution_id(key: str, generation: int) -> str:
-    """The id identical runs share while one is in flight; `generation` counts the runs
-    of this key that have ended, so every id is used once."""
-    return f"exec-{key[:26]}-{generation}"

@@ -16,22 +16,28 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rgrid.client.session import Session
+from rgrid.client.waiting import WaitReport, wait_report
 from rgrid.errors import NotFoundError, RgridError
 from rgrid.infra.logstore import LogRecord, read_new_records
 from rgrid.models.execution import ExecutionStatus, Phase
 
 POLL_S = 0.2
+WAIT_REPORT_S = 2.0  # a queued run is explained within this (and kept current)
 
 RecordSink = Callable[[LogRecord], None]
 
 
 async def wait_for_result(
-    session: Session, execution_id: str, sink: RecordSink | None = None
+    session: Session,
+    execution_id: str,
+    sink: RecordSink | None = None,
+    on_wait: Callable[[WaitReport], None] | None = None,
 ) -> ExecutionStatus:
     """Stream logs to `sink` (if given) until the execution ends; return its final status.
 
     Rides out a control plane that is briefly away (session.blips): the logs go on from
-    the last record shown, and the result is asked again."""
+    the last record shown, and the result is asked again. While the run is queued,
+    `on_wait` gets a report of why every WAIT_REPORT_S."""
     client = await session.blips.call(session.temporal)
     handle = client.get_workflow_handle(execution_id, result_type=ExecutionStatus)
     seen: set[str] = set()
@@ -41,12 +47,19 @@ async def wait_for_result(
             for record in await read_new_records(session.storage, execution_id, seen):
                 sink(record)
 
+    loop = asyncio.get_running_loop()
+    next_report = loop.time() + WAIT_REPORT_S
+
     async def until_the_end() -> ExecutionStatus:
+        nonlocal next_report
         result = asyncio.create_task(_outcome(session, handle, execution_id))
         try:
             while not result.done():
                 await asyncio.wait({result}, timeout=POLL_S)
                 await stream()
+                if on_wait is not None and loop.time() >= next_report and not result.done():
+                    next_report = loop.time() + WAIT_REPORT_S
+                    await _report_wait(session, handle, on_wait)
             return result.result()
         finally:
             result.cancel()
@@ -56,6 +69,19 @@ async def wait_for_result(
     if sink is not None:
         await replay_logs(session, status, sink)
     return status
+
+
+async def _report_wait(
+    session: Session,
+    handle: WorkflowHandle[Any, ExecutionStatus],
+    on_wait: Callable[[WaitReport], None],
+) -> None:
+    try:
+        status = await handle.query("status", result_type=ExecutionStatus)
+    except WorkflowQueryFailedError:
+        return  # no worker answers queries just now; the next round asks again
+    if status.phase is Phase.QUEUED:
+        on_wait(await wait_report(session, status))
 
 
 async def _outcome(

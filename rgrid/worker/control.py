@@ -30,7 +30,7 @@ from rgrid.activities.limits import LimitActivities
 from rgrid.activities.provisioning import ProvisioningActivities
 from rgrid.config import Settings, load_settings
 from rgrid.errors import RgridError
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.storage.base import Storage

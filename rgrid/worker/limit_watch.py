@@ -14,11 +14,10 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.client.costs import limit_statuses, record_crossings
+from rgrid.infra.ledger import Ledger
 from rgrid.models.money import LimitAlert
-from rgrid.money.limits import mark_dispatched, record_crossings, statuses, undispatched
-from rgrid.names import CONTROL_QUEUE
-from rgrid.workflows.alert import alert_workflow_id
+from rgrid.names import CONTROL_QUEUE, alert_workflow_id
 
 log = structlog.get_logger()
 
@@ -28,17 +27,17 @@ async def check_limits_once(
 ) -> list[LimitAlert]:
     """Record new crossings; log each crossing not yet logged (whoever noticed it) and
     start an AlertWorkflow for those with a webhook."""
-    fresh = await record_crossings(ledger, await statuses(ledger))
-    for alert in await undispatched(ledger):
+    fresh = await record_crossings(ledger, await limit_statuses(ledger))
+    for alert in await ledger.undispatched_alerts():
         log.warning("limit_crossed", **alert.model_dump(mode="json", exclude={"webhook"}))
         if alert.webhook is None:
-            await mark_dispatched(ledger, alert.key)
+            await ledger.mark_alert_dispatched(alert.key)
             continue
         try:
             await client.start_workflow(
                 "AlertWorkflow",
                 alert,
-                id=alert_workflow_id(alert),
+                id=alert_workflow_id(alert.key),
                 task_queue=task_queue,
                 # The id names the crossing: a second start joins or is refused, never resends.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -46,7 +45,7 @@ async def check_limits_once(
             )
         except WorkflowAlreadyStartedError:
             pass  # it ran before; the ledger just did not hear
-        await mark_dispatched(ledger, alert.key)
+        await ledger.mark_alert_dispatched(alert.key)
     return fresh
 
 

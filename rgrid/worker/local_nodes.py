@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from ulid import ULID
 
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import LIFE_SEPARATOR, executions_on
+from rgrid.money.lives import LIFE_SEPARATOR, base_node_id
 
 
 async def open_lives(settings: Settings, node_ids: list[str]) -> list[NodeRecord]:
@@ -42,7 +42,7 @@ async def record_local_nodes(
     for node in await ledger.nodes():
         if node.provider == "local" and node.deleted_at is None:
             # Its end is unknown: bill it to its last sign of life, the latest run on it.
-            runs = await executions_on(ledger, {node.node_id}, node.created_at, now)
+            runs = await ledger.runs_on({base_node_id(node.node_id)}, node.created_at, now)
             seen = [t for r in runs if (t := r.finished_at or r.started_at)]
             last = max([node.ready_at or node.created_at, *seen])
             await ledger.save_node(

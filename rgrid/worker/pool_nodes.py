@@ -10,7 +10,7 @@ import structlog
 
 from rgrid.config import Settings
 from rgrid.errors import RgridError
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models.pool import NodeState

@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
     FailureError,
-    TimeoutError,
-    TimeoutType,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -48,9 +45,14 @@ with workflow.unsafe.imports_passed_through():
         StageInputsInput,
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
+    from rgrid.workflows.node_steps import (
+        NODE_PICKUP,
+        T,
+        environment_broken,
+        node_lost,
+        on_same_node,
+    )
 
-# Work pinned to a node must start promptly: a node that holds our lease polls its queue.
-NODE_PICKUP = timedelta(seconds=30)
 LOCAL_TIMEOUT = timedelta(seconds=30)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 NODE_STEP_RETRY = RetryPolicy(
@@ -60,18 +62,13 @@ NODE_STEP_RETRY = RetryPolicy(
 )
 
 
-# After the script has started, a timed-out step is tried this many more times on the same
-# node before the node counts as lost: a Temporal or control-plane outage times steps out
-# too, and the node keeps the run and its result (activities/runs.py), so moving the item
-# elsewhere would run the script twice.
-SAME_NODE_RETRIES = 3
-SAME_NODE_MAX_TRIES = 10
-
-T = TypeVar("T")
-
-
 class NodeLost(Exception):
     """The leased node stopped answering; the attempt must move elsewhere."""
+
+
+class EnvironmentLost(NodeLost):
+    """rgrid's environment on the node failed before the script started (EnvironmentBroken):
+    an infrastructure fault, retried and counted like a lost node."""
 
 
 @workflow.defn(name="ExecutionWorkflow")
@@ -84,6 +81,7 @@ class ExecutionWorkflow:
         self._no_node_fails = False
         self._same_node_first = False
         self._cancel_is_cancel = False
+        self._claim_priority = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -110,6 +108,8 @@ class ExecutionWorkflow:
             project=spec.project,
             batch_id=spec.batch_id,
             batch_item=spec.batch_item,
+            node_class=spec.node_class,
+            priority=spec.priority,
             created_at=workflow.now(),
         )
         # Patches are asked before any local activity: asked after one, the marker can land
@@ -117,6 +117,7 @@ class ExecutionWorkflow:
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
         self._same_node_first = workflow.patched("same-node-before-lost")
         self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
+        self._claim_priority = workflow.patched("claim-priority")
         # Fixed nodes: the embedded stack's supervisor says (no_capacity) when it gave up.
         self._no_node_fails = spec.pool_id is None and workflow.patched("no-node-fails-fast")
         await self._record()
@@ -228,6 +229,11 @@ class ExecutionWorkflow:
             schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3),
+            # Temporal's matching orders the waiting claims: priority first, then a fair
+            # share per project within a priority (weights: the queue's overrides).
+            priority=Priority(priority_key=spec.priority, fairness_key=spec.project)
+            if self._claim_priority
+            else Priority.default,
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
@@ -342,11 +348,16 @@ class ExecutionWorkflow:
                 # The workflow was cancelled and the node has killed the script.
                 await self._release(lease)
                 raise asyncio.CancelledError() from err
-            if _node_lost(err):
+            if node_lost(err):
                 if self._same_node_first:
                     # Given up on, but perhaps alive: its kept run must not hold the slot.
                     await self._release(lease)
                 raise NodeLost(f"{lease.node_id}: {err.cause}") from err
+            # Asked only on this failure, which only newer nodes report: older histories
+            # never reach it, and a running workflow that did keeps its old outcome.
+            if environment_broken(err) and workflow.patched("environment-broken-retry"):
+                await self._release(lease)  # the node is fine; its slot is free again
+                raise EnvironmentLost(f"{lease.node_id}: {err.cause}") from err
             await self._release(lease)
             if isinstance(err.cause, ApplicationError):
                 raise ApplicationError(
@@ -360,27 +371,11 @@ class ExecutionWorkflow:
             raise
 
     async def _same_node(self, spec: ExecutionSpec, step: Callable[[timedelta], Awaitable[T]]) -> T:
-        """A step after the script started, tried again on the same node when it times
-        out: the node re-attaches to the run or answers its kept result (idempotent by
-        lease), so an outage of Temporal or the control plane never reruns the script.
-        A node that stops taking its tasks, or says it lost the lease, is a lost node."""
-        unpicked = 0  # schedule-to-start timeouts: the node did not poll
-        tries = 0
-        # A node back from an outage polls again within seconds; a dead one never does.
-        repeat_pickup = timedelta(seconds=max(10, 2 * spec.heartbeat_timeout_s))
-        while True:
-            try:
-                return await step(repeat_pickup if tries else NODE_PICKUP)
-            except ActivityError as err:
-                cause = err.cause
-                if not (self._same_node_first and isinstance(cause, TimeoutError)):
-                    raise
-                tries += 1
-                unpicked += cause.type is TimeoutType.SCHEDULE_TO_START
-                # A node that takes the task but never heartbeats is bounded too.
-                if unpicked > SAME_NODE_RETRIES or tries > SAME_NODE_MAX_TRIES:
-                    raise
-                workflow.logger.warning("node step timed out, asking the node again: %s", err)
+        """A step after the script started: asked of the same node again when it times
+        out (node_steps.py), in histories that have the patch."""
+        if not self._same_node_first:
+            return await step(NODE_PICKUP)
+        return await on_same_node(step, spec.heartbeat_timeout_s)
 
     async def _release(self, lease: NodeLease) -> None:
         """Free the slot now rather than at lease expiry; best effort, the node may be gone."""
@@ -446,10 +441,3 @@ class ExecutionWorkflow:
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
-
-
-def _node_lost(err: ActivityError) -> bool:
-    cause = err.cause
-    if isinstance(cause, TimeoutError):
-        return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
-    return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST

@@ -19,7 +19,7 @@ from ulid import ULID
 
 from rgrid.client.blips import NOTICE
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.worker.dev import temporal_binary
 from tests.conftest import free_port
@@ -107,7 +107,9 @@ def own_lines(lines: list[str], target: str) -> list[str]:
     return [
         line
         for line in lines
-        if line.strip() and line.strip() != target and not line.startswith("uploaded ")
+        if line.strip()
+        and line.strip() != target
+        and not line.startswith(("uploaded ", "waiting for a "))
     ]
 
 
@@ -208,6 +210,10 @@ async def test_a_temporal_cli_cancel_of_a_queued_run_ends_the_watching_cli_with_
     work = work_dir(tmp_path)
     cli = rgrid(stack, work, "run", "job.py", "http://127.0.0.1:9", RGRID_NODE_CLASS="ghost")
     execution_id = await cli.said(lambda line: line.startswith("exec-"))
+    # Honest waiting: the CLI says why it waits before anything else happens.
+    waiting = await cli.said(lambda line: line.startswith("waiting for a 'ghost' node"))
+    assert "none is polling" in waiting
+    assert "queued before it (ledger estimate)" in waiting
     temporal_cancel(stack, execution_id)
     code, _, err = await cli.ended()
     assert code == 130, err

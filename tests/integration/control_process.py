@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from rgrid.config import load_settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.worker.control import build_control_worker

@@ -3,70 +3,28 @@ script-run record and limit crossings are written once, as on SQLite."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.client.costs import cost_of_execution, cost_report, limit_statuses, record_crossings
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.money import SpendingLimit
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import cost_report, execution_cost, month_start
-from rgrid.money.estimate import durations_ms, record_script_run
-from rgrid.money.limits import SpendingLimit, record_crossings, set_limit, statuses
-from tests.conftest import free_port
+from rgrid.money.accounting import month_start
+from rgrid.money.estimate import HISTORY_LIMIT
+from tests.postgres import Cluster
 
 pytestmark = pytest.mark.integration
 
-INITDB = shutil.which("initdb")
-PG_CTL = shutil.which("pg_ctl")
-
-
-def as_postgres_user(argv: list[str]) -> list[str]:
-    # Postgres refuses to run as root; a throwaway cluster runs as nobody then.
-    return ["runuser", "-u", "nobody", "--", *argv] if os.geteuid() == 0 else argv
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if INITDB is None or PG_CTL is None:
-        pytest.skip("no Postgres binaries (initdb, pg_ctl) on this machine")
-    root = Path(tempfile.mkdtemp(prefix="rgrid-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "nobody")
-    data, port = root / "data", free_port()
-    subprocess.run(
-        as_postgres_user([INITDB, "-D", str(data), "-A", "trust", "-U", "rgrid", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-    subprocess.run(
-        as_postgres_user(
-            [PG_CTL, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+asyncpg://rgrid@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            as_postgres_user([PG_CTL, "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
 
 @pytest.fixture
-async def ledger(postgres_url: str) -> AsyncIterator[Ledger]:
-    opened = await Ledger.open(postgres_url)
+async def ledger(postgres: Cluster) -> AsyncIterator[Ledger]:
+    # The shared throwaway cluster (tests/postgres.py), in a database of this test's own.
+    opened = await Ledger.open(await postgres.create_database())
     yield opened
     await opened.close()
 
@@ -98,8 +56,8 @@ async def test_money_on_postgres_reconciles_and_writes_each_fact_once(ledger: Le
                 finished_at=began + timedelta(minutes=20),
             )
         )
-        await record_script_run(ledger, execution_id, "b" * 64, "local")
-        await record_script_run(ledger, execution_id, "b" * 64, "local")  # a retried activity
+        await ledger.record_script_run(execution_id, "b" * 64, "local")
+        await ledger.record_script_run(execution_id, "b" * 64, "local")  # a retried activity
 
     report = await cost_report(ledger, None, None, now)
     assert report.executions_microns + report.idle_microns == report.bill_microns
@@ -107,12 +65,12 @@ async def test_money_on_postgres_reconciles_and_writes_each_fact_once(ledger: Le
     assert len(mine) == 6
     # Twenty minutes of one of two slots at 3.60 EUR/h: 0.60 EUR each.
     assert {c.cost_microns for c in mine} == {600_000}
-    alone = await execution_cost(ledger, mine[0].execution_id, now)
+    alone = await cost_of_execution(ledger, mine[0].execution_id, now)
     assert alone.cost_microns == 600_000
-    assert sorted(await durations_ms(ledger, "b" * 64)) == [20 * 60_000] * 6
+    assert sorted(await ledger.script_durations_ms("b" * 64, HISTORY_LIMIT)) == [20 * 60_000] * 6
 
-    await set_limit(ledger, SpendingLimit(project="pg", amount_microns=3_000_000))
-    found = await statuses(ledger, now, project="pg")
+    await ledger.set_limit(SpendingLimit(project="pg", amount_microns=3_000_000))
+    found = await limit_statuses(ledger, now, project="pg")
     assert [s.spent_microns >= 3_600_000 for s in found] == [True]
     first = await record_crossings(ledger, found)
     assert sorted(a.threshold_percent for a in first) == [80, 100]

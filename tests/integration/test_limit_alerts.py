@@ -14,13 +14,13 @@ from structlog.testing import capture_logs
 from temporalio.client import Client
 from ulid import ULID
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.money import SpendingLimit
 from rgrid.models.pool import NodeRecord, NodeState
 from rgrid.money.accounting import month_start
-from rgrid.money.limits import SpendingLimit, set_limit, take_unshown
+from rgrid.names import alert_workflow_id
 from rgrid.worker.limit_watch import check_limits_once
-from rgrid.workflows.alert import alert_workflow_id
 from tests.conftest import free_port
 from tests.integration.conftest import record_history
 
@@ -97,7 +97,7 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
         )
     )
     limit = SpendingLimit(project=project, amount_microns=1_000_000, alert_at_percent=50)
-    await set_limit(control, limit.model_copy(update={"webhook": url}))
+    await control.set_limit(limit.model_copy(update={"webhook": url}))
 
     await spend(control, project, node_id, created, 10)  # €0.60: past 50 %
     with capture_logs() as logged:
@@ -107,7 +107,7 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     events = [e for e in logged if e["event"] == "limit_crossed" and e["project"] == project]
     assert [(e["log_level"], e["threshold_percent"]) for e in events] == [("warning", 50)]
 
-    handle = client.get_workflow_handle(alert_workflow_id(first[0]))
+    handle = client.get_workflow_handle(alert_workflow_id(first[0].key))
     await handle.result()
     assert receiver.attempts == 3  # two 503s, retried by the engine, then taken
     assert len(receiver.delivered) == 1
@@ -119,12 +119,12 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     await spend(control, project, node_id, created + timedelta(minutes=10), 10)  # €1.20
     second = await check_limits_once(control, client)
     assert [a.threshold_percent for a in second] == [100]
-    await client.get_workflow_handle(alert_workflow_id(second[0])).result()
+    await client.get_workflow_handle(alert_workflow_id(second[0].key)).result()
     assert [p["threshold_percent"] for p in receiver.delivered] == [50, 100]
     assert await check_limits_once(control, client) == []
 
     # The next command shows each crossing once.
-    shown = [a for a in await take_unshown(control) if a.project == project]
+    shown = [a for a in await control.take_unshown_alerts() if a.project == project]
     assert [a.threshold_percent for a in shown] == [50, 100]
-    assert [a for a in await take_unshown(control) if a.project == project] == []
+    assert [a for a in await control.take_unshown_alerts() if a.project == project] == []
     await wait_for(lambda: len(receiver.delivered) == 2)

@@ -22,6 +22,7 @@ def test_histories_exist_for_every_outcome() -> None:
     assert {"batch_after_continue_as_new", "batch_item_failed", "batch_retried"} <= names
     assert {"alert_webhook_retried"} <= names
     assert {"node_pool", "execution_with_pool", "no_capacity"} <= names
+    assert {"cancelled_while_queued", "run_step_timed_out_and_re_attached"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
