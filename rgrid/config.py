@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     dev_ui_port: int | None = None
     codec_port: int | None = None  # the codec server (default: the UI's port + 1)
     dev_ip: str = "127.0.0.1"
+    dev_restart_budget: int = 5  # restarts of a child in a row (or a minute), then give up
 
     # Nodes.
     provider: Literal["local", "hetzner"] = "local"

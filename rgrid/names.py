@@ -86,3 +86,8 @@ def pool_workflow_id(provider: str, node_class: str) -> str:
 def alert_workflow_id(alert_key: str) -> str:
     """One AlertWorkflow per limit crossing (limit, month, threshold)."""
     return f"alert-{alert_key}"
+
+
+# The control plane's singletons: one per namespace, however many control workers run.
+LIMIT_WATCH_ID = "limit-watch"
+CHECK_LIMITS = "check_limits"

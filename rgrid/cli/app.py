@@ -32,6 +32,7 @@ from rgrid.cli import (
     schema,
     status,
     watch,
+    worker,
 )
 from rgrid.cli.options import RunCommand
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
@@ -92,6 +93,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(queue.app, name="queue")
+app.add_typer(worker.app, name="worker")
 
 
 @app.command()

@@ -30,7 +30,10 @@ NOTICE = "control plane unreachable, retrying…"
 def is_transport_error(exc: BaseException) -> bool:
     """True for failures of reaching a part, not of what was asked of it."""
     if isinstance(exc, RPCError):
-        return exc.status in RETRIED_RPC
+        # A query while no control worker polls (one restarting): the server answers
+        # FAILED_PRECONDITION "no poller seen for task queue recently".
+        no_worker = exc.status == RPCStatusCode.FAILED_PRECONDITION and "poller" in str(exc)
+        return exc.status in RETRIED_RPC or no_worker
     if isinstance(exc, ServiceUnavailableError | StorageError):
         return exc.retryable
     return isinstance(exc, ConnectionError | TimeoutError)

@@ -83,6 +83,7 @@ class ExecutionWorkflow:
         self._visible = False  # sets its own search attributes (histories from before don't)
         self._same_node_first = False
         self._cancel_is_cancel = False
+        self._no_node_fails = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -96,7 +97,8 @@ class ExecutionWorkflow:
 
     @workflow.signal(name="no_capacity")
     def no_capacity(self, request: NoCapacity) -> None:
-        # From the node pool: no node exists or can be made; fail instead of waiting.
+        # From the node pool (no node exists or can be made) or the embedded stack's
+        # supervisor (every local agent keeps exiting): fail instead of waiting.
         self._no_capacity = request.message
 
     @workflow.run
@@ -123,6 +125,8 @@ class ExecutionWorkflow:
             visibility.upsert_run(spec)
         self._same_node_first = workflow.patched("same-node-before-lost")
         self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
+        # Fixed nodes: the embedded stack's supervisor says (no_capacity) when it gave up.
+        self._no_node_fails = spec.pool_id is None and workflow.patched("no-node-fails-fast")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -242,6 +246,20 @@ class ExecutionWorkflow:
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
+        elif self._no_node_fails:
+            self._no_capacity = None  # the supervisor repeats it while no node lives
+            try:
+                await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
+            except asyncio.CancelledError:
+                claim.cancel()  # cancelled while queued: the claim must not land later
+                raise
+            if not claim.done():
+                claim.cancel()
+                raise ApplicationError(
+                    f"no {spec.node_class!r} node is alive: {self._no_capacity}",
+                    type=Failure.NO_NODE_AVAILABLE,
+                    non_retryable=True,
+                )
         try:
             lease = await claim
         except ActivityError as err:

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from rgrid.infra.ledger.db import Ledger
 from ulid import ULID
 
 from rgrid.client.blips import NOTICE
 from rgrid.config import Settings
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.worker.dev import temporal_binary
 from tests.conftest import free_port

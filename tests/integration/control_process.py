@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from rgrid.infra.ledger.db import Ledger
-
 from rgrid.config import load_settings
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.worker.control import build_control_worker

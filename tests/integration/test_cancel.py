@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from rgrid.infra.ledger.db import Ledger
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
 from rgrid.client import batch
 from rgrid.config import Settings
+from rgrid.infra.ledger import Ledger
 from rgrid.models.batch import BatchProgress
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.worker.dev import temporal_binary

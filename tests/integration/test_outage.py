@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from rgrid.infra.ledger.db import Ledger
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from ulid import ULID
@@ -22,6 +21,7 @@ from ulid import ULID
 from rgrid.client import submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.node import ClaimNodeInput

@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from rgrid.infra.ledger.db import Ledger
 from temporalio.client import Client
 
 from rgrid.client.session import Session
 from rgrid.client.waiting import POLLER_FRESH_S, WaitReport, wait_report
 from rgrid.client.watch import wait_for_result
 from rgrid.config import Settings
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from tests.integration.conftest import agent
 from tests.integration.test_execution_workflow import start, wait_for_phase

@@ -6,6 +6,7 @@ runs, spending limits, alerts); tables.py holds the row classes they share.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import event
@@ -32,8 +33,10 @@ class Ledger(ExecutionRows, NodeRows, MoneyRows):
         """Connect; migrate the schema to the newest revision when it is behind (workers,
         `rgrid admin setup`), or with `migrate=False` refuse a schema that is behind."""
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The user's alone, whoever opens it first (SQLite keeps an existing file's mode).
+            os.close(os.open(parsed.database, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_async_engine(url)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -60,14 +60,20 @@ def check_image(reference: str) -> str:
     return reference
 
 
-async def docker_available() -> bool:
-    """True when a Docker daemon answers on the default socket."""
+async def docker_problem() -> str | None:
+    """None when a Docker daemon answers on the default socket, else why it does not."""
     try:
         async with aiodocker.Docker() as docker:
             await docker.version()
-        return True
-    except (aiodocker.DockerError, OSError, ValueError):
-        return False
+    # Any failure means no daemon: with no socket at all aiodocker raises AssertionError.
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return None
+
+
+async def docker_available() -> bool:
+    """True when a Docker daemon answers on the default socket."""
+    return await docker_problem() is None
 
 
 class DockerRuntime:
