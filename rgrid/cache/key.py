@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from rgrid.infra.runtime.base import NODE_SUFFIXES
+from rgrid.images import NODE_SUFFIXES
 from rgrid.models.execution import ExecutionSpec
 
 # Bump when the parts or their meaning change: every older entry then misses.

@@ -26,8 +26,8 @@ from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spe
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
+from rgrid.images import check_image
 from rgrid.infra.deps import DependencySpec, detect_dependencies
-from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
 from rgrid.names import CONTROL_QUEUE

@@ -10,8 +10,6 @@ from pydantic import BaseModel, Field
 
 from rgrid.models.execution import Resources
 
-NODE_SUFFIXES = (".js", ".mjs", ".cjs")  # scripts run with node; everything else with python
-
 OutputSink = Callable[[Literal["out", "err"], bytes], None]
 
 

@@ -22,8 +22,9 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.images import NODE_SUFFIXES
 from rgrid.infra.deps import layer_key
-from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
 
 log = structlog.get_logger()
 
