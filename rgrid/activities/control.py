@@ -50,7 +50,7 @@ class ControlActivities:
         await record_script_run(
             self._ledger, request.execution_id, spec.script.sha256, spec.node_class
         )
-        key = spec_key(spec, self._settings.python_image, self._settings.node_image)
+        key = spec_key(spec)
         if key is None:
             return PlanResult()
         hit = None if spec.no_cache else await self._cache.lookup(key)

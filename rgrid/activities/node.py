@@ -129,6 +129,7 @@ class NodeActivities:
             resources=spec.resources,
             runtime=spec.runtime,
             image=spec.image,
+            default_image=spec.default_image,
             network=spec.network,
             rebuild=spec.no_cache,
         )

@@ -22,11 +22,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from ulid import ULID
 
 from rgrid import names
-from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
+from rgrid.cache.key import cache_parts, has_no_cache_marker, spec_key
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
-from rgrid.images import check_image
+from rgrid.images import check_image, default_image
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
@@ -185,19 +185,13 @@ async def dry_run(settings: Settings, request: RunRequest, cwd: Path) -> DryRun:
     """Validate and detect as a real run would, and report instead of starting."""
     script, args, files, deps = gather(request, cwd)
     spec = build_spec(settings, request, script, args, await hash_files(files), deps)
-    parts = cache_parts(spec, default_image(spec, settings.python_image, settings.node_image))
     return DryRun(
         args=args,
         files={name: path.stat().st_size for name, path in files.items()},
         dependencies=deps,
-        cache_key=key_of(settings, spec),
-        cache_parts=parts,
+        cache_key=spec_key(spec),
+        cache_parts=cache_parts(spec).as_json(),
     )
-
-
-def key_of(settings: Settings, spec: ExecutionSpec) -> str | None:
-    """The spec's result cache key with these settings' default images."""
-    return spec_key(spec, settings.python_image, settings.node_image)
 
 
 def gather(
@@ -249,6 +243,7 @@ def build_spec(
         inputs=[ref for ref in refs if ref is not script_ref],
         runtime=runtime,
         image=request.image,
+        default_image=default_image(script.name, settings.python_image, settings.node_image),
         network=request.network,
         requirements=deps.requirements,
         env=request.env,
@@ -269,10 +264,19 @@ def build_spec(
     )
 
 
+def with_default_image(settings: Settings, spec: ExecutionSpec) -> ExecutionSpec:
+    """The spec with its default image resolved; a spec recorded before the field existed
+    (`rgrid retry` of an old run) gets these settings' image, as when it first ran."""
+    if spec.default_image is not None:
+        return spec
+    image = default_image(spec.script.name, settings.python_image, settings.node_image)
+    return spec.model_copy(update={"default_image": image})
+
+
 async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionStatus | None:
     """A new execution answered by a live cache entry, recorded as such; None on a miss.
     Nothing starts: no workflow, no node (and no embedded stack)."""
-    key = key_of(session.settings, spec)
+    key = spec_key(spec)
     if key is None or spec.no_cache:
         return None
     hit = await (await session.result_cache()).lookup(key)
@@ -305,7 +309,8 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
     runs that have ended, and joins a running workflow with that id: identical runs in
     flight (two terminals, a CLI retry after a network drop) share one execution."""
     client = await session.temporal()
-    key = None if spec.no_cache else key_of(session.settings, spec)
+    spec = with_default_image(session.settings, spec)
+    key = None if spec.no_cache else spec_key(spec)
     options: dict[str, Any] = {
         "result_type": ExecutionStatus,
         "task_queue": CONTROL_QUEUE,

@@ -16,6 +16,8 @@ from rgrid.cache import key as cache_key_module
 from rgrid.cache.key import has_no_cache_marker
 from rgrid.client import submit
 from rgrid.config import Settings
+from rgrid.infra.runtime.base import RunRequest
+from rgrid.infra.runtime.docker import DockerRuntime
 
 
 def key_of(settings: Settings, request: submit.RunRequest, cwd: Path) -> str | None:
@@ -150,3 +152,14 @@ def test_the_no_cache_marker_must_stand_on_its_own_line(text: str, marked: bool)
 def test_a_marked_script_has_no_key(project: Path, tmp_path: Path) -> None:
     (project / "job.py").write_text("# rgrid: no-cache\nprint('sends an email')\n")
     assert key_of(Settings(home=tmp_path / "home"), base_request(project), project) is None
+
+
+def test_the_node_runs_the_image_the_key_names(project: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", python_image="example/python:client")
+    plan = asyncio.run(submit.dry_run(settings, base_request(project), project))
+    assert plan.cache_parts["image"] == "example/python:client"
+    node = DockerRuntime("example/python:node-own", "example/node:node-own")
+    run = RunRequest(execution_id="e", work_dir=tmp_path, tmp_dir=tmp_path, script="job.py")
+    with_spec_image = run.model_copy(update={"default_image": "example/python:client"})
+    assert node.base_image(with_spec_image) == "example/python:client"
+    assert node.base_image(run) == "example/python:node-own"  # a spec from before the field

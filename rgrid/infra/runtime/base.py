@@ -27,6 +27,7 @@ class RunRequest(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     runtime: str = "auto"  # auto | process | docker
     image: str | None = None
+    default_image: str | None = None  # the spec's; None: the node's own setting
     network: bool = True
     rebuild: bool = False  # --no-cache: build the dependency layer again, fresh from the index
 

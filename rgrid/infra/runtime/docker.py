@@ -76,6 +76,8 @@ class DockerRuntime:
         """The image a request runs on before its dependency layer."""
         if request.image:
             return check_image(request.image)
+        if request.default_image:  # resolved by the client: what the cache key names
+            return check_image(request.default_image)
         language = "node" if request.script.endswith(NODE_SUFFIXES) else "python"
         return self._images[language]
 
