@@ -10,7 +10,6 @@ import structlog
 from temporalio import activity
 
 from rgrid import names
-from rgrid.cache.key import spec_key
 from rgrid.cache.service import ResultCache
 from rgrid.config import Settings
 from rgrid.infra.ledger.db import Ledger
@@ -39,24 +38,27 @@ class ControlActivities:
         self._ledger = ledger
         self._storage = storage
         self._settings = settings
-        self._cache = ResultCache(ledger.engine, storage, timedelta(days=settings.retention_days))
+        self._cache = ResultCache(ledger, storage, timedelta(days=settings.retention_days))
         self._manifests: dict[str, list[BatchItem]] = {}
 
     @activity.defn(name=names.PLAN)
     async def plan(self, request: PlanInput) -> PlanResult:
-        """The run's cache key, and the cached result when a live entry answers it."""
+        """Before a run: note which script it runs (for later estimates), then ask the
+        cache, which returns its key and the cached result when a live entry answers it."""
+        await self._note_script_run(request)
+        found = await self._cache.lookup(request.spec)
+        if found.hit is not None:
+            log.info("cache_hit", execution=request.execution_id, source=found.hit.execution_id)
+        return PlanResult(cache_key=found.key, hit=found.hit)
+
+    async def _note_script_run(self, request: PlanInput) -> None:
+        """A `script_runs` row: estimates read the durations of earlier runs of the same
+        script through it. Written in plan because plan runs once, first, for every run
+        (a served-from-cache one too) and already holds the spec."""
         spec = request.spec
-        # Estimates read the durations of earlier runs of the same script from here.
         await record_script_run(
             self._ledger, request.execution_id, spec.script.sha256, spec.node_class
         )
-        key = spec_key(spec)
-        if key is None:
-            return PlanResult()
-        hit = None if spec.no_cache else await self._cache.lookup(key)
-        if hit is not None:
-            log.info("cache_hit", execution=request.execution_id, source=hit.execution_id)
-        return PlanResult(cache_key=key, hit=hit)
 
     @activity.defn(name=names.RECORD)
     async def record(self, request: RecordInput) -> None:

@@ -62,7 +62,7 @@ class Session:
         from rgrid.cache.service import ResultCache
 
         retention = timedelta(days=self.settings.retention_days)
-        return ResultCache((await self.ledger()).engine, self.storage, retention)
+        return ResultCache(await self.ledger(), self.storage, retention)
 
     async def close(self) -> None:
         """Release what was opened."""

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,7 +28,7 @@ from rgrid.errors import RgridError, UserInputError
 from rgrid.images import check_image, default_image
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
-from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Resources
 from rgrid.names import CONTROL_QUEUE
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
@@ -276,30 +275,11 @@ def with_default_image(settings: Settings, spec: ExecutionSpec) -> ExecutionSpec
 async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionStatus | None:
     """A new execution answered by a live cache entry, recorded as such; None on a miss.
     Nothing starts: no workflow, no node (and no embedded stack)."""
-    key = spec_key(spec)
-    if key is None or spec.no_cache:
+    cache = await session.result_cache()
+    found = await cache.lookup(spec)
+    if found.hit is None:
         return None
-    hit = await (await session.result_cache()).lookup(key)
-    if hit is None:
-        return None
-    now = datetime.now(UTC)
-    status = ExecutionStatus(
-        execution_id=new_execution_id(),
-        phase=Phase.SUCCEEDED,
-        script=spec.script.name,
-        args=spec.args,
-        tags=spec.tags,
-        project=spec.project,
-        exit_code=0,
-        created_at=now,
-        finished_at=now,
-        outputs=hit.outputs,
-        cache_key=key,
-        cached=True,
-        cached_from=hit.execution_id,
-    )
-    await (await session.ledger()).upsert(status)
-    return status
+    return await cache.serve(spec, found.hit, new_execution_id())
 
 
 async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, ExecutionStatus]:
