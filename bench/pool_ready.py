@@ -112,7 +112,7 @@ async def through_pool(
         LocalStorage(root / "storage"),
         config,
         task_queue=queue,
-        provider=HetznerProvider(config),
+        provider=HetznerProvider(config.hetzner_config()),
     )
     script = root / "trivial.py"
     script.write_text("print('hi')\n# rgrid: no-cache\n")

@@ -11,7 +11,7 @@ from temporalio import activity
 
 from rgrid import names
 from rgrid.cache.service import ResultCache
-from rgrid.config import Settings
+from rgrid.config_parts import ControlConfig
 from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.storage.base import Storage
 from rgrid.models.batch import BatchItem
@@ -34,11 +34,10 @@ log = structlog.get_logger()
 class ControlActivities:
     """Activities that touch the ledger; nodes never get database credentials."""
 
-    def __init__(self, ledger: Ledger, storage: Storage, settings: Settings) -> None:
+    def __init__(self, ledger: Ledger, storage: Storage, config: ControlConfig) -> None:
         self._ledger = ledger
         self._storage = storage
-        self._settings = settings
-        self._cache = ResultCache(ledger, storage, timedelta(days=settings.retention_days))
+        self._cache = ResultCache(ledger, storage, config.cache_retention)
         self._manifests: dict[str, list[BatchItem]] = {}
 
     @activity.defn(name=names.PLAN)

@@ -30,7 +30,7 @@ def build_control_worker(
 ) -> Worker:
     """A worker for the control queue (tests pass their own queue name); with a provider
     it also hosts the node pool's activities."""
-    control = ControlActivities(ledger, storage, settings)
+    control = ControlActivities(ledger, storage, settings.control_config())
     alerts = AlertActivities()
     activities: list[Callable[..., Any]] = [
         control.plan,
@@ -40,7 +40,7 @@ def build_control_worker(
         alerts.send_webhook,
     ]
     if provider is not None:
-        pool = ProvisioningActivities(provider, client, ledger, settings)
+        pool = ProvisioningActivities(provider, client, ledger, settings.node_class_config())
         activities += [
             pool.observe_pool,
             pool.provision_node,

@@ -160,7 +160,7 @@ def pool_provider(settings: Settings, local: LocalProvider) -> NodeProvider | No
     if settings.provider == "hetzner":
         from rgrid.infra.providers.hetzner import HetznerProvider
 
-        return HetznerProvider(settings)
+        return HetznerProvider(settings.hetzner_config())
     return local
 
 

@@ -167,7 +167,7 @@ async def pool_stack(
         LocalStorage(Path(pool_settings.effective_storage_url.removeprefix("file://"))),
         pool_settings,
         task_queue=queue,
-        provider=HetznerProvider(pool_settings),
+        provider=HetznerProvider(pool_settings.hetzner_config()),
     )
     stack = PoolStack(client, pool_settings, ledger, queue, tmp_path, standin)
     try:

@@ -71,7 +71,7 @@ async def test_an_idle_node_lives_until_five_minutes_before_its_next_hour(
         LocalStorage(tmp_path / "storage"),
         settings,
         task_queue=queue,
-        provider=HetznerProvider(settings),
+        provider=HetznerProvider(settings.hetzner_config()),
     )
     try:
         async with worker:
