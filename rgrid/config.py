@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from rgrid import __version__
-from rgrid.config_parts import ControlConfig, HetznerConfig, NodeJoin
+from rgrid.config_parts import ControlConfig, HetznerConfig, NodeJoin, StorageConfig
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
 from rgrid.paths import data_home, xdg_dir
@@ -215,7 +215,20 @@ class Settings(BaseSettings):
 
     def control_config(self) -> ControlConfig:
         """What the control activities use."""
-        return ControlConfig(cache_retention=timedelta(days=self.retention_days))
+        return ControlConfig(cache_retention=self.cache_retention)
+
+    @property
+    def cache_retention(self) -> timedelta:
+        """How long a cache entry may answer runs: as long as its outputs are kept."""
+        return timedelta(days=self.retention_days)
+
+    def storage_config(self) -> StorageConfig:
+        """Where things are stored and for how long."""
+        return StorageConfig(
+            url=self.effective_storage_url,
+            retention_days=self.retention_days,
+            input_retention_days=self.input_retention_days,
+        )
 
     def node_join(self) -> NodeJoin:
         """What a cloud node is booted with: the node-scoped part of these settings."""

@@ -17,6 +17,15 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Where things are stored and how long the bucket's lifecycle rules keep them."""
+
+    url: str
+    retention_days: int  # outputs, logs, batch manifests
+    input_retention_days: int  # inputs, after their last use
+
+
+@dataclass(frozen=True)
 class NodeJoin:
     """The control plane's settings a cloud node is booted with (never the ledger's)."""
 

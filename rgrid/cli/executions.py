@@ -75,7 +75,7 @@ def status(
         source = found
         if found.cached_from:
             source = await (await session.ledger()).get(found.cached_from)
-        expiry = outputs_expire_at(session.settings, source.finished_at)
+        expiry = outputs_expire_at(session.settings.storage_config(), source.finished_at)
         priced_run = await money.of_execution(session, execution_id)
         cost_text = _cost_text(found, priced_run)
         if json_output:
