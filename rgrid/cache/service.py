@@ -62,21 +62,15 @@ class ResultCache:
         """A new execution answered by `hit`, recorded in the ledger as served from cache:
         no workflow, no node."""
         now = datetime.now(UTC)
-        status = ExecutionStatus(
+        new = ExecutionStatus(
             execution_id=execution_id,
-            phase=Phase.SUCCEEDED,
             script=spec.script.name,
             args=spec.args,
             tags=spec.tags,
             project=spec.project,
-            exit_code=0,
             created_at=now,
-            finished_at=now,
-            outputs=hit.outputs,
-            cache_key=hit.key,
-            cached=True,
-            cached_from=hit.execution_id,
         )
+        status = hit.answer(new, now)
         await self._ledger.upsert(status)
         return status
 
