@@ -42,7 +42,9 @@ def has_no_cache_marker(script_text: str) -> bool:
 
 class CacheParts(BaseModel):
     """Everything a run's outputs depend on, one field per part, as plain JSON values.
-    A new part is one more field here and one more line in `cache_parts`."""
+    A new part is one more field here and one more line in `cache_parts`; a part that
+    depends on a setting or a secret is resolved into the spec by the client first (as
+    `default_image` is), so the key stays a function of the spec alone."""
 
     schema_version: int = Field(serialization_alias="schema")
     script: tuple[str, str]  # staged name, sha256

@@ -242,7 +242,7 @@ def build_spec(
         inputs=[ref for ref in refs if ref is not script_ref],
         runtime=runtime,
         image=request.image,
-        default_image=default_image(script.name, settings.python_image, settings.node_image),
+        default_image=settings_image(settings, script.name),
         network=request.network,
         requirements=deps.requirements,
         env=request.env,
@@ -265,11 +265,15 @@ def build_spec(
 
 def with_default_image(settings: Settings, spec: ExecutionSpec) -> ExecutionSpec:
     """The spec with its default image resolved; a spec recorded before the field existed
-    (`rgrid retry` of an old run) gets these settings' image, as when it first ran."""
+    (`rgrid retry` of an old run) gets these settings' image, like a new run."""
     if spec.default_image is not None:
         return spec
-    image = default_image(spec.script.name, settings.python_image, settings.node_image)
-    return spec.model_copy(update={"default_image": image})
+    return spec.model_copy(update={"default_image": settings_image(settings, spec.script.name)})
+
+
+def settings_image(settings: Settings, script: str) -> str:
+    """The image these settings give a run of `script` without --image."""
+    return default_image(script, settings.python_image, settings.node_image)
 
 
 async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionStatus | None:

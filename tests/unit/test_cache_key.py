@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rgrid.cache import key as cache_key_module
-from rgrid.cache.key import has_no_cache_marker
+from rgrid.cache.key import has_no_cache_marker, spec_key
 from rgrid.client import submit
 from rgrid.config import Settings
 from rgrid.infra.runtime.base import RunRequest
@@ -163,3 +163,15 @@ def test_the_node_runs_the_image_the_key_names(project: Path, tmp_path: Path) ->
     with_spec_image = run.model_copy(update={"default_image": "example/python:client"})
     assert node.base_image(with_spec_image) == "example/python:client"
     assert node.base_image(run) == "example/python:node-own"  # a spec from before the field
+
+
+def test_a_spec_from_before_the_default_image_keys_like_a_new_run(
+    project: Path, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    script, args, files, deps = submit.gather(base_request(project), project)
+    refs = asyncio.run(submit.hash_files(files))
+    new = submit.build_spec(settings, base_request(project), script, args, refs, deps)
+    old = new.model_copy(update={"default_image": None})  # as an older client wrote it
+    assert spec_key(old) != spec_key(new)
+    assert spec_key(submit.with_default_image(settings, old)) == spec_key(new)
