@@ -23,7 +23,6 @@ from pydantic_settings import (
 )
 
 from rgrid import __version__
-from rgrid.config_parts import ControlConfig, HetznerConfig, NodeJoin, StorageConfig
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
 from rgrid.paths import data_home, xdg_dir
@@ -213,42 +212,10 @@ class Settings(BaseSettings):
             billing_period_s=self.node_billing_period_s,
         )
 
-    def control_config(self) -> ControlConfig:
-        """What the control activities use."""
-        return ControlConfig(cache_retention=self.cache_retention)
-
     @property
     def cache_retention(self) -> timedelta:
         """How long a cache entry may answer runs: as long as its outputs are kept."""
         return timedelta(days=self.retention_days)
-
-    def storage_config(self) -> StorageConfig:
-        """Where things are stored and for how long."""
-        return StorageConfig(
-            url=self.effective_storage_url,
-            retention_days=self.retention_days,
-            input_retention_days=self.input_retention_days,
-        )
-
-    def node_join(self) -> NodeJoin:
-        """What a cloud node is booted with: the node-scoped part of these settings."""
-        return NodeJoin(
-            temporal_address=self.effective_temporal_address,
-            temporal_namespace=self.temporal_namespace,
-            temporal_api_key=self.temporal_api_key,
-            temporal_tls_cert=self.temporal_tls_cert,
-            temporal_tls_key=self.temporal_tls_key,
-            storage_url=self.effective_storage_url,
-            run_env={f"RGRID_{k.upper()}": str(getattr(self, k)) for k in RUN_SETTINGS},
-            package=self.node_package,
-            heartbeat_timeout_s=self.heartbeat_timeout_s,
-        )
-
-    def hetzner_config(self) -> HetznerConfig:
-        """What the Hetzner provider uses."""
-        return HetznerConfig(
-            token=self.hcloud_token, endpoint=self.hcloud_endpoint, join=self.node_join()
-        )
 
     @property
     def pool_id(self) -> str | None:
@@ -265,10 +232,6 @@ class Settings(BaseSettings):
         """Work and cache dirs of local nodes."""
         return self.home / "nodes"
 
-
-# Settings of how runs run, which cloud nodes share with the control plane (paths do not
-# apply there).
-RUN_SETTINGS = ("runtime", "python_image", "node_image", "lease_ttl_s")
 
 # Settings whose values are never shown: `rgrid config` says only whether they are set.
 SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})

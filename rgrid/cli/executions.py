@@ -33,6 +33,7 @@ from rgrid.client.parse import parse_pairs
 from rgrid.client.session import Session
 from rgrid.client.watch import cancel as cancel_execution
 from rgrid.client.watch import current_status, follow_logs
+from rgrid.config_parts import StorageConfig
 from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord
 from rgrid.infra.retention import outputs_expire_at
@@ -75,7 +76,7 @@ def status(
         source = found
         if found.cached_from:
             source = await (await session.ledger()).get(found.cached_from)
-        expiry = outputs_expire_at(session.settings.storage_config(), source.finished_at)
+        expiry = outputs_expire_at(StorageConfig.of(session.settings), source.finished_at)
         priced_run = await money.of_execution(session, execution_id)
         cost_text = _cost_text(found, priced_run)
         if json_output:

@@ -13,6 +13,7 @@ from rgrid.activities.alerts import AlertActivities
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.provisioning import ProvisioningActivities
 from rgrid.config import Settings
+from rgrid.config_parts import ControlConfig
 from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.storage.base import Storage
@@ -30,7 +31,7 @@ def build_control_worker(
 ) -> Worker:
     """A worker for the control queue (tests pass their own queue name); with a provider
     it also hosts the node pool's activities."""
-    control = ControlActivities(ledger, storage, settings.control_config())
+    control = ControlActivities(ledger, storage, ControlConfig.of(settings))
     alerts = AlertActivities()
     activities: list[Callable[..., Any]] = [
         control.plan,

@@ -30,6 +30,7 @@ from ulid import ULID
 from rgrid import logs
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
+from rgrid.config_parts import HetznerConfig
 from rgrid.errors import EmbeddedStackError, RgridError
 from rgrid.infra.ledger.db import Ledger
 from rgrid.infra.providers import NodeProvider
@@ -160,7 +161,7 @@ def pool_provider(settings: Settings, local: LocalProvider) -> NodeProvider | No
     if settings.provider == "hetzner":
         from rgrid.infra.providers.hetzner import HetznerProvider
 
-        return HetznerProvider(settings.hetzner_config())
+        return HetznerProvider(HetznerConfig.of(settings))
     return local
 
 
