@@ -20,6 +20,7 @@ missing_parts() {
   [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$missing postgresql-15"
   command -v cloud-init >/dev/null || missing="$missing cloud-init"
   command -v systemd-analyze >/dev/null || missing="$missing systemd"
+  command -v bwrap >/dev/null || missing="$missing bubblewrap"
   echo "$missing"
 }
 missing=$(missing_parts)

@@ -12,7 +12,7 @@ from temporalio import activity
 from rgrid import names
 from rgrid.cache.service import ResultCache
 from rgrid.config_parts import ControlConfig
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import Storage
 from rgrid.models.batch import BatchItem
 from rgrid.models.control import (
@@ -24,8 +24,7 @@ from rgrid.models.control import (
     PlanResult,
     RecordInput,
 )
-from rgrid.money.accounting import execution_cost
-from rgrid.money.estimate import record_script_run
+from rgrid.money import own_cost
 from rgrid.money.pricing import NodeBill, SlotUsage
 
 log = structlog.get_logger()
@@ -55,8 +54,8 @@ class ControlActivities:
         script through it. Written in plan because plan runs once, first, for every run
         (a served-from-cache one too) and already holds the spec."""
         spec = request.spec
-        await record_script_run(
-            self._ledger, request.execution_id, spec.script.sha256, spec.node_class
+        await self._ledger.record_script_run(
+            request.execution_id, spec.script.sha256, spec.node_class
         )
 
     @activity.defn(name=names.RECORD)
@@ -88,8 +87,12 @@ class ControlActivities:
             hourly_price_microns=max(lease.hourly_price_microns, 0),
             slots=max(lease.slots, 1),
         )
-        cost = await execution_cost(
-            self._ledger, usage.execution_id, now, usage=usage, fallback=stand_in
+        # Its own record is not needed: it brings its usage (its end is not recorded yet).
+        nodes = await self._ledger.nodes(include_deleted=True)
+        hours = own_cost.hours_touched(usage, nodes)
+        others = await self._ledger.runs_on({hours.agent}, hours.start, hours.end) if hours else []
+        cost = own_cost.execution_cost(
+            usage.execution_id, None, usage, nodes, others, now, fallback=stand_in
         )
         return CostResult(cost_microns=cost.cost_microns, provisional=cost.provisional)
 

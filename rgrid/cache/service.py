@@ -3,7 +3,7 @@
 One service decides for both places that ask: the CLI's fast path (`lookup`, then
 `serve` records a new execution answered without a workflow) and the workflow's plan
 activity (`lookup`; `store` from record). Entries live in the ledger (its `cache`
-module); the outputs they point at stay where their execution stored them. An entry is
+table family); the outputs they point at stay where their execution stored them. An entry is
 live while it is younger than the retention window and every output it names is still in
 storage; anything else is a miss, and the stale entry is dropped on the way.
 """
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from rgrid.cache.key import spec_key
-from rgrid.infra.ledger.cache import CacheEntries
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import Storage, output_prefix
 from rgrid.models.control import CacheHit
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
@@ -36,7 +35,6 @@ class ResultCache:
 
     def __init__(self, ledger: Ledger, storage: Storage, retention: timedelta) -> None:
         self._ledger = ledger
-        self._entries = CacheEntries(ledger.engine)
         self._storage = storage
         self._retention = retention
 
@@ -49,13 +47,13 @@ class ResultCache:
 
     async def live_entry(self, key: str) -> CacheHit | None:
         """The live entry for `key`, counted as a hit; None (dropping a stale one) if none."""
-        hit = await self._entries.get(key)
+        hit = await self._ledger.cache_entry(key)
         if hit is None:
             return None
         if not await self._live(hit):
             await self.remove([key])
             return None
-        await self._entries.count_hit(key)
+        await self._ledger.count_cache_hit(key)
         return hit
 
     async def serve(self, spec: ExecutionSpec, hit: CacheHit, execution_id: str) -> ExecutionStatus:
@@ -79,7 +77,7 @@ class ResultCache:
         False when the run is not cacheable."""
         if status.cache_key is None or status.cached or status.phase is not Phase.SUCCEEDED:
             return False
-        await self._entries.put(
+        await self._ledger.put_cache_entry(
             CacheHit(
                 key=status.cache_key,
                 execution_id=status.execution_id,
@@ -93,16 +91,16 @@ class ResultCache:
 
     async def entries(self, older_than: timedelta | None = None) -> list[CacheHit]:
         """Every entry, newest first; with `older_than`, only those created before then."""
-        return await self._entries.all(older_than)
+        return await self._ledger.cache_entries(older_than)
 
     async def remove(self, keys: list[str]) -> int:
         """Drop entries (their outputs stay with their executions); how many were there."""
-        return await self._entries.delete(keys)
+        return await self._ledger.delete_cache_entries(keys)
 
     async def runs_ended(self, key: str) -> int:
         """How many executions with this key ran to an end on a node: the generation
         number that keeps in-flight dedup ids unique over time."""
-        return await self._entries.runs_ended(key)
+        return await self._ledger.runs_ended(key)
 
     async def _live(self, hit: CacheHit) -> bool:
         if datetime.now(UTC) - hit.created_at > self._retention:

@@ -21,7 +21,7 @@ from ulid import ULID
 
 from rgrid.config import Settings
 from rgrid.config_parts import HetznerConfig
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.models.pool import Demand, NodeState, PoolInput, PoolStatus

@@ -1,5 +1,5 @@
-"""The result cache's queries: the `cache_entries` table, and how many runs of a key the
-`executions` table has seen end. Rows go in and out as CacheHit models."""
+"""The result cache's table family: `cache_entries`, and how many runs of a key the
+`executions` table has seen end. Entries go in and out as CacheHit models."""
 
 from __future__ import annotations
 
@@ -7,30 +7,27 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.infra.ledger.db import CacheEntryRow, ExecutionRow, as_utc
+from rgrid.infra.ledger.base import LedgerPart
+from rgrid.infra.ledger.tables import CacheEntryRow, ExecutionRow, as_utc
 from rgrid.models.control import CacheHit
 from rgrid.models.execution import TERMINAL_PHASES, OutputFile
 
 
-class CacheEntries:
+class CacheRows(LedgerPart):
     """Reads and writes cache entries; what is live is the cache service's business."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def get(self, key: str) -> CacheHit | None:
+    async def cache_entry(self, key: str) -> CacheHit | None:
         """The entry for `key`, live or not."""
-        async with AsyncSession(self._engine) as session:
+        async with AsyncSession(self.engine) as session:
             row = await session.get(CacheEntryRow, key)
         return None if row is None else _to_hit(row)
 
-    async def count_hit(self, key: str) -> None:
+    async def count_cache_hit(self, key: str) -> None:
         """One more hit for the entry, now (nothing if it went meanwhile)."""
-        async with AsyncSession(self._engine) as session:
+        async with AsyncSession(self.engine) as session:
             row = await session.get(CacheEntryRow, key, with_for_update=True)
             if row is not None:
                 row.hits += 1
@@ -38,7 +35,7 @@ class CacheEntries:
                 session.add(row)
                 await session.commit()
 
-    async def put(self, entry: CacheHit) -> None:
+    async def put_cache_entry(self, entry: CacheHit) -> None:
         """Make `entry` the answer for its key, replacing an older one."""
         row = CacheEntryRow(
             key=entry.key,
@@ -48,24 +45,24 @@ class CacheEntries:
             size_bytes=entry.size_bytes,
             created_at=entry.created_at,
         )
-        async with AsyncSession(self._engine) as session:
+        async with AsyncSession(self.engine) as session:
             await session.merge(row)
             await session.commit()
 
-    async def all(self, older_than: timedelta | None = None) -> list[CacheHit]:
+    async def cache_entries(self, older_than: timedelta | None = None) -> list[CacheHit]:
         """Every entry, newest first; with `older_than`, only those created before then."""
         query = select(CacheEntryRow).order_by(col(CacheEntryRow.created_at).desc())
         if older_than is not None:
             query = query.where(col(CacheEntryRow.created_at) < datetime.now(UTC) - older_than)
-        async with AsyncSession(self._engine) as session:
+        async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         return [_to_hit(row) for row in rows]
 
-    async def delete(self, keys: list[str]) -> int:
+    async def delete_cache_entries(self, keys: list[str]) -> int:
         """Drop entries; how many were there."""
         if not keys:
             return 0
-        async with AsyncSession(self._engine) as session:
+        async with AsyncSession(self.engine) as session:
             result = await session.exec(  # type: ignore[call-overload]
                 delete(CacheEntryRow).where(col(CacheEntryRow.key).in_(keys))
             )
@@ -79,7 +76,7 @@ class CacheEntries:
             ExecutionRow.cached == False,  # noqa: E712 (SQL, not Python)
             col(ExecutionRow.phase).in_([p.value for p in TERMINAL_PHASES]),
         )
-        async with AsyncSession(self._engine) as session:
+        async with AsyncSession(self.engine) as session:
             return int((await session.exec(query)).one())
 
 
