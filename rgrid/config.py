@@ -12,12 +12,13 @@ import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -25,15 +26,28 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
-from rgrid.paths import data_home, xdg_dir
+from rgrid.paths import config_file_path, data_home
 
 
-def config_file_path() -> Path:
-    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
-    explicit = os.environ.get("RGRID_CONFIG")
-    if explicit:
-        return Path(explicit)
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
+def _pairs(value: Any) -> Any:
+    """`geo=2,ml=1` (how people write it in the environment) as a mapping; JSON and dicts
+    pass through."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    pairs = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, number = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"write {value!r} as name=number,name=number")
+        pairs[key.strip()] = number.strip()
+    return pairs
+
+
+# A project -> number mapping read from `geo=2,ml=1` (or JSON).
+ProjectNumbers = Annotated[dict[str, float], NoDecode, BeforeValidator(_pairs)]
+ProjectCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_pairs)]
 
 
 def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:
@@ -134,6 +148,11 @@ class Settings(BaseSettings):
     project: str = "default"
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
+    # The queue: fairness weights per project (live changes: `rgrid queue weights`), and
+    # bounds on runs waiting for a node, over all projects and per project.
+    project_weights: ProjectNumbers = Field(default_factory=dict)
+    max_queued: int = 10_000
+    max_queued_per_project: ProjectCounts = Field(default_factory=dict)
     heartbeat_timeout_s: int = 30
     batch_page_size: int = 200
     limit_check_s: float = 30.0  # how often the control worker checks spending limits

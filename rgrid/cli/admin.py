@@ -8,7 +8,6 @@ import typer
 
 from rgrid.cli.common import settings
 from rgrid.cli.output import JsonOption, out, print_json
-from rgrid.client.setup import setup as run_setup
 
 app = typer.Typer(help="Operate the shared services of a team deployment.", no_args_is_help=True)
 
@@ -17,6 +16,8 @@ app = typer.Typer(help="Operate the shared services of a team deployment.", no_a
 def setup(json_output: JsonOption = False) -> None:
     """Migrate the ledger, create the bucket and its lifecycle rules, register search
     attributes. Safe to run again."""
+    from rgrid.client.setup import setup as run_setup  # SQLAlchemy: only for this command
+
     steps = asyncio.run(run_setup(settings()))
     if json_output:
         print_json([step.model_dump() for step in steps])

@@ -53,6 +53,7 @@ class RunRequest:
     network: bool = True
     retries: int = 0
     no_cache: bool = False
+    priority: int = 3
 
 
 @dataclass
@@ -246,6 +247,7 @@ def build_spec(
         ),
         tags=request.tags,
         project=settings.project,
+        priority=request.priority,
         node_class=settings.node_class,
         retries=request.retries,
         max_node_attempts=settings.max_node_attempts,

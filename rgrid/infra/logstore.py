@@ -22,6 +22,7 @@ class LogRecord(BaseModel):
 
     stream: Stream
     data: bytes
+    attempt: int = 1  # which try of the execution wrote it (a retry or a new node)
 
 
 def chunk_key(execution_id: str, attempt: int, seq: int) -> str:
@@ -72,14 +73,25 @@ class LogChunkWriter:
         return lines[-1] if lines else ""
 
 
-def decode_chunk(payload: bytes) -> list[LogRecord]:
+def attempt_of(key: str) -> int:
+    """The attempt a chunk key names (see chunk_key)."""
+    name = key.rsplit("/", 1)[-1]
+    head = name.split("-", 1)[0]
+    return int(head) if head.isdigit() else 1
+
+
+def decode_chunk(payload: bytes, attempt: int = 1) -> list[LogRecord]:
     """Records of one stored chunk."""
     records = []
     for line in payload.decode("utf-8", "surrogatepass").splitlines():
         if line:
             item = json.loads(line)
             records.append(
-                LogRecord(stream=item["s"], data=item["d"].encode("utf-8", "surrogateescape"))
+                LogRecord(
+                    stream=item["s"],
+                    data=item["d"].encode("utf-8", "surrogateescape"),
+                    attempt=attempt,
+                )
             )
     return records
 
@@ -90,6 +102,6 @@ async def read_new_records(storage: Storage, execution_id: str, after: set[str])
     for info in await storage.list(log_prefix(execution_id)):
         if info.key in after:
             continue
-        records.extend(decode_chunk(await storage.get_bytes(info.key)))
+        records.extend(decode_chunk(await storage.get_bytes(info.key), attempt_of(info.key)))
         after.add(info.key)
     return records

@@ -68,6 +68,8 @@ class ExecutionSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     tags: dict[str, str] = Field(default_factory=dict)
     project: str = "default"
+    # Temporal's task-queue priority of the claim: 1 most urgent .. 5; 3 by default.
+    priority: int = 3
     node_class: str = "local"
     retries: int = 0
     max_node_attempts: int = 3
@@ -99,6 +101,8 @@ class ExecutionStatus(BaseModel):
     project: str = "default"
     batch_id: str | None = None
     batch_item: int | None = None
+    node_class: str = "local"
+    priority: int = 3  # its claim's priority while it waits: 1 most urgent .. 5
     node_id: str | None = None
     runtime: str | None = None
     attempts: int = 0

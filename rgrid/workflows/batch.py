@@ -156,8 +156,12 @@ class BatchWorkflow:
     @retry_failed.validator
     def _validate_retry(self, request: RetryFailedInput) -> None:
         if not self._state.failed:
+            # A user's request that asking again will not change (a rejected update
+            # writes no history, so this needs no patch).
             raise ApplicationError(
-                "the batch has no failed items to retry", type=Failure.NOTHING_TO_RETRY
+                "the batch has no failed items to retry",
+                type=Failure.NOTHING_TO_RETRY,
+                non_retryable=True,
             )
 
     def _pending(self) -> bool:

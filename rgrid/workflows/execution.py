@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -73,6 +73,7 @@ class ExecutionWorkflow:
         self._pending_signals: list[asyncio.Future[None]] = []
         self._no_capacity: str | None = None
         self._pool_demand = False
+        self._claim_priority = False
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -98,11 +99,14 @@ class ExecutionWorkflow:
             project=spec.project,
             batch_id=spec.batch_id,
             batch_item=spec.batch_item,
+            node_class=spec.node_class,
+            priority=spec.priority,
             created_at=workflow.now(),
         )
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        self._claim_priority = workflow.patched("claim-priority")
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -151,7 +155,7 @@ class ExecutionWorkflow:
             self._status.phase = Phase.SUCCEEDED
         else:
             self._status.phase = Phase.FAILED
-            self._status.error = f"script exited with code {run.exit_code}"
+            self._status.error = failure_text(run.exit_code, spec.resources.memory_mb)
         await self._finish()
         if self._status.phase is not Phase.SUCCEEDED:
             # The workflow fails (red in the Web UI); the details carry the full status.
@@ -207,6 +211,11 @@ class ExecutionWorkflow:
             schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3),
+            # Temporal's matching orders the waiting claims: priority first, then a fair
+            # share per project within a priority (weights: the queue's overrides).
+            priority=Priority(priority_key=spec.priority, fairness_key=spec.project)
+            if self._claim_priority
+            else Priority.default,
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
@@ -394,3 +403,15 @@ def _node_lost(err: ActivityError) -> bool:
     if isinstance(cause, TimeoutError):
         return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
     return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST
+
+
+def failure_text(exit_code: int | None, memory_mb: int) -> str:
+    """What a failed script's exit says. SIGKILL (137 from a container, -9 from a
+    process) is what the kernel's OOM killer sends when a script goes over its memory
+    limit: by far its most common cause."""
+    if exit_code in (137, -9):
+        return (
+            f"script was killed (exit code {exit_code}, SIGKILL): most likely out of memory at its "
+            f"{memory_mb} MB limit; raise it with --memory"
+        )
+    return f"script exited with code {exit_code}"
