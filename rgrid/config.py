@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
+    # Payload codec keys (`id:base64`, comma-separated, newest last); unset: the key file
+    # `codec.keys` under home, made on first use.
+    codec_key: str | None = None
 
     # Ledger and storage: unset means SQLite and a directory under `home`.
     database_url: str | None = None
@@ -103,6 +106,7 @@ class Settings(BaseSettings):
     # Embedded stack.
     dev_port: int = 7233
     dev_ui_port: int | None = None
+    codec_port: int | None = None  # the codec server (default: the UI's port + 1)
     dev_ip: str = "127.0.0.1"
 
     # Nodes.
@@ -190,6 +194,11 @@ class Settings(BaseSettings):
         return self.dev_ui_port or self.dev_port + 1000
 
     @property
+    def effective_codec_port(self) -> int:
+        """Where the codec server listens for the Web UI."""
+        return self.codec_port or self.effective_ui_port + 1
+
+    @property
     def effective_database_url(self) -> str:
         """The ledger's SQLAlchemy URL."""
         return self.database_url or f"sqlite+aiosqlite:///{self.home / 'ledger.db'}"
@@ -253,7 +262,7 @@ class Settings(BaseSettings):
 
 
 # Settings whose values are never shown: `rgrid config` says only whether they are set.
-SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})
+SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token", "codec_key"})
 
 
 class SettingSource(BaseModel):

@@ -59,6 +59,10 @@ class NodeJoin:
     # Read when a node is created, so a renewed certificate reaches the next node.
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
+    # Where the codec keys are (RGRID_CODEC_KEY, else the key file in home): the node
+    # decrypts payloads and unseals secrets with them.
+    home: Path = Path()
+    codec_key: str | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> NodeJoin:
@@ -72,6 +76,8 @@ class NodeJoin:
             run_env={f"RGRID_{k.upper()}": str(getattr(settings, k)) for k in RUN_SETTINGS},
             package=settings.node_package,
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            home=settings.home,
+            codec_key=settings.codec_key,
         )
 
 

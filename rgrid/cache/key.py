@@ -21,8 +21,8 @@ from rgrid.models.execution import ExecutionSpec
 # Bump when the parts or their meaning change: every older entry then misses.
 CACHE_SCHEMA = 1
 
-# Environment variables whose values are secrets: left out of the key, so the key and
-# `--dry-run` never carry them (a rotated token does not change what a script computes).
+# Environment variables whose values are secrets: they travel sealed (rgrid.client.secrets)
+# and the key has only a keyed hash of them, so neither the key nor `--dry-run` shows one.
 _SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE|AUTH|(^|_)KEY$|API_?KEY|ACCESS_KEY", re.IGNORECASE
 )
@@ -55,10 +55,15 @@ class CacheParts(BaseModel):
     args: list[str]
     env: dict[str, str]  # non-secret variables only
     network: bool
+    # Secret names and the client's keyed hash of their values: a changed secret misses.
+    # Absent (not null) without secrets, so those runs keep the keys they had.
+    secrets: tuple[list[str], str | None] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The parts as hashed and as `--dry-run` shows them."""
-        return self.model_dump(mode="json", by_alias=True)
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"secrets"} if self.secrets is None else None
+        )
 
 
 def cache_parts(spec: ExecutionSpec) -> CacheParts:
@@ -73,6 +78,7 @@ def cache_parts(spec: ExecutionSpec) -> CacheParts:
         args=spec.args,
         env={name: value for name, value in sorted(spec.env.items()) if not is_secret(name)},
         network=spec.network,
+        secrets=(sorted(spec.secrets), spec.secrets_digest) if spec.secrets else None,
     )
 
 

@@ -17,6 +17,7 @@ from rgrid.cli import (
     admin,
     cache,
     cancel,
+    codec,
     config_cmd,
     cost,
     dev,
@@ -28,6 +29,7 @@ from rgrid.cli import (
     queue,
     retry,
     run,
+    schema,
     status,
 )
 from rgrid.cli.options import RunCommand
@@ -80,6 +82,8 @@ app.command()(download.outputs)
 app.command()(config_cmd.config)
 app.command()(init.init)
 app.command()(cost.estimate)
+app.command("codec-server")(codec.codec_server_command)
+app.command("schema")(schema.schema_command)
 app.add_typer(cache.app, name="cache")
 app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")

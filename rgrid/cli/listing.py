@@ -46,6 +46,7 @@ def list_executions(
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", "-m", help="Only with this KEY=VALUE tag.")
     ] = None,
+    project: Annotated[str | None, typer.Option(help="Only this project's executions.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many.")] = 20,
     batches: Annotated[bool, typer.Option("--batches", help="List batches instead.")] = False,
     json_output: JsonOption = False,
@@ -59,11 +60,15 @@ def list_executions(
             return
         if status_filter is Phase.QUEUED:  # waiting runs: next to be claimed first
             waiting = await queue.waiting_in_order(session, session.settings.node_class)
-            rows = [r for r in waiting if all(r.tags.get(k) == v for k, v in tags.items())]
+            rows = [
+                r
+                for r in waiting
+                if all(r.tags.get(k) == v for k, v in tags.items()) and project in (None, r.project)
+            ]
             rows = rows[:limit]
         else:
             rows = await (await session.ledger()).recent(
-                limit=limit, phase=status_filter, tags=tags
+                limit=limit, phase=status_filter, tags=tags, project=project
             )
         if json_output:
             print_json([row.model_dump(mode="json") for row in rows])

@@ -49,6 +49,21 @@ def run(
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the script (repeatable).")
     ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help="Pass this variable from your environment as a secret: sealed in transit, "
+            "never shown or stored in plain text (repeatable).",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            help="The project the run counts for (RgridProject; cost, limits).",
+            envvar="RGRID_PROJECT",
+        ),
+    ] = None,
     metadata: Annotated[
         list[str] | None,
         typer.Option("--metadata", "-m", help="KEY=VALUE tag on the execution (repeatable)."),
@@ -137,10 +152,6 @@ def run(
         bool,
         typer.Option("--estimate-cost", help="Print what it would cost; start nothing."),
     ] = False,
-    project: Annotated[
-        str | None,
-        typer.Option(envvar="RGRID_PROJECT", help="Count the run under this project."),
-    ] = None,
 ) -> None:
     """Run a script on a node: stream its output live, then download what it wrote."""
     request = submit.RunRequest(
@@ -158,6 +169,8 @@ def run(
         retries=retries,
         priority=priority,
         no_cache=no_cache,
+        secret_names=secret or [],
+        project=project,
     )
     if project:
         os.environ["RGRID_PROJECT"] = project  # read with the settings, as --profile is

@@ -36,6 +36,7 @@ from rgrid.models.batch import (
     RetryFailedResult,
 )
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.workflows.visibility import batch_summary
 
 UPLOAD_CONCURRENCY = 8
 
@@ -138,6 +139,7 @@ async def prepare(
         parallel=parallel,
         fail_fast=fail_fast,
         page_size=session.settings.batch_page_size,
+        patterns=patterns,
     )
     return PreparedBatch(batch_id=batch_id, spec=spec, items=items, report=report)
 
@@ -160,6 +162,7 @@ async def start(
                 SearchAttributePair(names.BATCH_ID_ATTRIBUTE, batch_id),
             ]
         ),
+        static_summary=batch_summary(spec),
     )
 
 

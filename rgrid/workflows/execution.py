@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         StageInputsInput,
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
+    from rgrid.workflows import visibility
 
 # Work pinned to a node must start promptly: a node that holds our lease polls its queue.
 NODE_PICKUP = timedelta(seconds=30)
@@ -74,6 +75,7 @@ class ExecutionWorkflow:
         self._no_capacity: str | None = None
         self._pool_demand = False
         self._claim_priority = False
+        self._visible = False  # sets its own search attributes (histories from before don't)
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -82,6 +84,8 @@ class ExecutionWorkflow:
     @workflow.signal(name="add_tags")
     def add_tags(self, request: AddTagsInput) -> None:
         self._status.tags.update(request.tags)
+        if self._visible:
+            visibility.upsert_tags(self._status.tags)
 
     @workflow.signal(name="no_capacity")
     def no_capacity(self, request: NoCapacity) -> None:
@@ -107,6 +111,9 @@ class ExecutionWorkflow:
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
         self._claim_priority = workflow.patched("claim-priority")
+        self._visible = workflow.patched(visibility.VISIBLE)
+        if self._visible:
+            visibility.upsert_run(spec)
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -155,7 +162,9 @@ class ExecutionWorkflow:
             self._status.phase = Phase.SUCCEEDED
         else:
             self._status.phase = Phase.FAILED
-            self._status.error = failure_text(run.exit_code, spec.resources.memory_mb)
+            self._status.error = visibility.script_failed(
+                run.exit_code, run.stderr_tail, spec.resources.memory_mb
+            )
         await self._finish()
         if self._status.phase is not Phase.SUCCEEDED:
             # The workflow fails (red in the Web UI); the details carry the full status.
@@ -228,6 +237,9 @@ class ExecutionWorkflow:
                 non_retryable=True,
             ) from err
         self._status.node_id = lease.node_id
+        if self._visible:
+            visibility.upsert_node(lease.node_id)
+        self._show()
         return lease
 
     async def _demand(
@@ -265,6 +277,7 @@ class ExecutionWorkflow:
         execution_id = self._status.execution_id
         try:
             self._status.phase = Phase.STAGING
+            self._show()
             await workflow.execute_activity_method(
                 NodeActivities.stage_inputs,
                 StageInputsInput(
@@ -291,6 +304,9 @@ class ExecutionWorkflow:
             )
             self._status.runtime = run.runtime
             self._status.phase = Phase.COLLECTING
+            self._status.exit_code = run.exit_code
+            self._status.stderr_tail = run.stderr_tail
+            self._show()
             failed = run.timed_out or run.exit_code != 0
             if not (may_retry and failed):
                 self._report_script_done(failed)
@@ -384,7 +400,12 @@ class ExecutionWorkflow:
         except FailureError:
             workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)
 
+    def _show(self) -> None:
+        # Not a command: the Web UI reads it live through the workflow's metadata query.
+        workflow.set_current_details(visibility.run_details(self._status))
+
     async def _record(self) -> None:
+        self._show()
         await workflow.execute_local_activity_method(
             ControlActivities.record,
             RecordInput(status=self._status),
@@ -403,15 +424,3 @@ def _node_lost(err: ActivityError) -> bool:
     if isinstance(cause, TimeoutError):
         return True  # schedule-to-start (node gone) or heartbeat (node died mid-run)
     return isinstance(cause, ApplicationError) and cause.type == Failure.LEASE_LOST
-
-
-def failure_text(exit_code: int | None, memory_mb: int) -> str:
-    """What a failed script's exit says. SIGKILL (137 from a container, -9 from a
-    process) is what the kernel's OOM killer sends when a script goes over its memory
-    limit: by far its most common cause."""
-    if exit_code in (137, -9):
-        return (
-            f"script was killed (exit code {exit_code}, SIGKILL): most likely out of memory at its "
-            f"{memory_mb} MB limit; raise it with --memory"
-        )
-    return f"script exited with code {exit_code}"

@@ -57,11 +57,14 @@ class ExecutionRows(LedgerPart):
         limit: int = 20,
         phase: Phase | None = None,
         tags: dict[str, str] | None = None,
+        project: str | None = None,
     ) -> list[ExecutionStatus]:
-        """Newest executions first, filtered by phase and tags."""
+        """Newest executions first, filtered by phase, tags and project."""
         query = select(ExecutionRow).order_by(col(ExecutionRow.created_at).desc())
         if phase is not None:
             query = query.where(ExecutionRow.phase == phase.value)
+        if project is not None:
+            query = query.where(ExecutionRow.project == project)
         async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         found = []

@@ -2,8 +2,8 @@
 
 The `#cloud-config` installs Docker and Python, installs rgrid in a venv, writes the
 node-scoped agent config (Temporal address and credentials, storage access, node id and
-class) to `/etc/rgrid/agent.env`, and starts the agent as a systemd unit. It carries no
-database URL: nodes never hold ledger credentials.
+class, the payload codec's keys) to `/etc/rgrid/agent.env` (0600), and starts the agent
+as a systemd unit. It carries no database URL: nodes never hold ledger credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from rgrid import __version__
 from rgrid.config_parts import NodeJoin
+from rgrid.infra.codec import load_keyring
 
 AGENT_ENV = "/etc/rgrid/agent.env"
 AGENT_UNIT = "/etc/systemd/system/rgrid-agent.service"
@@ -50,6 +51,7 @@ class NodeBootstrap(BaseModel):
     temporal_tls_cert: str | None = None  # PEM text, written to the node
     temporal_tls_key: str | None = None
     storage_url: str
+    codec_key: str | None = None  # every codec key: the node decrypts payloads, unseals secrets
     storage_env: dict[str, str] = Field(default_factory=dict)
     run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of config.RUN_SETTINGS
     package: str = f"rgrid=={__version__}"  # what pip installs on the node
@@ -57,7 +59,8 @@ class NodeBootstrap(BaseModel):
 
 
 def bootstrap_from(join: NodeJoin, **node: object) -> NodeBootstrap:
-    """What the control plane hands a node (its TLS files read now), plus its identity."""
+    """What the control plane hands a node (its TLS and key files read now), plus its
+    identity."""
     cert = join.temporal_tls_cert.read_text() if join.temporal_tls_cert else None
     key = join.temporal_tls_key.read_text() if join.temporal_tls_key else None
     return NodeBootstrap(
@@ -67,6 +70,7 @@ def bootstrap_from(join: NodeJoin, **node: object) -> NodeBootstrap:
         temporal_tls_cert=cert,
         temporal_tls_key=key,
         storage_url=join.storage_url,
+        codec_key=load_keyring(join.home, join.codec_key).export(),
         storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
         run_env=join.run_env,
         package=join.package,
@@ -88,6 +92,8 @@ def agent_env(boot: NodeBootstrap) -> dict[str, str]:
         "RGRID_HEARTBEAT_TIMEOUT_S": str(boot.heartbeat_timeout_s),
         **boot.storage_env,
     }
+    if boot.codec_key:
+        env["RGRID_CODEC_KEY"] = boot.codec_key
     if boot.temporal_api_key:
         env["RGRID_TEMPORAL_API_KEY"] = boot.temporal_api_key
     if boot.temporal_tls_cert and boot.temporal_tls_key:
