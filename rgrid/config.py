@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -244,6 +245,11 @@ class Settings(BaseSettings):
             max_age_s=self.node_max_age_s,
             billing_period_s=self.node_billing_period_s,
         )
+
+    @property
+    def cache_retention(self) -> timedelta:
+        """How long a cache entry may answer runs: as long as its outputs are kept."""
+        return timedelta(days=self.retention_days)
 
     @property
     def pool_id(self) -> str | None:

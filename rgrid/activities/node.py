@@ -177,6 +177,7 @@ class NodeActivities:
             resources=spec.resources,
             runtime=spec.runtime,
             image=spec.image,
+            default_image=spec.default_image,
             network=spec.network,
             rebuild=spec.no_cache,
             batch_id=spec.batch_id,

@@ -23,6 +23,7 @@ from rgrid.client import batch, queue
 from rgrid.client.session import Session
 from rgrid.client.waiting import wait_report
 from rgrid.client.watch import current_status
+from rgrid.config_parts import StorageConfig
 from rgrid.infra.retention import outputs_expire_at
 from rgrid.models.execution import ExecutionStatus, Phase
 
@@ -63,7 +64,7 @@ def status(
         source = found
         if found.cached_from:
             source = await (await session.ledger()).get(found.cached_from)
-        expiry = outputs_expire_at(session.settings, source.finished_at)
+        expiry = outputs_expire_at(StorageConfig.of(session.settings), source.finished_at)
         priced_run = await money.of_execution(session, execution_id)
         cost_text = _cost_text(found, priced_run)
         place = await queue.standing(session, found)

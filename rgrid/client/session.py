@@ -4,7 +4,6 @@ each opened on first use (so `rgrid list` never waits for Temporal)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
@@ -69,8 +68,7 @@ class Session:
         """The result cache, kept in the ledger's database."""
         from rgrid.cache.service import ResultCache
 
-        retention = timedelta(days=self.settings.retention_days)
-        return ResultCache((await self.ledger()).engine, self.storage, retention)
+        return ResultCache(await self.ledger(), self.storage, self.settings.cache_retention)
 
     async def close(self) -> None:
         """Release what was opened."""

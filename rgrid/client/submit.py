@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,16 +20,16 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from rgrid import names
-from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
+from rgrid.cache.key import cache_parts, has_no_cache_marker, spec_key
 from rgrid.client.secrets import seal_all, split_env
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
+from rgrid.images import check_image, default_image
 from rgrid.infra.deps import DependencySpec, detect_dependencies
-from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
 from rgrid.infra.temporal import keyring_of
-from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Resources
 from rgrid.names import CONTROL_QUEUE
 from rgrid.workflows.visibility import run_summary
 
@@ -190,19 +189,13 @@ async def dry_run(settings: Settings, request: RunRequest, cwd: Path) -> DryRun:
     """Validate and detect as a real run would, and report instead of starting."""
     script, args, files, deps = gather(request, cwd)
     spec = build_spec(settings, request, script, args, await hash_files(files), deps)
-    parts = cache_parts(spec, default_image(spec, settings.python_image, settings.node_image))
     return DryRun(
         args=args,
         files={name: path.stat().st_size for name, path in files.items()},
         dependencies=deps,
-        cache_key=key_of(settings, spec),
-        cache_parts=parts,
+        cache_key=spec_key(spec),
+        cache_parts=cache_parts(spec).as_json(),
     )
-
-
-def key_of(settings: Settings, spec: ExecutionSpec) -> str | None:
-    """The spec's result cache key with these settings' default images."""
-    return spec_key(spec, settings.python_image, settings.node_image)
 
 
 def gather(
@@ -251,6 +244,7 @@ def build_spec(
         inputs=[ref for ref in refs if ref is not script_ref],
         runtime=runtime,
         image=request.image,
+        default_image=settings_image(settings, script.name),
         network=request.network,
         requirements=deps.requirements,
         env=env,
@@ -274,33 +268,27 @@ def build_spec(
     )
 
 
+def with_default_image(settings: Settings, spec: ExecutionSpec) -> ExecutionSpec:
+    """The spec with its default image resolved; a spec recorded before the field existed
+    (`rgrid retry` of an old run) gets these settings' image, like a new run."""
+    if spec.default_image is not None:
+        return spec
+    return spec.model_copy(update={"default_image": settings_image(settings, spec.script.name)})
+
+
+def settings_image(settings: Settings, script: str) -> str:
+    """The image these settings give a run of `script` without --image."""
+    return default_image(script, settings.python_image, settings.node_image)
+
+
 async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionStatus | None:
     """A new execution answered by a live cache entry, recorded as such; None on a miss.
     Nothing starts: no workflow, no node (and no embedded stack)."""
-    key = key_of(session.settings, spec)
-    if key is None or spec.no_cache:
+    cache = await session.result_cache()
+    found = await cache.lookup(spec)
+    if found.hit is None:
         return None
-    hit = await (await session.result_cache()).lookup(key)
-    if hit is None:
-        return None
-    now = datetime.now(UTC)
-    status = ExecutionStatus(
-        execution_id=names.new_execution_id(),
-        phase=Phase.SUCCEEDED,
-        script=spec.script.name,
-        args=spec.args,
-        tags=spec.tags,
-        project=spec.project,
-        exit_code=0,
-        created_at=now,
-        finished_at=now,
-        outputs=hit.outputs,
-        cache_key=key,
-        cached=True,
-        cached_from=hit.execution_id,
-    )
-    await (await session.ledger()).upsert(status)
-    return status
+    return await cache.serve(spec, found.hit, names.new_execution_id())
 
 
 async def start(
@@ -312,7 +300,8 @@ async def start(
     runs that have ended, and joins a running workflow with that id: identical runs in
     flight (two terminals, a CLI retry after a network drop) share one execution."""
     client = await session.temporal()
-    key = None if spec.no_cache else key_of(session.settings, spec)
+    spec = with_default_image(session.settings, spec)
+    key = None if spec.no_cache else spec_key(spec)
     options: dict[str, Any] = {
         "result_type": ExecutionStatus,
         "task_queue": CONTROL_QUEUE,

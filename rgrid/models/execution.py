@@ -56,7 +56,11 @@ class ExecutionSpec(BaseModel):
     args: list[str] = Field(default_factory=list)
     inputs: list[FileRef] = Field(default_factory=list)
     runtime: str = "auto"
-    image: str | None = None
+    image: str | None = None  # --image: also asks for the docker runtime
+    # The image a run without --image uses, resolved by the client from its settings when
+    # it builds the spec, so the cache key and the node read one value; None in specs from
+    # before (the node then uses its own default).
+    default_image: str | None = None
     network: bool = True
     requirements: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)

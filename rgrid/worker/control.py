@@ -29,6 +29,7 @@ from rgrid.activities.control import ControlActivities
 from rgrid.activities.limits import LimitActivities
 from rgrid.activities.provisioning import ProvisioningActivities
 from rgrid.config import Settings, load_settings
+from rgrid.config_parts import ControlConfig
 from rgrid.errors import RgridError
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import NodeProvider
@@ -62,7 +63,7 @@ def build_control_worker(
 ) -> Worker:
     """A worker for the control queue (tests pass their own queue name); with a provider
     it also hosts the node pool's activities."""
-    control = ControlActivities(ledger, storage, settings)
+    control = ControlActivities(ledger, storage, ControlConfig.of(settings))
     alerts = AlertActivities()
     limits = LimitActivities(lambda: check_limits_once(ledger, client, task_queue))
     activities: list[Callable[..., Any]] = [
@@ -74,7 +75,7 @@ def build_control_worker(
         limits.check_limits,
     ]
     if provider is not None:
-        pool = ProvisioningActivities(provider, client, ledger, settings)
+        pool = ProvisioningActivities(provider, client, ledger, settings.node_class_config())
         activities += [
             pool.observe_pool,
             pool.provision_node,

@@ -24,9 +24,10 @@ def pool_provider(settings: Settings) -> NodeProvider | None:
     if settings.pool_id is None:
         return None
     if settings.provider == "hetzner":
+        from rgrid.config_parts import HetznerConfig
         from rgrid.infra.providers.hetzner import HetznerProvider
 
-        return HetznerProvider(settings)
+        return HetznerProvider(HetznerConfig.of(settings))
     # Local pool agents are this worker's children (they die with it).
     return LocalProvider(settings, settings.dev_dir)
 

@@ -192,12 +192,7 @@ class ExecutionWorkflow:
     async def _serve_cached(self, hit: CacheHit) -> ExecutionStatus:
         """An identical run succeeded before and its outputs are still stored: answer
         with them, at no cost, without touching a node."""
-        self._status.phase = Phase.SUCCEEDED
-        self._status.cached = True
-        self._status.cached_from = hit.execution_id
-        self._status.outputs = hit.outputs
-        self._status.exit_code = 0
-        self._status.finished_at = workflow.now()
+        self._status = hit.answer(self._status, workflow.now())
         await self._finish()
         return self._status
 

@@ -189,7 +189,7 @@ async def test_a_late_running_event_never_reopens_a_finished_execution(ledger: L
 
 async def test_cache_entries_are_stored_found_and_dropped(ledger: Ledger, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "storage")
-    cache = ResultCache(ledger.engine, storage, timedelta(days=30))
+    cache = ResultCache(ledger, storage, timedelta(days=30))
     output = OutputFile(path="out.txt", size=2, sha256="0" * 64)
     await storage.put_bytes(output_prefix("exec-src") + "out.txt", b"ok")
     status = ExecutionStatus(
@@ -202,12 +202,12 @@ async def test_cache_entries_are_stored_found_and_dropped(ledger: Ledger, tmp_pa
     await ledger.upsert(status)
     assert await cache.store(status)
 
-    hit = await cache.lookup("key-1")
+    hit = await cache.live_entry("key-1")
     assert hit is not None and hit.execution_id == "exec-src" and hit.outputs == [output]
-    assert await cache.lookup("key-2") is None
+    assert await cache.live_entry("key-2") is None
 
     (tmp_path / "storage" / output_prefix("exec-src") / "out.txt").unlink()
-    assert await cache.lookup("key-1") is None  # its outputs expired: a miss, and dropped
+    assert await cache.live_entry("key-1") is None  # its outputs expired: a miss, and dropped
 
 
 async def test_node_rows_are_saved_and_a_deleted_node_stays_deleted(ledger: Ledger) -> None:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from rgrid.config import Settings
+from rgrid.config_parts import NodeJoin
 from rgrid.infra.providers.cloud_init import (
     AGENT_ENV,
     NodeBootstrap,
@@ -72,7 +73,7 @@ def test_the_agent_gets_temporal_storage_and_codec_keys_and_no_database_url(
         database_url="postgresql+asyncpg://rgrid:pw@db/rgrid",
         storage_url="s3://bucket/rgrid",
     )
-    boot = bootstrap_from(settings, node_id="n-1", node_class="gpu", slots=2)
+    boot = bootstrap_from(NodeJoin.of(settings), node_id="n-1", node_class="gpu", slots=2)
     text = user_data(boot)
     env = next(f for f in yaml.safe_load(text)["write_files"] if f["path"] == AGENT_ENV)
     assert env["permissions"] == "0600"

@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from rgrid import __version__
-from rgrid.config import Settings
-from rgrid.infra.temporal import keyring_of
+from rgrid.config_parts import NodeJoin
+from rgrid.infra.codec import load_keyring
 
 AGENT_ENV = "/etc/rgrid/agent.env"
 AGENT_UNIT = "/etc/systemd/system/rgrid-agent.service"
@@ -26,8 +26,6 @@ NODE_HOME = "/var/lib/rgrid"
 TLS_CERT = "/etc/rgrid/temporal-client.crt"
 TLS_KEY = "/etc/rgrid/temporal-client.key"
 
-# Settings of how runs run, which nodes share with the control plane (paths do not apply).
-RUN_SETTINGS = ("runtime", "python_image", "node_image", "lease_ttl_s")
 # Storage credentials and endpoint travel in the standard AWS variables (S3Storage reads them).
 STORAGE_ENV = (
     "AWS_ACCESS_KEY_ID",
@@ -55,27 +53,28 @@ class NodeBootstrap(BaseModel):
     storage_url: str
     codec_key: str | None = None  # every codec key: the node decrypts payloads, unseals secrets
     storage_env: dict[str, str] = Field(default_factory=dict)
-    run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of RUN_SETTINGS
+    run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of config.RUN_SETTINGS
     package: str = f"rgrid=={__version__}"  # what pip installs on the node
     heartbeat_timeout_s: int = 30
 
 
-def bootstrap_from(settings: Settings, **node: object) -> NodeBootstrap:
-    """The node-scoped part of the control plane's settings, plus the node's identity."""
-    cert = settings.temporal_tls_cert.read_text() if settings.temporal_tls_cert else None
-    key = settings.temporal_tls_key.read_text() if settings.temporal_tls_key else None
+def bootstrap_from(join: NodeJoin, **node: object) -> NodeBootstrap:
+    """What the control plane hands a node (its TLS and key files read now), plus its
+    identity."""
+    cert = join.temporal_tls_cert.read_text() if join.temporal_tls_cert else None
+    key = join.temporal_tls_key.read_text() if join.temporal_tls_key else None
     return NodeBootstrap(
-        temporal_address=settings.effective_temporal_address,
-        temporal_namespace=settings.temporal_namespace,
-        temporal_api_key=settings.temporal_api_key,
+        temporal_address=join.temporal_address,
+        temporal_namespace=join.temporal_namespace,
+        temporal_api_key=join.temporal_api_key,
         temporal_tls_cert=cert,
         temporal_tls_key=key,
-        storage_url=settings.effective_storage_url,
-        codec_key=keyring_of(settings).export(),
+        storage_url=join.storage_url,
+        codec_key=load_keyring(join.home, join.codec_key).export(),
         storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
-        run_env={f"RGRID_{k.upper()}": str(getattr(settings, k)) for k in RUN_SETTINGS},
-        package=settings.node_package,
-        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        run_env=join.run_env,
+        package=join.package,
+        heartbeat_timeout_s=join.heartbeat_timeout_s,
         **node,  # type: ignore[arg-type]
     )
 
