@@ -12,6 +12,7 @@ import typer
 
 from rgrid import __version__, logs
 from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run
+from rgrid.cli.console import console
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
 from rgrid.errors import RgridError
 
@@ -48,6 +49,7 @@ app.command()(executions.outputs)
 app.command()(config_cmd.config)
 app.command()(init.init)
 app.command()(cost.estimate)
+app.command()(console)
 app.add_typer(cache.app, name="cache")
 app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
