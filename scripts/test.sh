@@ -6,13 +6,16 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 # Real parts the tests use, from Debian: dockerd, and mmdebstrap to build base images from
 # Debian packages (no container registry is reachable); PostgreSQL's server binaries for the
-# throwaway ledger cluster; cloud-init's own schema checker for the nodes' user data.
+# throwaway ledger cluster; cloud-init's own schema checker for the nodes' user data;
+# Chromium and its WebDriver for the console's browser tests.
 # Without them those tests skip, saying why.
 missing=""
 command -v dockerd >/dev/null || missing="$missing docker.io"
 command -v mmdebstrap >/dev/null || missing="$missing mmdebstrap"
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$missing postgresql-15"
 command -v cloud-init >/dev/null || missing="$missing cloud-init"
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v chromedriver >/dev/null || missing="$missing chromium-driver"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       $missing >/dev/null; } || echo "could not install:$missing"

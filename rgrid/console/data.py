@@ -172,7 +172,10 @@ async def zip_outputs(session: Session, view: ExecutionView, work: Path) -> Path
     archive = work / f"{view.status.execution_id}-outputs.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for index, output in enumerate(view.status.outputs):
-            name = str(safe_relative(output.path))
+            try:
+                name = str(safe_relative(output.path))
+            except UnsafePathError:
+                continue  # a name that could leave the archive's root is never packed
             part = work / f"part-{index}"
             await fetch_output(session, view, output, part)
             await asyncio.to_thread(bundle.write, part, name)
