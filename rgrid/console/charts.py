@@ -19,7 +19,10 @@ def bar_chart(bars: list[Bar], width: int = 720, height: int = 220) -> str:
     """Stacked bars (executions, then idle) with the label under each and the total on top."""
     if not bars:
         return '<p class="muted">no costs in this window</p>'
-    top = max(b.value + b.extra for b in bars) or 1
+    top = max(b.value + b.extra for b in bars)
+    if top == 0:
+        return '<p class="muted">every day in this window cost €0.00</p>'
+
     pad, base = 24, height - 36
     slot = (width - 2 * pad) / len(bars)
     bar_w = max(min(slot * 0.7, 60), 2)
