@@ -217,7 +217,9 @@ class Settings(BaseSettings):
         (RGRID_LOCAL_NODES=0 puts local agents behind a pool too)."""
         if self.provider == "local" and self.local_nodes > 0:
             return None
-        return f"pool-{self.provider}-{self.node_class}"
+        from rgrid.names import pool_workflow_id  # names loads temporalio: not at CLI start
+
+        return pool_workflow_id(self.provider, self.node_class)
 
     @property
     def node_dir(self) -> Path:

@@ -40,6 +40,7 @@ class Failure(StrEnum):
     QUOTA_EXCEEDED = "QuotaExceededError"
     CAPACITY_UNAVAILABLE = "CapacityUnavailableError"
     UNKNOWN_SERVER_CHOICE = "UnknownServerChoiceError"
+    ENVIRONMENT_BROKEN = "EnvironmentBroken"
 
 
 class RgridError(Exception):
@@ -106,6 +107,15 @@ class DependencyInstallError(RgridError):
     """The script's dependencies could not be installed; retrying will not help."""
 
     code = "dependency_install"
+
+
+class EnvironmentBroken(RgridError):
+    """rgrid's own environment failed before the script started (a dependency layer
+    missing or broken, the sandbox or interpreter not starting): an infrastructure fault,
+    retried like a lost node, never the script's exit code."""
+
+    code = "environment_broken"
+    retryable = True
 
 
 class LimitExceededError(RgridError):

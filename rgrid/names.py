@@ -1,7 +1,11 @@
-"""Names shared by workflows, workers and clients: activities, task queues, and the
-search attributes rgrid sets (registered by the dev server; see temporal-dev.yaml)."""
+"""Names shared by workflows, workers and clients: activities, task queues, workflow ids,
+and the search attributes rgrid sets (registered by the dev server; see temporal-dev.yaml).
+
+Id builders used by workflows are pure; the `new_*` ones (fresh ULIDs) are for clients only.
+"""
 
 from temporalio.common import SearchAttributeKey
+from ulid import ULID
 
 CONTROL_QUEUE = "rgrid"
 
@@ -41,3 +45,35 @@ def node_queue(node_id: str) -> str:
 PROJECT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridProject")
 SCRIPT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridScript")
 BATCH_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridBatchId")
+
+
+def new_execution_id() -> str:
+    """A fresh, time-ordered execution id (clients only: not deterministic)."""
+    return f"exec-{str(ULID()).lower()}"
+
+
+def new_batch_id() -> str:
+    """A fresh, time-ordered batch id (clients only: not deterministic)."""
+    return f"batch-{str(ULID()).lower()}"
+
+
+def dedup_execution_id(key: str, generation: int) -> str:
+    """The id identical runs share while one is in flight; `generation` counts the runs
+    of this key that have ended, so every id is used once."""
+    return f"exec-{key[:26]}-{generation}"
+
+
+def item_execution_id(batch_id: str, index: int, retry: int) -> str:
+    """The id of a batch item's child execution; a retry gets a suffix of its own."""
+    base = f"exec-{batch_id.removeprefix('batch-')}-{index}"
+    return f"{base}-r{retry}" if retry else base
+
+
+def pool_workflow_id(provider: str, node_class: str) -> str:
+    """The NodePoolWorkflow that scales one node class of one provider."""
+    return f"pool-{provider}-{node_class}"
+
+
+def alert_workflow_id(alert_key: str) -> str:
+    """One AlertWorkflow per limit crossing (limit, month, threshold)."""
+    return f"alert-{alert_key}"

@@ -1,10 +1,11 @@
-"""Shared helpers: free ports, and per-session real services: a throwaway Postgres
-cluster and a local S3 API server."""
+"""Shared helpers: free ports, per-session real services (a throwaway Postgres cluster and a
+local S3 API server), and, in CI, the rule that only allow-listed tests may skip."""
 
 from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,3 +68,31 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_endpoint: str) -
             monkeypatch.delenv(name)
     for name, value in aws_test_env(s3_endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
+
+
+ALLOWED_SKIPS = Path(__file__).with_name("allowed_skips.toml")
+_skipped: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skip means a part is missing: fail unless the allow-list names the test."""
+    if os.environ.get("CI") != "true" or not _skipped:
+        return
+    allowed = [entry["test"] for entry in tomllib.loads(ALLOWED_SKIPS.read_text())["skip"]]
+    unexpected = [(n, r) for n, r in _skipped if not any(n.startswith(a) for a in allowed)]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        for nodeid, reason in _skipped:
+            verdict = "NOT ALLOWED" if (nodeid, reason) in unexpected else "allowed"
+            reporter.write_line(
+                f"skip {verdict} in CI: {nodeid}: {reason}", red=verdict != "allowed"
+            )
+    if unexpected:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -131,6 +131,7 @@ class NodeActivities:
             image=spec.image,
             network=spec.network,
             rebuild=spec.no_cache,
+            batch_id=spec.batch_id,
         )
         started = datetime.now(UTC)
         task = asyncio.create_task(self._runtime.run(run, logs.write))
@@ -142,7 +143,17 @@ class NodeActivities:
                 # Heartbeats carry progress and deliver cancellation (cancel kills the run).
                 activity.heartbeat(logs.next_seq)
             outcome = task.result()
+            skipped: list[str] = []
+            await asyncio.to_thread(_walk_regular_files, run.work_dir, skipped)
+            if skipped:
+                # Said in the run's own log, so the user sees why a file did not come back.
+                listed = ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else "")
+                logs.write(
+                    "err", f"rgrid: not collected (links or special files): {listed}\n".encode()
+                )
         except RgridError as exc:
+            # EnvironmentBroken is retryable: the workflow retries the attempt like a lost
+            # node (counted); a fault of rgrid's environment is never the script's exit.
             raise as_application_error(exc) from exc
         finally:
             if not task.done():
@@ -235,7 +246,8 @@ class NodeActivities:
 
 
 def _walk_regular_files(root: Path, skipped: list[str]) -> list[tuple[Path, str]]:
-    """Regular files under root as (path, posix relpath); links and specials go to skipped."""
+    """Regular files with one link under root as (path, posix relpath); symlinks, hard
+    links (a name for a file outside the run, perhaps) and specials go to skipped."""
     found: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         base = Path(dirpath)
@@ -246,8 +258,8 @@ def _walk_regular_files(root: Path, skipped: list[str]) -> list[tuple[Path, str]
         for name in filenames:
             path = base / name
             rel = path.relative_to(root).as_posix()
-            mode = path.lstat().st_mode
-            if stat.S_ISREG(mode):
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
                 found.append((path, rel))
             else:
                 skipped.append(rel)

@@ -19,7 +19,6 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
-from ulid import ULID
 
 from rgrid import names
 from rgrid.client import submit
@@ -78,11 +77,6 @@ def output_dirs(paths: list[Path]) -> list[str]:
     return chosen
 
 
-def new_batch_id() -> str:
-    """A fresh, time-ordered batch id."""
-    return f"batch-{str(ULID()).lower()}"
-
-
 def manifest_key(batch_id: str) -> str:
     """Where a batch's item list is stored."""
     return f"batches/{batch_id}/items.json"
@@ -132,7 +126,7 @@ async def prepare(
         BatchItem(index=i, input=ref, output_dir=out)
         for i, (ref, out) in enumerate(zip(refs, dirs, strict=True))
     ]
-    batch_id = new_batch_id()
+    batch_id = names.new_batch_id()
     key = manifest_key(batch_id)
     await session.storage.put_bytes(
         key, json.dumps([item.model_dump(mode="json") for item in items]).encode()

@@ -19,7 +19,6 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from ulid import ULID
 
 from rgrid import names
 from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
@@ -211,11 +210,6 @@ def gather(
     return script, args, files, deps
 
 
-def new_execution_id() -> str:
-    """A fresh, time-ordered execution id."""
-    return f"exec-{str(ULID()).lower()}"
-
-
 async def prepare(
     session: Session, request: RunRequest, cwd: Path
 ) -> tuple[ExecutionSpec, UploadReport]:
@@ -280,7 +274,7 @@ async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionSt
         return None
     now = datetime.now(UTC)
     status = ExecutionStatus(
-        execution_id=new_execution_id(),
+        execution_id=names.new_execution_id(),
         phase=Phase.SUCCEEDED,
         script=spec.script.name,
         args=spec.args,
@@ -319,7 +313,7 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
     # By name: importing the workflow module would only slow the CLI down.
     if key is None:
         return await client.start_workflow(
-            "ExecutionWorkflow", spec, id=new_execution_id(), **options
+            "ExecutionWorkflow", spec, id=names.new_execution_id(), **options
         )
     cache = await session.result_cache()
     for _ in range(DEDUP_START_TRIES):
@@ -328,7 +322,7 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
             return await client.start_workflow(
                 "ExecutionWorkflow",
                 spec,
-                id=dedup_execution_id(key, generation),
+                id=names.dedup_execution_id(key, generation),
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 **options,
@@ -341,9 +335,3 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
 
 
 DEDUP_START_TRIES = 5
-
-
-def dedup_execution_id(key: str, generation: int) -> str:
-    """The id identical runs share while one is in flight; `generation` counts the runs
-    of this key that have ended, so every id is used once."""
-    return f"exec-{key[:26]}-{generation}"

@@ -17,8 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from rgrid.infra.ledger.db import Ledger
 from rgrid.models.money import LimitAlert
 from rgrid.money.limits import mark_dispatched, record_crossings, statuses, undispatched
-from rgrid.names import CONTROL_QUEUE
-from rgrid.workflows.alert import alert_workflow_id
+from rgrid.names import CONTROL_QUEUE, alert_workflow_id
 
 log = structlog.get_logger()
 
@@ -38,7 +37,7 @@ async def check_limits_once(
             await client.start_workflow(
                 "AlertWorkflow",
                 alert,
-                id=alert_workflow_id(alert),
+                id=alert_workflow_id(alert.key),
                 task_queue=task_queue,
                 # The id names the crossing: a second start joins or is refused, never resends.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -27,11 +27,6 @@ WEBHOOK_RETRY = RetryPolicy(
 )
 
 
-def alert_workflow_id(alert: LimitAlert) -> str:
-    """One workflow id per crossing."""
-    return f"alert-{alert.key}"
-
-
 @workflow.defn(name="AlertWorkflow")
 class AlertWorkflow:
     @workflow.run

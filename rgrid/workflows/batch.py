@@ -36,12 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from rgrid.models.execution import ExecutionSpec, Phase
 
 
-def item_execution_id(batch_id: str, index: int, retry: int) -> str:
-    """The id of an item's child execution; a retry gets a suffix of its own."""
-    base = f"exec-{batch_id.removeprefix('batch-')}-{index}"
-    return f"{base}-r{retry}" if retry else base
-
-
 @workflow.defn(name="BatchWorkflow")
 class BatchWorkflow:
     # State comes from the input in __init__, so signals delivered with the start
@@ -192,7 +186,7 @@ class BatchWorkflow:
             index = state.next_index
             state.next_index += 1
         item = await self._item(index)
-        execution_id = item_execution_id(
+        execution_id = names.item_execution_id(
             workflow.info().workflow_id, index, state.retries.get(index, 0)
         )
         child = spec.template.model_copy(

@@ -61,6 +61,11 @@ class NodeLost(Exception):
     """The leased node stopped answering; the attempt must move elsewhere."""
 
 
+class EnvironmentLost(NodeLost):
+    """rgrid's environment on the node failed before the script started (EnvironmentBroken):
+    an infrastructure fault, retried and counted like a lost node."""
+
+
 @workflow.defn(name="ExecutionWorkflow")
 class ExecutionWorkflow:
     def __init__(self) -> None:
@@ -301,6 +306,11 @@ class ExecutionWorkflow:
                 raise asyncio.CancelledError() from err
             if _node_lost(err):
                 raise NodeLost(f"{lease.node_id}: {err.cause}") from err
+            # Asked only on this failure, which only newer nodes report: older histories
+            # never reach it, and a running workflow that did keeps its old outcome.
+            if _environment_broken(err) and workflow.patched("environment-broken-retry"):
+                await self._release(lease)  # the node is fine; its slot is free again
+                raise EnvironmentLost(f"{lease.node_id}: {err.cause}") from err
             await self._release(lease)
             if isinstance(err.cause, ApplicationError):
                 raise ApplicationError(
@@ -377,6 +387,11 @@ class ExecutionWorkflow:
             start_to_close_timeout=LOCAL_TIMEOUT,
             retry_policy=LOCAL_RETRY,
         )
+
+
+def _environment_broken(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == Failure.ENVIRONMENT_BROKEN
 
 
 def _node_lost(err: ActivityError) -> bool:

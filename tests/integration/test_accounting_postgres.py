@@ -3,14 +3,9 @@ script-run record and limit crossings are written once, as on SQLite."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,53 +15,15 @@ from rgrid.models.pool import NodeRecord, NodeState
 from rgrid.money.accounting import cost_report, execution_cost, month_start
 from rgrid.money.estimate import durations_ms, record_script_run
 from rgrid.money.limits import SpendingLimit, record_crossings, set_limit, statuses
-from tests.conftest import free_port
+from tests.postgres import Cluster
 
 pytestmark = pytest.mark.integration
 
-INITDB = shutil.which("initdb")
-PG_CTL = shutil.which("pg_ctl")
-
-
-def as_postgres_user(argv: list[str]) -> list[str]:
-    # Postgres refuses to run as root; a throwaway cluster runs as nobody then.
-    return ["runuser", "-u", "nobody", "--", *argv] if os.geteuid() == 0 else argv
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if INITDB is None or PG_CTL is None:
-        pytest.skip("no Postgres binaries (initdb, pg_ctl) on this machine")
-    root = Path(tempfile.mkdtemp(prefix="rgrid-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "nobody")
-    data, port = root / "data", free_port()
-    subprocess.run(
-        as_postgres_user([INITDB, "-D", str(data), "-A", "trust", "-U", "rgrid", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-    subprocess.run(
-        as_postgres_user(
-            [PG_CTL, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield f"postgresql+asyncpg://rgrid@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            as_postgres_user([PG_CTL, "-D", str(data), "-m", "fast", "-w", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
 
 @pytest.fixture
-async def ledger(postgres_url: str) -> AsyncIterator[Ledger]:
-    opened = await Ledger.open(postgres_url)
+async def ledger(postgres: Cluster) -> AsyncIterator[Ledger]:
+    # The shared throwaway cluster (tests/postgres.py), in a database of this test's own.
+    opened = await Ledger.open(await postgres.create_database())
     yield opened
     await opened.close()
 

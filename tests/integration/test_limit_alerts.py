@@ -19,8 +19,8 @@ from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
 from rgrid.money.accounting import month_start
 from rgrid.money.limits import SpendingLimit, set_limit, take_unshown
+from rgrid.names import alert_workflow_id
 from rgrid.worker.limit_watch import check_limits_once
-from rgrid.workflows.alert import alert_workflow_id
 from tests.conftest import free_port
 from tests.integration.conftest import record_history
 
@@ -107,7 +107,7 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     events = [e for e in logged if e["event"] == "limit_crossed" and e["project"] == project]
     assert [(e["log_level"], e["threshold_percent"]) for e in events] == [("warning", 50)]
 
-    handle = client.get_workflow_handle(alert_workflow_id(first[0]))
+    handle = client.get_workflow_handle(alert_workflow_id(first[0].key))
     await handle.result()
     assert receiver.attempts == 3  # two 503s, retried by the engine, then taken
     assert len(receiver.delivered) == 1
@@ -119,7 +119,7 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     await spend(control, project, node_id, created + timedelta(minutes=10), 10)  # €1.20
     second = await check_limits_once(control, client)
     assert [a.threshold_percent for a in second] == [100]
-    await client.get_workflow_handle(alert_workflow_id(second[0])).result()
+    await client.get_workflow_handle(alert_workflow_id(second[0].key)).result()
     assert [p["threshold_percent"] for p in receiver.delivered] == [50, 100]
     assert await check_limits_once(control, client) == []
 

@@ -31,6 +31,7 @@ class RunRequest(BaseModel):
     image: str | None = None
     network: bool = True
     rebuild: bool = False  # --no-cache: build the dependency layer again, fresh from the index
+    batch_id: str | None = None  # a --no-cache batch rebuilds each layer once per node
 
 
 class RunOutcome(BaseModel):
@@ -38,6 +39,7 @@ class RunOutcome(BaseModel):
 
     exit_code: int | None
     timed_out: bool = False
+    out_of_memory: bool = False  # killed at its --memory bound (the whole run's)
     runtime: str = ""  # which runtime ran it
 
 
@@ -45,5 +47,10 @@ class Runtime(Protocol):
     """Runs a script; cancelling `run` kills it and everything it started."""
 
     name: str
+
+    @property
+    def isolation(self) -> str:
+        """What the runtime isolates, in words, for the node's log and status."""
+        ...
 
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome: ...

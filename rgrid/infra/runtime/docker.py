@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from uv import find_uv_bin
 from rgrid.errors import DependencyInstallError, UserInputError
 from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.layers import LayerStore
 
 log = structlog.get_logger()
 
@@ -72,6 +74,9 @@ class DockerRuntime:
     """Runs scripts in containers; dependency layers are cached per node."""
 
     name = "docker"
+    isolation = (
+        "docker container: read-only root, uid 65534, no capabilities, pids and memory bounds"
+    )
 
     def __init__(
         self,
@@ -81,7 +86,14 @@ class DockerRuntime:
     ) -> None:
         self._images = {"python": python_image, "node": node_image}
         self._ca_bundle = ca_bundle if ca_bundle and ca_bundle.is_file() else None
-        self._building: dict[str, asyncio.Lock] = {}
+        # Runs start from a layer's image id; a rebuild moves the tag to a new image and
+        # the old one is deleted once no run holds it.
+        self._layers = LayerStore(remove=_delete_image)
+
+    @property
+    def layer_builds(self) -> int:
+        """Layer images this runtime has built since it started."""
+        return self._layers.builds
 
     def base_image(self, request: RunRequest) -> str:
         """The image a request runs on before its dependency layer."""
@@ -105,8 +117,7 @@ class DockerRuntime:
                 return False
 
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
-        async with aiodocker.Docker() as docker:
-            image = await self._image_for(docker, request)
+        async with aiodocker.Docker() as docker, self._image_for(docker, request) as image:
             _open_work_dir(request.work_dir)
             container = await docker.containers.create(
                 container_config(request, image),
@@ -135,7 +146,8 @@ class DockerRuntime:
                 with contextlib.suppress(aiodocker.DockerError):
                     await asyncio.shield(container.delete(force=True))
 
-    async def _image_for(self, docker: aiodocker.Docker, request: RunRequest) -> str:
+    @contextlib.asynccontextmanager
+    async def _image_for(self, docker: aiodocker.Docker, request: RunRequest) -> AsyncIterator[str]:
         base = self.base_image(request)
         try:
             base_id = (await docker.images.inspect(base))["Id"]
@@ -145,14 +157,20 @@ class DockerRuntime:
                 "build or pull it, or set RGRID_PYTHON_IMAGE / --image",
             ) from exc
         if not request.requirements:
-            return base
+            yield base
+            return
         tag = layer_key(request.requirements, base_id)[:24]
         layer = f"{LAYER_REPOSITORY}:{tag}"
-        lock = self._building.setdefault(tag, asyncio.Lock())
-        async with lock:  # concurrent runs needing the same new layer build it once
-            if request.rebuild or not await _has(docker, layer):
-                await self._build_layer(docker, base, tag, request)
-        return layer
+        if self._layers.current(tag) is None:
+            with contextlib.suppress(aiodocker.DockerError):  # built by an earlier agent
+                self._layers.adopt(tag, (await docker.images.inspect(layer))["Id"])
+
+        async def build() -> str:
+            await self._build_layer(docker, base, tag, request)
+            return str((await docker.images.inspect(layer))["Id"])
+
+        async with self._layers.hold(tag, build, request.rebuild, request.batch_id) as image_id:
+            yield image_id
 
     async def _build_layer(
         self, docker: aiodocker.Docker, base: str, tag: str, request: RunRequest
@@ -190,12 +208,10 @@ class DockerRuntime:
                     await container.delete(force=True)
 
 
-async def _has(docker: aiodocker.Docker, reference: str) -> bool:
-    try:
-        await docker.images.inspect(reference)
-        return True
-    except aiodocker.DockerError:
-        return False
+async def _delete_image(image_id: str) -> None:
+    async with aiodocker.Docker() as docker:
+        with contextlib.suppress(aiodocker.DockerError):  # in use by a container: stays
+            await docker.images.delete(image_id, noprune=False)
 
 
 def container_config(request: RunRequest, image: str) -> dict[str, Any]:

@@ -1,151 +1,215 @@
-"""The process runtime: the script runs as a subprocess in its own session, in a venv
-built with uv for its dependency set, with a scrubbed environment and OS limits.
+"""The process runtime: the script runs in a venv (or with node_modules) built with uv for
+its dependency set, inside a bubblewrap sandbox (sandbox.py) where the node allows one,
+with memory and process bounds counting the whole run (bounds.py).
 
-It isolates less than a container (same user, same filesystem) and is meant for the
-embedded default on a laptop or CI; the docker runtime is the isolating one.
+Where bubblewrap cannot run, the node says so once and each run says so in its log; the
+run still drops root, gets its own session and process group, is bounded by a cgroup (or
+a memory monitor and rlimits) and has every process it started killed at its end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
-import resource
 import shutil
-import signal
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 from uv import find_uv_bin
 
-from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.errors import EnvironmentBroken, UserInputError
 from rgrid.infra.deps import layer_key
+from rgrid.infra.runtime import bounds, child
 from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.child import ALLOW_UNSANDBOXED, PIDS_LIMIT
+from rgrid.infra.runtime.layers import LayerStore
+from rgrid.infra.runtime.sandbox import NOBODY, WORK, probe_bwrap, sandbox_argv
 
 log = structlog.get_logger()
 
-KILL_GRACE_S = 2.0
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)
+DRAIN_S = 1.0  # after every process of the run is dead, how long its output may trail
+VENV = "/rgrid/venv"  # where the sandbox shows the venv layer
+
+
+@dataclass
+class _Command:
+    argv: list[str]
+    path_dirs: list[str] = field(default_factory=list)
+    read_only: list[tuple[Path, str]] = field(default_factory=list)  # host path -> sandbox
+    layer: tuple[str, str] | None = None  # (host path, sandbox path) of the venv layer
+
+    def inside(self) -> _Command:
+        """The same command as the sandbox sees its paths."""
+        if self.layer is None:
+            return self
+        host, target = self.layer
+
+        def move(path: str) -> str:
+            return target + path[len(host) :] if path.startswith(host) else path
+
+        return _Command([move(a) for a in self.argv], [move(p) for p in self.path_dirs])
 
 
 class ProcessRuntime:
-    """Runs scripts as local subprocesses; venvs are cached per dependency set."""
+    """Runs scripts as local subprocesses, sandboxed; layers are versioned per node."""
 
     name = "process"
 
-    def __init__(self, cache_dir: Path, python: str = sys.executable) -> None:
-        self._venvs = cache_dir / "venvs"
-        self._npm = cache_dir / "npm"
+    def __init__(
+        self,
+        cache_dir: Path,
+        python: str = sys.executable,
+        sandbox: bool = True,
+        allow_unsandboxed: bool | None = None,
+        hide: list[Path] | None = None,
+        cgroups: bool = True,
+    ) -> None:
+        self._layer_root = cache_dir / "layers"
         self._python = python
-        self._building: dict[str, asyncio.Lock] = {}
+        self._cgroups = cgroups  # False: the memory monitor and rlimits, as where none is writable
+        self._layers = LayerStore(remove=child.remove_dir)
+        # rgrid's own dirs: never visible in a sandbox (masked where under a system dir).
+        self._hide = [cache_dir.parent, *(hide or [])]
+        self._bwrap, why = probe_bwrap() if sandbox else (None, "the sandbox is turned off")
+        if allow_unsandboxed is None:
+            allow_unsandboxed = os.environ.get(ALLOW_UNSANDBOXED, "") in ("1", "true", "yes")
+        self._allow_unsandboxed = allow_unsandboxed
+        if self._bwrap is not None:
+            self.isolation = "process runtime in a bubblewrap sandbox"
+            log.info("process_runtime", isolation=self.isolation)
+        else:
+            self.isolation = f"process runtime without isolation ({why})"
+            log.warning("process_runtime", isolation=self.isolation)
+        self._adopt_layers()
+
+    @property
+    def sandboxed(self) -> bool:
+        """True when runs get the bubblewrap sandbox on this node."""
+        return self._bwrap is not None
+
+    @property
+    def layer_builds(self) -> int:
+        """Dependency layers this runtime has built since it started."""
+        return self._layers.builds
+
+    def held_layers(self, key: str) -> dict[str, int]:
+        """Versions of a layer key that runs hold now (for tests and status)."""
+        return self._layers.held(key)
 
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
-        argv, path_dirs = await self._command(request)
-        env = {
-            "PATH": os.pathsep.join([*path_dirs, "/usr/local/bin", "/usr/bin", "/bin"]),
-            "HOME": str(request.work_dir),
-            "TMPDIR": str(request.tmp_dir),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",  # so output streams live instead of at exit
-            **request.env,
-            "RGRID_EXECUTION_ID": request.execution_id,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=request.work_dir,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # its own process group, so we can kill all it starts
-            preexec_fn=_limits(request),
-        )
-        assert proc.stdout and proc.stderr
-        pumps = [
-            asyncio.create_task(_pump(proc.stdout, "out", sink)),
-            asyncio.create_task(_pump(proc.stderr, "err", sink)),
-        ]
-        try:
-            async with asyncio.timeout(request.timeout_s):
-                exit_code = await proc.wait()
-                # Children left behind would hold the pipes open: end them, then drain.
-                await _kill_group(proc)
-                await asyncio.gather(*pumps)
-            return RunOutcome(exit_code=exit_code, runtime=self.name)
-        except TimeoutError:
-            await _kill_group(proc)
-            return RunOutcome(exit_code=None, timed_out=True, runtime=self.name)
-        finally:
-            # Also on cancellation: nothing the script started may outlive the run.
-            await _kill_group(proc)
-            for pump in pumps:
-                pump.cancel()
+        async with self._command(request) as command:
+            return await self._spawn(request, sink, command)
 
-    async def _command(self, request: RunRequest) -> tuple[list[str], list[str]]:
+    @contextlib.asynccontextmanager
+    async def _command(self, request: RunRequest) -> AsyncIterator[_Command]:
         if request.script.endswith(NODE_SUFFIXES):
-            node = shutil.which("node")
-            if node is None:
-                raise UserInputError(
-                    "this node has no Node.js for a .js script",
-                    "install node or use --runtime docker",
+            async with self._node_command(request) as command:
+                yield command
+            return
+        key = "venv-" + layer_key(request.requirements, self._python)[:24]
+
+        async def build() -> str:
+            path = self._new_version(key)
+            await self._build_venv(path, request.requirements, request.rebuild)
+            return str(path)
+
+        async with self._layers.hold(key, build, request.rebuild, request.batch_id) as version:
+            venv = Path(version)
+            home = child.venv_home(venv)
+            if home is None or not os.access(venv / "bin" / "python", os.X_OK):
+                await self._layers.discard(key, version)
+                raise EnvironmentBroken(
+                    f"the venv layer {venv.name} of {key} is broken", "a retry builds it afresh"
                 )
-            if request.requirements:
-                modules = await self.npm_for(request.requirements, request.rebuild)
-                # Node looks for node_modules in every parent of the script (CommonJS and
-                # ES modules alike), and the lease dir above the work dir is ours alone.
-                link = request.work_dir.parent / "node_modules"
-                link.unlink(missing_ok=True)
-                link.symlink_to(modules / "node_modules")
-            return [node, request.script, *request.args], []
-        venv = await self.venv_for(request.requirements, request.rebuild)
-        return [str(venv / "bin" / "python"), request.script, *request.args], [str(venv / "bin")]
+            python = str(venv / "bin" / "python")
+            yield _Command(
+                argv=[python, request.script, *request.args],
+                path_dirs=[str(venv / "bin")],
+                # The interpreter's own prefix (pyvenv.cfg's home is its bin dir).
+                read_only=[(venv, VENV), (home.parent, str(home.parent))],
+                layer=(str(venv), VENV),
+            )
+
+    @contextlib.asynccontextmanager
+    async def _node_command(self, request: RunRequest) -> AsyncIterator[_Command]:
+        node = shutil.which("node")
+        if node is None:
+            raise UserInputError(
+                "this node has no Node.js for a .js script", "install node or use --runtime docker"
+            )
+        prefix = Path(node).resolve().parent.parent
+        command = _Command(argv=[node, request.script, *request.args])
+        command.read_only.append((prefix, str(prefix)))
+        if not request.requirements:
+            yield command
+            return
+        key = "npm-" + layer_key(request.requirements, "npm")[:24]
+
+        async def build() -> str:
+            path = self._new_version(key)
+            await child.install_npm(path, request.requirements, request.rebuild)
+            return str(path)
+
+        async with self._layers.hold(key, build, request.rebuild, request.batch_id) as version:
+            modules = Path(version) / "node_modules"
+            if not modules.is_dir():
+                await self._layers.discard(key, version)
+                raise EnvironmentBroken(f"the npm layer of {key} is broken", "a retry rebuilds it")
+            # Node looks for node_modules in every parent of the script: in the sandbox at
+            # /node_modules; without it, beside the work dir (the lease dir is ours alone).
+            command.read_only.append((modules, "/node_modules"))
+            link = request.work_dir.parent / "node_modules"
+            link.unlink(missing_ok=True)
+            link.symlink_to(modules)
+            yield command
 
     async def venv_for(self, requirements: list[str], rebuild: bool = False) -> Path:
-        """The venv for a dependency set, built once per node and reused."""
-        key = layer_key(requirements, self._python)[:24]
-        return await self._layer(self._venvs / key, rebuild, self._build_venv, requirements)
+        """The current venv for a dependency set (built if missing), not held by a run."""
+        key = "venv-" + layer_key(requirements, self._python)[:24]
 
-    async def npm_for(self, requirements: list[str], rebuild: bool = False) -> Path:
-        """A dir whose node_modules holds an npm dependency set, built once per node."""
-        key = layer_key(requirements, "npm")[:24]
-        return await self._layer(self._npm / key, rebuild, _install_npm, requirements)
+        async def build() -> str:
+            path = self._new_version(key)
+            await self._build_venv(path, requirements, rebuild)
+            return str(path)
 
-    async def _layer(
-        self,
-        target: Path,
-        rebuild: bool,
-        build: Callable[[Path, list[str], bool], Awaitable[None]],
-        requirements: list[str],
-    ) -> Path:
-        """Build `target` once (or again, when asked), under a temporary name, then move it
-        into place, so a half-built layer is never used."""
-        if (target / ".complete").exists() and not rebuild:
-            return target
-        lock = self._building.setdefault(str(target), asyncio.Lock())
-        async with lock:  # concurrent runs needing the same new layer build it once
-            if rebuild or not (target / ".complete").exists():
-                building = target.with_name(target.name + f".building-{os.getpid()}")
-                shutil.rmtree(building, ignore_errors=True)
-                await build(building, requirements, rebuild)
-                (building / ".complete").touch()
-                shutil.rmtree(target, ignore_errors=True)
-                building.rename(target)
-                log.info("layer_built", path=str(target), requirements=requirements)
-        return target
+        async with self._layers.hold(key, build, rebuild) as version:
+            return Path(version)
 
-    async def _build_venv(self, building: Path, requirements: list[str], refresh: bool) -> None:
+    def _new_version(self, key: str) -> Path:
+        # Versions sort by creation; a new one never reuses an old one's path.
+        return self._layer_root / key / f"{time.time_ns():020d}-{os.getpid()}"
+
+    def _adopt_layers(self) -> None:
+        """Take the newest complete version of each layer on disk as current; the rest is
+        left over from an earlier agent of this node (no run holds it) and removed."""
+        if not self._layer_root.is_dir():
+            return
+        for key_dir in self._layer_root.iterdir():
+            versions = sorted(key_dir.iterdir()) if key_dir.is_dir() else []
+            complete = [v for v in versions if (v / ".complete").exists()]
+            for version in versions:
+                if complete and version == complete[-1]:
+                    self._layers.adopt(key_dir.name, str(version))
+                else:
+                    shutil.rmtree(version, ignore_errors=True)
+
+    async def _build_venv(self, path: Path, requirements: list[str], refresh: bool) -> None:
         uv = find_uv_bin()
-        # --relocatable: the venv is built under a temporary name, then renamed into place.
-        await _check_call(
-            [uv, "venv", "--quiet", "--relocatable", "--python", self._python, str(building)]
-        )
+        try:
+            # --relocatable: the sandbox binds the venv at /rgrid/venv.
+            await child.check_call(
+                [uv, "venv", "--quiet", "--relocatable", "--python", self._python, str(path)]
+            )
+        except RuntimeError as exc:
+            raise EnvironmentBroken(f"could not make a venv: {exc}", "see the node's log") from exc
         if requirements:
-            python = str(building / "bin" / "python")
-            await _check_call(
+            python = str(path / "bin" / "python")
+            await child.check_call(
                 [
                     *(uv, "pip", "install", "--quiet", "--python", python),
                     *(["--refresh"] if refresh else []),
@@ -153,73 +217,119 @@ class ProcessRuntime:
                 ],
                 install_error=", ".join(requirements),
             )
+        (path / ".complete").touch()
 
-
-async def _install_npm(building: Path, requirements: list[str], refresh: bool) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise UserInputError(
-            "this node has no npm to install the script's package.json dependencies",
-            "install npm on the node, or use --runtime docker with a Node image",
+    async def _spawn(self, request: RunRequest, sink: OutputSink, command: _Command) -> RunOutcome:
+        memory = request.resources.memory_mb * 1024 * 1024
+        marker = f"RGRID_RUN={request.execution_id}-{os.urandom(6).hex()}"
+        cgroup = (
+            bounds.make_cgroup(marker.partition("=")[2], memory, PIDS_LIMIT)
+            if self._cgroups
+            else None
         )
-    building.mkdir(parents=True)
-    await _check_call(
-        [
-            *(npm, "install", "--prefix", str(building), "--no-audit", "--no-fund"),
-            *("--omit=dev", "--no-package-lock", "--loglevel=error"),
-            *(["--prefer-online"] if refresh else []),
-            *requirements,  # validated name@range pairs, never paths or URLs (deps.py)
-        ],
-        install_error=", ".join(requirements),
-    )
-
-
-def _limits(request: RunRequest):  # type: ignore[no-untyped-def]
-    memory = request.resources.memory_mb * 1024 * 1024
-    cpu_seconds = int(request.timeout_s * max(request.resources.cpus, 1)) + 5
-
-    def apply() -> None:
-        # Runs in the child between fork and exec: only async-signal-safe work here.
-        # If the agent dies, the script dies with it instead of running on unowned.
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-
-    return apply
-
-
-async def _pump(stream: asyncio.StreamReader, name: str, sink: OutputSink) -> None:
-    while chunk := await stream.read(65536):
-        sink(name, chunk)  # type: ignore[arg-type]
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    if proc.returncode is None:
-        try:
-            async with asyncio.timeout(KILL_GRACE_S):
-                await proc.wait()
-        except TimeoutError:
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        await proc.wait()
-
-
-async def _check_call(argv: list[str], install_error: str = "") -> None:
-    # Trust the platform's certificate store too (a node behind a TLS-inspecting proxy).
-    env = {**os.environ, "UV_SYSTEM_CERTS": "1"}
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        tail = "; ".join(out.decode(errors="replace").strip().splitlines()[-3:])
-        if install_error:
-            raise DependencyInstallError(
-                f"installing {install_error} failed", tail or "see the node's log"
+        child.give_to_nobody(request.work_dir, request.tmp_dir)
+        drop_root = False
+        if self._bwrap is not None:
+            command = _Command(command.inside().argv, command.inside().path_dirs, command.read_only)
+        elif os.geteuid() == 0:
+            needed = [request.work_dir, request.tmp_dir, Path(command.argv[0])]
+            # Without a mount namespace, nobody cannot get at a dir under a private one.
+            drop_root = all(child.nobody_reaches(path) for path in needed)
+        if self._bwrap is None and (not self._allow_unsandboxed or not drop_root):
+            sink("err", child.unsandboxed_warning(drop_root or os.geteuid() != 0))
+        env = {
+            "PATH": os.pathsep.join([*command.path_dirs, "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": WORK if self._bwrap else str(request.work_dir),
+            "TMPDIR": "/tmp" if self._bwrap else str(request.tmp_dir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",  # so output streams live instead of at exit
+            **request.env,
+            "RGRID_EXECUTION_ID": request.execution_id,
+            marker.partition("=")[0]: marker.partition("=")[2],
+        }
+        # RLIMIT_NPROC counts all of nobody's processes on the node: allow the run its own
+        # PIDS_LIMIT on top of what nobody already runs (another run, a zombie not yet reaped).
+        nproc = PIDS_LIMIT + (
+            await asyncio.to_thread(child.processes_of, NOBODY) if cgroup is None else 0
+        )
+        status_r, status_w = os.pipe()
+        if self._bwrap is not None:
+            argv = sandbox_argv(
+                self._bwrap,
+                work_dir=request.work_dir,
+                tmp_dir=request.tmp_dir,
+                read_only=command.read_only,
+                hide=[*self._hide, request.work_dir.parent.parent],
+                network=request.network,
+                env=env,
+                status_fd=status_w,
+                command=command.argv,
             )
-        raise RuntimeError(f"{argv[0]} failed: {tail}")
+        else:
+            argv = command.argv
+        started = time.monotonic()
+        try:
+            proc, exited = await child.start(
+                argv,
+                cwd=request.work_dir,
+                env=env,
+                pass_fds=(status_w,),
+                preexec_fn=child.child_setup(request, cgroup, drop_root, nproc),
+            )
+        except OSError as exc:
+            os.close(status_r)
+            if cgroup is not None:
+                await cgroup.kill_all()
+            raise EnvironmentBroken(f"the run could not start: {exc}", "see the node log") from exc
+        finally:
+            os.close(status_w)
+        assert proc.stdout and proc.stderr
+        pumps = [
+            asyncio.create_task(child.pump(proc.stdout, "out", sink)),
+            asyncio.create_task(child.pump(proc.stderr, "err", sink)),
+        ]
+        exceeded = asyncio.Event()
+        watcher = asyncio.create_task(
+            bounds.watch_memory(cgroup, proc.pid, marker.encode(), memory, exceeded)
+        )
+        timed_out = False
+        try:
+            try:
+                async with asyncio.timeout(request.timeout_s):
+                    await exited.wait()
+                    exit_code: int | None = proc.returncode
+            except TimeoutError:
+                timed_out, exit_code = True, None
+            # Read before the cgroup goes with the kill below.
+            if cgroup is not None and cgroup.oom_killed():
+                exceeded.set()
+            # The run ends with its script: whatever it left behind is killed, so a child
+            # holding stdout open cannot keep the run alive.
+            await child.kill_run(proc, exited, cgroup, marker, self.sandboxed)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DRAIN_S):
+                    await asyncio.gather(*pumps)
+        finally:
+            # Also on cancellation: nothing the script started may outlive the run.
+            await asyncio.shield(child.kill_run(proc, exited, cgroup, marker, self.sandboxed))
+            for task in [*pumps, watcher]:
+                task.cancel()
+            status = child.read_status(status_r)
+        if self._bwrap is not None and "child-pid" not in status and not timed_out:
+            raise EnvironmentBroken(
+                "the bubblewrap sandbox did not start", "see the run's log and the node's log"
+            )
+        out_of_memory = exceeded.is_set()
+        if out_of_memory:
+            sink(
+                "err",
+                f"rgrid: out of memory: the run's processes together reached its "
+                f"{request.resources.memory_mb} MiB limit (--memory)\n".encode(),
+            )
+        log.debug("process_run", seconds=round(time.monotonic() - started, 3), exit=exit_code)
+        return RunOutcome(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            out_of_memory=out_of_memory,
+            runtime=self.name,
+        )

@@ -23,6 +23,13 @@ class SelectingRuntime:
         self._docker = docker
         self._images: dict[str, tuple[bool, float]] = {}
 
+    @property
+    def isolation(self) -> str:
+        """What this node's runs get: docker's isolation where it runs them, else process's."""
+        if self._docker is None:
+            return self._process.isolation
+        return f"{self._docker.isolation}; otherwise {self._process.isolation}"
+
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
         runtime = await self._choose(request)
         return await runtime.run(request, sink)

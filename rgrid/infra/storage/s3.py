@@ -24,21 +24,11 @@ import structlog
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
-    ConfigParseError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from rgrid.errors import (
     ConfigError,
-    NotFoundError,
-    RgridError,
     ServiceUnavailableError,
     StorageError,
 )
@@ -49,6 +39,7 @@ from rgrid.infra.storage.base import (
     check_sha256,
     safe_relative,
 )
+from rgrid.infra.storage.s3_errors import NOT_FOUND, error_code, translated_errors
 
 log = structlog.get_logger()
 
@@ -71,17 +62,6 @@ DEFAULT_TRANSFER_CONFIG = TransferConfig(
 
 _COPY_CONFIG = TransferConfig(multipart_threshold=5 * 1024 * MIB, multipart_chunksize=512 * MIB)
 
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-_NO_SETTINGS = (
-    NoCredentialsError,
-    PartialCredentialsError,
-    CredentialRetrievalError,
-    ProfileNotFound,
-    ConfigParseError,
-)
-_UNREACHABLE = (BotoConnectionError, HTTPClientError)
-_CREDENTIALS_HINT = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
 # Whole-download attempts: botocore retries requests, not a body cut off mid-stream or a
 # copy whose sha256 does not match.
 DOWNLOAD_ATTEMPTS = 3
@@ -159,7 +139,7 @@ class S3Storage:
             try:
                 head: dict[str, Any] = await client.head_object(Bucket=self.bucket, Key=full)
             except ClientError as exc:
-                if _code(exc) not in _NOT_FOUND:
+                if error_code(exc) not in NOT_FOUND:
                     raise
                 # A HEAD answers a bare 404 for a missing bucket too: ask once which it is.
                 if not self._bucket_seen:
@@ -265,10 +245,21 @@ class S3Storage:
         try:
             await client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            if _code(exc) in {*_NOT_FOUND, "NoSuchBucket"}:
+            if error_code(exc) in {*NOT_FOUND, "NoSuchBucket"}:
                 raise self._no_bucket() from exc
             raise
         self._bucket_seen = True
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str) -> Iterator[None]:
+        """Turn botocore's exceptions into rgrid's."""
+        with translated_errors(
+            action, f"s3://{self.bucket}/{self.prefix}{key}", self._endpoint, self._no_bucket
+        ):
+            yield
+
+    def _endpoint(self) -> str:
+        return self._client.meta.endpoint_url if self._client else "the S3 endpoint"
 
     def _no_bucket(self) -> ConfigError:
         return ConfigError(
@@ -283,7 +274,7 @@ class S3Storage:
                 await client.head_bucket(Bucket=self.bucket)
                 return False
             except ClientError as exc:
-                if _code(exc) not in {*_NOT_FOUND, "NoSuchBucket"}:
+                if error_code(exc) not in {*NOT_FOUND, "NoSuchBucket"}:
                     raise
             region = client.meta.region_name
             extra = {}
@@ -292,7 +283,7 @@ class S3Storage:
             try:
                 await client.create_bucket(Bucket=self.bucket, **extra)
             except ClientError as exc:
-                if _code(exc) in {"BucketAlreadyOwnedByYou"}:
+                if error_code(exc) in {"BucketAlreadyOwnedByYou"}:
                     return False  # another setup won the race
                 raise
         self._bucket_seen = True
@@ -313,7 +304,7 @@ class S3Storage:
             try:
                 found = await client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
             except ClientError as exc:
-                if _code(exc) == "NoSuchLifecycleConfiguration":
+                if error_code(exc) == "NoSuchLifecycleConfiguration":
                     return []
                 raise
         rules: builtins.list[dict[str, Any]] = found.get("Rules", [])
@@ -330,57 +321,6 @@ class S3Storage:
                         self._session.client("s3", config=self._client_config)
                     )
         return self._client
-
-    @contextlib.contextmanager
-    def _errors(self, action: str, key: str) -> Iterator[None]:
-        """Turn botocore's exceptions into rgrid's."""
-        try:
-            yield
-        except RgridError:
-            raise
-        except Exception as exc:
-            vendor = _vendor_cause(exc)
-            if vendor is None:
-                raise
-            raise self._translate(vendor, action, key) from exc
-
-    def _translate(self, exc: Exception, action: str, key: str) -> RgridError:
-        where = f"s3://{self.bucket}/{self.prefix}{key}"
-        if isinstance(exc, _NO_SETTINGS):
-            return ConfigError(f"no usable AWS credentials ({exc})", _CREDENTIALS_HINT)
-        if isinstance(exc, _UNREACHABLE):
-            endpoint = self._client.meta.endpoint_url if self._client else "the S3 endpoint"
-            return ServiceUnavailableError(
-                f"object storage at {endpoint} does not answer ({exc})",
-                "check AWS_ENDPOINT_URL_S3 and the network, then retry",
-            )
-        if isinstance(exc, ClientError):
-            code = _code(exc)
-            if code in _NOT_FOUND:
-                return NotFoundError(f"no stored object {where}", "it may have expired")
-            if code == "NoSuchBucket":
-                return self._no_bucket()
-            if code in _REFUSED:
-                return ConfigError(
-                    f"storage refused to {action} {where} ({code})", _CREDENTIALS_HINT
-                )
-        return StorageError(
-            f"could not {action} {where}: {exc}", "retry; if it persists check the bucket"
-        )
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _vendor_cause(exc: BaseException) -> Exception | None:
-    """The botocore exception in `exc`'s explicit cause chain (aioboto3 wraps some)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, BotoCoreError | ClientError):
-            return seen
-        seen = seen.__cause__
-    return None
 
 
 def _increments(progress: Progress) -> Progress:
