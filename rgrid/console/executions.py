@@ -138,7 +138,11 @@ async def log_fragment(request: Request) -> Response:
     except ValueError as err:
         raise UserInputError("after must be a number", "it counts log chunks") from err
     part = await data.log_slice(state_of(request).session, execution_id, after)
-    return render(request, "_log.html", execution_id=execution_id, part=part)
+    response = render(request, "_log.html", execution_id=execution_id, part=part)
+    if part.finished and request.query_params.get("live") == "1":
+        # The page was opened while it ran: its summary, outputs and timeline refresh once.
+        response.headers["HX-Trigger"] = "rgrid-ended"
+    return response
 
 
 async def _output(request: Request) -> tuple[data.ExecutionView, data.OutputFile]:

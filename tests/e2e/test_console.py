@@ -175,6 +175,35 @@ def test_a_run_appears_in_the_list_and_its_page_shows_its_log_without_secrets(
     screenshot(browser, "execution")
 
 
+def test_a_running_executions_page_follows_its_log_and_shows_its_end_without_reload(
+    cli: Cli, console: Console, browser: WebDriver, work: Path
+) -> None:
+    # The script's pause only keeps it running while the page opens; the test waits for
+    # what the page shows, in order, never for a length of time.
+    write(
+        work,
+        "slow.py",
+        """
+        import time
+        print("first half", flush=True)
+        time.sleep(15)
+        print("second half")
+        open("done.txt", "w").write("done")
+        """,
+    )
+    started = cli("run", "slow.py", "--detach", "--no-cache", cwd=work)
+    assert started.code == 0, started.stderr
+    execution_id = started.stdout.strip()
+    browser.get(f"{console.base}/executions/{execution_id}")
+    browser.execute_script("window.__same_page = 'yes';")
+    wait_for(browser, lambda d: "first half" in text_of(d, "#log"))
+    wait_for(browser, lambda d: "second half" in text_of(d, "#log"))
+    wait_for(browser, lambda d: text_of(d, "#phase") == "succeeded")
+    wait_for(browser, lambda d: "done.txt" in text_of(d, "#outputs"))
+    assert text_of(browser, "#log").count("first half") == 1  # appended, never repeated
+    assert browser.execute_script("return window.__same_page;") == "yes"
+
+
 def test_a_file_downloaded_from_the_page_has_the_outputs_bytes(
     cli: Cli, console: Console, browser: WebDriver, downloads: Path, work: Path
 ) -> None:
@@ -242,7 +271,7 @@ def test_retry_failed_requeues_the_failed_item_and_the_page_updates_without_relo
     wait_for(browser, lambda d: f"{first_try}-r1" in text_of(d, "#items"))
     wait_for(browser, lambda d: f"{first_try}-r1" in text_of(d, "#failures"))
     assert browser.execute_script("return window.__same_page;") == "yes"
-    assert text_of(browser, "#batch-state") in ("done", "ended")
+    wait_for(browser, lambda d: text_of(d, "#batch-state") in ("done", "ended"))
     browser.get(f"{console.base}/batches")
     wait_for(browser, lambda d: batch_id in text_of(d, "#batches"))
     screenshot(browser, "batches")
