@@ -49,4 +49,8 @@ def bar_chart(bars: list[Bar], width: int = 720, height: int = 220) -> str:
             f"{escape(bar.label[5:] if len(bar.label) == 10 else bar.label)}</text></g>"
         )
     parts.append("</svg>")
+    parts.append(
+        '<p class="legend"><span class="swatch runs"></span> executions '
+        '<span class="swatch idle"></span> idle</p>'
+    )
     return "".join(parts)
