@@ -26,11 +26,12 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.client.costs import cost_of_execution, cost_report, limit_statuses
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.money import SpendingLimit
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import cost_report, execution_cost, month_start
-from rgrid.money.limits import SpendingLimit, set_limit, statuses
+from rgrid.money.accounting import month_start
 
 
 async def build(ledger: Ledger, runs: int, now: datetime) -> str:
@@ -101,15 +102,15 @@ async def main(runs: int, repeat: int) -> None:
         print(f"  SELECT SUM(cost_microns)         {base * 1000:8.1f} ms")
         print(f"  ratio                            {full / base:8.1f}x")
 
-        one = await median_s(lambda: execution_cost(ledger, last, now), repeat)
+        one = await median_s(lambda: cost_of_execution(ledger, last, now), repeat)
         row = await median_s(lambda: ledger.get(last), repeat)
         print(f"  one execution's cost             {one * 1000:8.1f} ms")
         print(f"  reading its row                  {row * 1000:8.1f} ms  ratio {one / row:.1f}x")
 
-        unlimited = await median_s(lambda: statuses(ledger, now), repeat)
-        await set_limit(ledger, SpendingLimit(amount_microns=50_000_000))
-        limited = await median_s(lambda: statuses(ledger, now), repeat)
-        kept = await median_s(lambda: statuses(ledger, now, max_age_s=3600), repeat)
+        unlimited = await median_s(lambda: limit_statuses(ledger, now), repeat)
+        await ledger.set_limit(SpendingLimit(amount_microns=50_000_000))
+        limited = await median_s(lambda: limit_statuses(ledger, now), repeat)
+        kept = await median_s(lambda: limit_statuses(ledger, now, max_age_s=3600), repeat)
         print(f"  limit check, no limit set        {unlimited * 1000:8.1f} ms")
         print(f"  limit check, spend recomputed    {limited * 1000:8.1f} ms  (the control worker)")
         print(f"  limit check, kept spend fresh    {kept * 1000:8.1f} ms  (before a run)")

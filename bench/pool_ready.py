@@ -36,7 +36,7 @@ from rgrid import names
 from rgrid.client import submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.models.execution import ExecutionStatus

@@ -13,7 +13,7 @@ from rgrid import names
 from rgrid.cache.key import spec_key
 from rgrid.cache.service import ResultCache
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import Storage
 from rgrid.models.batch import BatchItem
 from rgrid.models.control import (
@@ -25,8 +25,7 @@ from rgrid.models.control import (
     PlanResult,
     RecordInput,
 )
-from rgrid.money.accounting import execution_cost
-from rgrid.money.estimate import record_script_run
+from rgrid.money import own_cost
 from rgrid.money.pricing import NodeBill, SlotUsage
 
 log = structlog.get_logger()
@@ -47,8 +46,8 @@ class ControlActivities:
         """The run's cache key, and the cached result when a live entry answers it."""
         spec = request.spec
         # Estimates read the durations of earlier runs of the same script from here.
-        await record_script_run(
-            self._ledger, request.execution_id, spec.script.sha256, spec.node_class
+        await self._ledger.record_script_run(
+            request.execution_id, spec.script.sha256, spec.node_class
         )
         key = spec_key(spec, self._settings.python_image, self._settings.node_image)
         if key is None:
@@ -87,8 +86,12 @@ class ControlActivities:
             hourly_price_microns=max(lease.hourly_price_microns, 0),
             slots=max(lease.slots, 1),
         )
-        cost = await execution_cost(
-            self._ledger, usage.execution_id, now, usage=usage, fallback=stand_in
+        # Its own record is not needed: it brings its usage (its end is not recorded yet).
+        nodes = await self._ledger.nodes(include_deleted=True)
+        hours = own_cost.hours_touched(usage, nodes)
+        others = await self._ledger.runs_on({hours.agent}, hours.start, hours.end) if hours else []
+        cost = own_cost.execution_cost(
+            usage.execution_id, None, usage, nodes, others, now, fallback=stand_in
         )
         return CostResult(cost_microns=cost.cost_microns, provisional=cost.provisional)
 

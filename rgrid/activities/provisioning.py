@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 from rgrid import names
 from rgrid.config import Settings
 from rgrid.errors import RgridError, ServiceUnavailableError, as_application_error
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import CreateNode, NodeProvider
 from rgrid.models.node import Ack
 from rgrid.models.pool import (

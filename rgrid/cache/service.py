@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.infra.ledger.db import CacheEntryRow, ExecutionRow, as_utc
+from rgrid.infra.ledger.tables import CacheEntryRow, ExecutionRow, as_utc
 from rgrid.infra.storage.base import Storage, output_prefix
 from rgrid.models.control import CacheHit
 from rgrid.models.execution import TERMINAL_PHASES, ExecutionStatus, OutputFile, Phase

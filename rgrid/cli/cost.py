@@ -19,10 +19,12 @@ from rgrid.errors import UserInputError
 from rgrid.money.pricing import format_microns
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from rgrid.money.estimate import Estimate
 
-# Money's modules (accounting, limits, estimate) load SQLAlchemy: imported inside the
-# commands, so every other command keeps its quick start.
+# rgrid.client.money loads SQLAlchemy: imported inside the commands, so every other
+# command keeps its quick start.
 
 GroupBy = Literal["day", "project", "tag", "batch", "script"]
 
@@ -83,7 +85,7 @@ def report(
 
     async def body(session: Session) -> None:
         from rgrid.client import money
-        from rgrid.money.accounting import group_by
+        from rgrid.money.breakdown import group_by
 
         _warn(await money.pending_alerts(session))
         found = await money.report(session, start, end, project)
@@ -132,11 +134,9 @@ def show(
     async def body(session: Session) -> None:
         from rgrid.client import money
 
+        found: BaseModel
         if target.startswith("batch-"):
-            batch = await money.of_batch(session, target)
-            if json_output:
-                print_json(batch.model_dump(mode="json"))
-                return
+            found = batch = await money.of_batch(session, target)
             rows = [
                 ("batch", batch.batch_id),
                 ("runs", str(len(batch.executions))),
@@ -147,10 +147,7 @@ def show(
                 ("status", _final(batch.provisional)),
             ]
         else:
-            cost = await money.of_execution(session, target)
-            if json_output:
-                print_json(cost.model_dump(mode="json"))
-                return
+            found = cost = await money.of_execution(session, target)
             rows = [
                 ("execution", cost.execution_id),
                 ("runtime share", format_microns(cost.cost_microns)),
@@ -163,6 +160,9 @@ def show(
                 ("node hours", str(cost.node_hours)),
                 ("status", "cached: ran on no node" if cost.cached else _final(cost.provisional)),
             ]
+        if json_output:
+            print_json(found.model_dump(mode="json"))
+            return
         table = Table(show_header=False, box=None)
         for key, value in rows:
             table.add_row(f"[bold]{key}[/bold]", value)
@@ -192,13 +192,12 @@ def set_limit(
 
     async def body(session: Session) -> None:
         from rgrid.client import money
-        from rgrid.money.limits import describe
 
         limit = await money.set_limit(session, amount, project, alert_at, webhook)
         if limit is None:
             out.print("limit removed")
             return
-        out.print(f"limit set: {describe(limit)}, warning at {limit.alert_at_percent}%")
+        out.print(f"limit set: {money.describe(limit)}, warning at {limit.alert_at_percent}%")
 
     with_session(body)
 
@@ -209,7 +208,6 @@ def show_limit(json_output: JsonOption = False) -> None:
 
     async def body(session: Session) -> None:
         from rgrid.client import money
-        from rgrid.money.limits import describe
 
         found = await money.limit_statuses(session)
         if json_output:
@@ -226,7 +224,7 @@ def show_limit(json_output: JsonOption = False) -> None:
         for status in found:
             state = "used up" if status.exceeded else "warning" if status.warning else "ok"
             out.print(
-                f"{describe(status.limit)}: {format_microns(status.spent_microns)} spent "
+                f"{money.describe(status.limit)}: {format_microns(status.spent_microns)} spent "
                 f"({status.percent}%, {state}); warning at {status.limit.alert_at_percent}%"
                 + (f"; webhook {status.limit.webhook}" if status.limit.webhook else "")
             )

@@ -39,7 +39,7 @@ from rgrid.infra.retention import outputs_expire_at
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
 
 if TYPE_CHECKING:
-    from rgrid.money.accounting import ExecutionCost
+    from rgrid.money.report import ExecutionCost
 
 
 def status(

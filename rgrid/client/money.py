@@ -9,29 +9,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
+from rgrid.client import costs
 from rgrid.client.session import Session
-from rgrid.errors import BudgetExceededError, UserInputError
+from rgrid.errors import BudgetExceededError, LimitExceededError, UserInputError
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import sha256_file
-from rgrid.money.accounting import (
-    CostReport,
-    ExecutionCost,
-    cost_report,
-    execution_cost,
-)
-from rgrid.money.estimate import Estimate, estimate
-from rgrid.money.limits import (
-    ALL_PROJECTS,
-    LimitStatus,
-    SpendingLimit,
-    alert_text,
-    record_crossings,
-    refuse_if_exceeded,
-    remove_limit,
-    statuses,
-    take_unshown,
-)
-from rgrid.money.limits import set_limit as store_limit
+from rgrid.models.money import ALL_PROJECTS, LimitAlert, SpendingLimit
+from rgrid.money.estimate import Estimate
+from rgrid.money.limits import LimitStatus
 from rgrid.money.pricing import format_microns, parse_money
+from rgrid.money.report import CostReport, ExecutionCost
 
 
 class BatchCost(BaseModel):
@@ -49,12 +36,12 @@ async def report(
     session: Session, since: datetime | None, until: datetime | None, project: str | None
 ) -> CostReport:
     """The cost report of a window."""
-    return await cost_report(await session.ledger(), since, until, datetime.now(UTC), project)
+    return await costs.cost_report(await session.ledger(), since, until, datetime.now(UTC), project)
 
 
 async def of_execution(session: Session, execution_id: str) -> ExecutionCost:
     """One execution's cost now, provisional or final."""
-    return await execution_cost(await session.ledger(), execution_id)
+    return await costs.cost_of_execution(await session.ledger(), execution_id)
 
 
 async def of_batch(session: Session, batch_id: str) -> BatchCost:
@@ -67,7 +54,7 @@ async def of_batch(session: Session, batch_id: str) -> BatchCost:
     # An hour holding its runs starts at most an hour before the first of them was created.
     first = min((e.created_at for e in rows if e.created_at), default=None)
     since = first - timedelta(hours=1) if first else None
-    whole = await cost_report(ledger, since, None, datetime.now(UTC))
+    whole = await costs.cost_report(ledger, since, None, datetime.now(UTC))
     mine = [c for c in whole.executions if c.execution_id in members]
     caused = [n for n in whole.nodes if n.caused_by == batch_id]
     return BatchCost(
@@ -94,31 +81,33 @@ async def check_limits(session: Session, project: str, what: str = "new runs") -
     ledger = await session.ledger()
     # The control worker refreshes the spend every limit_check_s; fresher than twice that
     # is good enough to decide on, and spares pricing the whole month before each run.
-    found = await statuses(ledger, project=project, max_age_s=2 * session.settings.limit_check_s)
+    found = await costs.limit_statuses(
+        ledger, project=project, max_age_s=2 * session.settings.limit_check_s
+    )
     if found:
-        await record_crossings(ledger, found)
+        await costs.record_crossings(ledger, found)
     # Refused first: the one-line refusal stays one line; crossings show at the next command.
     refuse_if_exceeded(found, what)
-    return [f"warning: {alert_text(alert)}" for alert in await take_unshown(ledger)]
+    return await _unshown(ledger)
 
 
 async def pending_alerts(session: Session) -> list[str]:
     """Crossings no command has shown yet (each is shown once)."""
     ledger = await session.ledger()
-    found = await statuses(ledger)
+    found = await costs.limit_statuses(ledger)
     if found:
-        await record_crossings(ledger, found)
-    return [f"warning: {alert_text(alert)}" for alert in await take_unshown(ledger)]
+        await costs.record_crossings(ledger, found)
+    return await _unshown(ledger)
 
 
 async def unshown_warnings(session: Session) -> list[str]:
     """Crossings recorded but not shown yet (cheap: reads no costs); each is shown once."""
-    return [f"warning: {alert_text(alert)}" for alert in await take_unshown(await session.ledger())]
+    return await _unshown(await session.ledger())
 
 
 async def limit_statuses(session: Session) -> list[LimitStatus]:
     """Every limit against this month's spend."""
-    return await statuses(await session.ledger())
+    return await costs.limit_statuses(await session.ledger())
 
 
 async def estimate_script(
@@ -130,7 +119,7 @@ async def estimate_script(
     if runs < 1 or parallel < 1:
         raise UserInputError("runs and --parallel must be at least 1", "e.g. --files 50")
     settings = session.settings
-    return await estimate(
+    return await costs.estimate_runs(
         await session.ledger(),
         settings,
         sha256_file(script),
@@ -171,7 +160,7 @@ async def set_limit(
     scope = project or ALL_PROJECTS
     ledger = await session.ledger()
     if money.amount_microns == 0:  # as the original RGrid: 0 disables the limit
-        await remove_limit(ledger, scope)
+        await ledger.remove_limit(scope)
         return None
     # A limit is monthly: a bare amount (`50`) meant €50 a month in the original too.
     limit = SpendingLimit(
@@ -180,13 +169,13 @@ async def set_limit(
         alert_at_percent=alert_at,
         webhook=webhook,
     )
-    await store_limit(ledger, limit)
+    await ledger.set_limit(limit)
     return limit
 
 
 async def drop_limit(session: Session, project: str | None) -> bool:
     """Remove a limit; False if there was none."""
-    return await remove_limit(await session.ledger(), project or ALL_PROJECTS)
+    return await (await session.ledger()).remove_limit(project or ALL_PROJECTS)
 
 
 async def before_run(
@@ -204,3 +193,40 @@ async def before_run(
         amount = parse_money(budget).amount_microns
         await enforce_budget(session, script, amount, runs, parallel, timeout_s)
     return lines
+
+
+async def _unshown(ledger: Ledger) -> list[str]:
+    return [f"warning: {alert_text(alert)}" for alert in await ledger.take_unshown_alerts()]
+
+
+# What a limit and its crossings say to the user.
+
+
+def describe(limit: SpendingLimit) -> str:
+    """A limit for humans: `€50.00/month for project geo`."""
+    scope = "for all projects" if limit.project == ALL_PROJECTS else f"for project {limit.project}"
+    return f"{format_microns(limit.amount_microns)}/{limit.period} {scope}"
+
+
+def alert_text(alert: LimitAlert) -> str:
+    """One line about a crossing."""
+    scope = "all projects" if alert.project == ALL_PROJECTS else f"project {alert.project}"
+    return (
+        f"the spending limit {format_microns(alert.limit_microns)}/month for {scope} is "
+        f"{alert.threshold_percent}% used ({format_microns(alert.spent_microns)} spent since "
+        f"{alert.period_start:%Y-%m-%d})"
+    )
+
+
+def refuse_if_exceeded(found: list[LimitStatus], what: str = "new runs") -> None:
+    """Raise LimitExceededError when a limit that binds this run is used up."""
+    for status in found:
+        if status.exceeded:
+            limit = status.limit
+            option = "" if limit.project == ALL_PROJECTS else f" --project {limit.project}"
+            raise LimitExceededError(
+                f"{what} refused: the spending limit {describe(limit)} is used up "
+                f"({format_microns(status.spent_microns)} spent this month)",
+                f'raise it with `rgrid cost set-limit "€…/month"{option}` or drop it with '
+                f"`rgrid cost remove-limit{option}`; running work goes on",
+            )

@@ -16,7 +16,7 @@ from rgrid.infra.temporal import connect
 
 if TYPE_CHECKING:
     from rgrid.cache.service import ResultCache
-    from rgrid.infra.ledger.db import Ledger
+    from rgrid.infra.ledger import Ledger
 
 
 class Session:
@@ -44,7 +44,7 @@ class Session:
         if self._ledger is None:
             # Imported here: SQLAlchemy adds a third of a second to every command's start,
             # and `rgrid run` needs the ledger only when an execution did not succeed.
-            from rgrid.infra.ledger.db import Ledger
+            from rgrid.infra.ledger import Ledger
 
             url = self.settings.effective_database_url
             # A client migrates only a SQLite ledger (its own file); a shared database is

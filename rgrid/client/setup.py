@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 
 from rgrid.config import Settings
 from rgrid.errors import ConfigError
-from rgrid.infra.ledger.db import Ledger, SchemaBehindError
+from rgrid.infra.ledger import Ledger, SchemaBehindError
 from rgrid.infra.ledger.migrations import schema_revision
 from rgrid.infra.retention import lifecycle_rules, merge_rules
 from rgrid.infra.storage import open_storage

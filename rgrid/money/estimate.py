@@ -1,26 +1,19 @@
 """What a run (or a batch) will cost, before anything starts.
 
 From the recorded durations of earlier successful runs of the same script (by content
-hash): the median gives the estimate, the 90th percentile its high end. A run's share is
-price x slot-time / (slots x 1 h), as the amortization charges it; a batch of N costs N
-shares. If nodes must be started for the work, their bill follows the billing-hour rule
-(every started hour counts), shown beside it. With no history the statement says what
-was assumed: every run uses its whole timeout, an upper bound.
+hash, read from the ledger by the caller): the median gives the estimate, the 90th
+percentile its high end. A run's share is price x slot-time / (slots x 1 h), as the
+amortization charges it; a batch of N costs N shares. If nodes must be started for the
+work, their bill follows the billing-hour rule (every started hour counts), shown beside
+it. With no history the statement says what was assumed: every run uses its whole
+timeout, an upper bound.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from pydantic import BaseModel, Field
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.config import Settings
-from rgrid.infra.ledger.db import ExecutionRow, Ledger, ScriptRunRow
-from rgrid.models.execution import Phase
+from rgrid.models.pool import NodeRecord
 from rgrid.money.pricing import MS_PER_HOUR
 
 HISTORY_LIMIT = 200  # the newest runs say most about the script as it is now
@@ -54,49 +47,12 @@ class Estimate(BaseModel):
     derivation: list[str] = Field(default_factory=list)
 
 
-async def record_script_run(
-    ledger: Ledger, execution_id: str, script_sha256: str, node_class: str
-) -> None:
-    """Remember which script an execution runs (idempotent: a retried call changes nothing)."""
-    values = {
-        "execution_id": execution_id,
-        "script_sha256": script_sha256,
-        "node_class": node_class,
-    }
-    table = ScriptRunRow.__table__  # type: ignore[attr-defined]
-    # One statement, no read first: this runs once per execution, on the hot path.
-    dialect = ledger.engine.dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(table).values(**values).on_conflict_do_nothing()
-    async with ledger.engine.begin() as conn:
-        await conn.execute(statement)
-
-
-async def durations_ms(ledger: Ledger, script_sha256: str) -> list[int]:
-    """Run times of the newest successful runs of this script, served from cache excluded."""
-    query = (
-        select(ExecutionRow)
-        .join(ScriptRunRow, col(ScriptRunRow.execution_id) == col(ExecutionRow.id))
-        .where(
-            ScriptRunRow.script_sha256 == script_sha256,
-            ExecutionRow.phase == Phase.SUCCEEDED.value,
-            ExecutionRow.cached == False,  # noqa: E712
-        )
-        .order_by(col(ExecutionRow.created_at).desc())
-        .limit(HISTORY_LIMIT)
-    )
-    async with AsyncSession(ledger.engine) as session:
-        rows = (await session.exec(query)).all()
-    return [
-        (row.finished_at - row.started_at) // timedelta(milliseconds=1)
-        for row in rows
-        if row.started_at is not None and row.finished_at is not None
-    ]
-
-
-async def class_price(ledger: Ledger, settings: Settings, node_class: str) -> NodeClassPrice:
-    """The price of the newest node of the class in the ledger, else the local setting."""
-    nodes = [n for n in await ledger.nodes(include_deleted=True) if n.node_class == node_class]
+def class_price(
+    every: list[NodeRecord], node_class: str, local_hourly_price_microns: int, local_slots: int
+) -> NodeClassPrice:
+    """The price of the newest node of the class among the ledger's node rows, else the
+    local setting."""
+    nodes = [n for n in every if n.node_class == node_class]
     if nodes:
         newest = max(nodes, key=lambda n: n.created_at)
         return NodeClassPrice(
@@ -108,8 +64,8 @@ async def class_price(ledger: Ledger, settings: Settings, node_class: str) -> No
         )
     return NodeClassPrice(
         node_class=node_class,
-        hourly_price_microns=settings.local_hourly_price_microns,
-        slots=max(settings.local_slots, 1),
+        hourly_price_microns=local_hourly_price_microns,
+        slots=max(local_slots, 1),
         source="RGRID_LOCAL_HOURLY_PRICE_MICRONS and RGRID_LOCAL_SLOTS",
     )
 
@@ -172,19 +128,3 @@ def build_estimate(
             f"if {nodes} node(s) must be started for it: {hours} started billing hour(s) each",
         ],
     )
-
-
-async def estimate(
-    ledger: Ledger,
-    settings: Settings,
-    script_sha256: str,
-    runs: int,
-    parallel: int,
-    timeout_s: int,
-    node_class: str | None = None,
-) -> Estimate:
-    """Estimate `runs` runs of a script from the ledger's history; starts nothing."""
-    node_class = node_class or settings.node_class
-    price = await class_price(ledger, settings, node_class)
-    history = await durations_ms(ledger, script_sha256)
-    return build_estimate(script_sha256, runs, parallel, price, history, timeout_s)

@@ -13,7 +13,7 @@ from rgrid.activities.alerts import AlertActivities
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.provisioning import ProvisioningActivities
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.storage.base import Storage
 from rgrid.names import CONTROL_QUEUE

@@ -31,13 +31,13 @@ from rgrid import logs
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import NodeProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage import open_storage
 from rgrid.infra.temporal import connect
 from rgrid.models.pool import NodeRecord, NodeState, PoolInput
-from rgrid.money.accounting import LIFE_SEPARATOR, executions_on
+from rgrid.money.lives import LIFE_SEPARATOR, base_node_id
 from rgrid.names import CONTROL_QUEUE
 from rgrid.paths import command_server_socket
 from rgrid.worker.control import build_control_worker
@@ -241,7 +241,7 @@ async def record_local_nodes(
     for node in await ledger.nodes():
         if node.provider == "local" and node.deleted_at is None:
             # Its end is unknown: bill it to its last sign of life, the latest run on it.
-            runs = await executions_on(ledger, {node.node_id}, node.created_at, now)
+            runs = await ledger.runs_on({base_node_id(node.node_id)}, node.created_at, now)
             seen = [t for r in runs if (t := r.finished_at or r.started_at)]
             last = max([node.ready_at or node.created_at, *seen])
             await ledger.save_node(

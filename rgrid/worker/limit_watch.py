@@ -14,9 +14,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.client.costs import limit_statuses, record_crossings
+from rgrid.infra.ledger import Ledger
 from rgrid.models.money import LimitAlert
-from rgrid.money.limits import mark_dispatched, record_crossings, statuses, undispatched
 from rgrid.names import CONTROL_QUEUE, alert_workflow_id
 
 log = structlog.get_logger()
@@ -27,11 +27,11 @@ async def check_limits_once(
 ) -> list[LimitAlert]:
     """Record new crossings; log each crossing not yet logged (whoever noticed it) and
     start an AlertWorkflow for those with a webhook."""
-    fresh = await record_crossings(ledger, await statuses(ledger))
-    for alert in await undispatched(ledger):
+    fresh = await record_crossings(ledger, await limit_statuses(ledger))
+    for alert in await ledger.undispatched_alerts():
         log.warning("limit_crossed", **alert.model_dump(mode="json", exclude={"webhook"}))
         if alert.webhook is None:
-            await mark_dispatched(ledger, alert.key)
+            await ledger.mark_alert_dispatched(alert.key)
             continue
         try:
             await client.start_workflow(
@@ -45,7 +45,7 @@ async def check_limits_once(
             )
         except WorkflowAlreadyStartedError:
             pass  # it ran before; the ledger just did not hear
-        await mark_dispatched(ledger, alert.key)
+        await ledger.mark_alert_dispatched(alert.key)
     return fresh
 
 

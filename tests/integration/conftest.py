@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 from ulid import ULID
 
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
 from rgrid.worker.agent import build_workers

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.client.costs import cost_of_execution, cost_report, limit_statuses, record_crossings
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.money import SpendingLimit
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import cost_report, execution_cost, month_start
-from rgrid.money.estimate import durations_ms, record_script_run
-from rgrid.money.limits import SpendingLimit, record_crossings, set_limit, statuses
+from rgrid.money.accounting import month_start
+from rgrid.money.estimate import HISTORY_LIMIT
 from tests.postgres import Cluster
 
 pytestmark = pytest.mark.integration
@@ -55,8 +56,8 @@ async def test_money_on_postgres_reconciles_and_writes_each_fact_once(ledger: Le
                 finished_at=began + timedelta(minutes=20),
             )
         )
-        await record_script_run(ledger, execution_id, "b" * 64, "local")
-        await record_script_run(ledger, execution_id, "b" * 64, "local")  # a retried activity
+        await ledger.record_script_run(execution_id, "b" * 64, "local")
+        await ledger.record_script_run(execution_id, "b" * 64, "local")  # a retried activity
 
     report = await cost_report(ledger, None, None, now)
     assert report.executions_microns + report.idle_microns == report.bill_microns
@@ -64,12 +65,12 @@ async def test_money_on_postgres_reconciles_and_writes_each_fact_once(ledger: Le
     assert len(mine) == 6
     # Twenty minutes of one of two slots at 3.60 EUR/h: 0.60 EUR each.
     assert {c.cost_microns for c in mine} == {600_000}
-    alone = await execution_cost(ledger, mine[0].execution_id, now)
+    alone = await cost_of_execution(ledger, mine[0].execution_id, now)
     assert alone.cost_microns == 600_000
-    assert sorted(await durations_ms(ledger, "b" * 64)) == [20 * 60_000] * 6
+    assert sorted(await ledger.script_durations_ms("b" * 64, HISTORY_LIMIT)) == [20 * 60_000] * 6
 
-    await set_limit(ledger, SpendingLimit(project="pg", amount_microns=3_000_000))
-    found = await statuses(ledger, now, project="pg")
+    await ledger.set_limit(SpendingLimit(project="pg", amount_microns=3_000_000))
+    found = await limit_statuses(ledger, now, project="pg")
     assert [s.spent_microns >= 3_600_000 for s in found] == [True]
     first = await record_crossings(ledger, found)
     assert sorted(a.threshold_percent for a in first) == [80, 100]

@@ -13,7 +13,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from rgrid.client import batch, submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.batch import BatchProgress, SetParallelInput
 from rgrid.models.execution import Phase
 from rgrid.worker.dev import temporal_binary

@@ -18,7 +18,7 @@ from ulid import ULID
 from rgrid.client import submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models.execution import ExecutionStatus, Phase
 from tests.integration.conftest import agent, record_history

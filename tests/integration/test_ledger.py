@@ -18,9 +18,10 @@ from sqlmodel import SQLModel
 
 from rgrid.cache.service import ResultCache
 from rgrid.errors import ConfigError, ServiceUnavailableError
-from rgrid.infra.ledger.db import CacheEntryRow, ExecutionRow, Ledger, NodeRow
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.ledger.migrations import head_revision, import_all_models, schema_revision
 from rgrid.infra.ledger.migrations.runner import alembic_head
+from rgrid.infra.ledger.tables import CacheEntryRow, ExecutionRow, NodeRow
 from rgrid.infra.storage.base import output_prefix
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.models.execution import ExecutionStatus, OutputFile, Phase

@@ -14,11 +14,11 @@ from structlog.testing import capture_logs
 from temporalio.client import Client
 from ulid import ULID
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.money import SpendingLimit
 from rgrid.models.pool import NodeRecord, NodeState
 from rgrid.money.accounting import month_start
-from rgrid.money.limits import SpendingLimit, set_limit, take_unshown
 from rgrid.names import alert_workflow_id
 from rgrid.worker.limit_watch import check_limits_once
 from tests.conftest import free_port
@@ -97,7 +97,7 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
         )
     )
     limit = SpendingLimit(project=project, amount_microns=1_000_000, alert_at_percent=50)
-    await set_limit(control, limit.model_copy(update={"webhook": url}))
+    await control.set_limit(limit.model_copy(update={"webhook": url}))
 
     await spend(control, project, node_id, created, 10)  # €0.60: past 50 %
     with capture_logs() as logged:
@@ -124,7 +124,7 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     assert await check_limits_once(control, client) == []
 
     # The next command shows each crossing once.
-    shown = [a for a in await take_unshown(control) if a.project == project]
+    shown = [a for a in await control.take_unshown_alerts() if a.project == project]
     assert [a.threshold_percent for a in shown] == [50, 100]
-    assert [a for a in await take_unshown(control) if a.project == project] == []
+    assert [a for a in await control.take_unshown_alerts() if a.project == project] == []
     await wait_for(lambda: len(receiver.delivered) == 2)

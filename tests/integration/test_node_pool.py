@@ -27,7 +27,7 @@ from rgrid.client import nodes as nodes_client
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import NotFoundError
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import node_labels
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.providers.local import LocalProvider

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.models.pool import Demand, NodeState, PoolInput, PoolStatus

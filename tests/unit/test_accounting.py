@@ -8,20 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rgrid.infra.ledger.db import Ledger
+from rgrid.client.costs import cost_of_execution, cost_report
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import (
-    POOL,
-    CostReport,
-    cost_report,
-    execution_cost,
-    group_by,
-)
+from rgrid.money.breakdown import group_by
 from rgrid.money.pricing import MICRONS_PER_EUR, amortize
+from rgrid.money.report import POOL, CostReport
 from tests.unit.test_pricing import simulate_fleet
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -199,6 +195,16 @@ def test_adjacent_windows_add_up_to_the_whole(
 
 @FAST
 @given(ledger_fleets())
+# The report's default end once stopped an hour after the latest creation: a node whose
+# rows say it lives past now (1 h 1 ms here) lost its second hour from the report, while
+# the execution's own cost counted it (10,000,003 against 10,000,000).
+@example(
+    (
+        [node_row("n1", timedelta(0), HOUR + timedelta(milliseconds=1), 10 * MICRONS_PER_EUR)],
+        [execution_row("exec-00", "n1", timedelta(0), HOUR + timedelta(milliseconds=1))],
+        T0,
+    )
+)
 def test_an_executions_own_cost_matches_the_report(
     fleet: tuple[list[NodeRecord], list[ExecutionStatus], datetime],
 ) -> None:
@@ -207,9 +213,10 @@ def test_an_executions_own_cost_matches_the_report(
     async def body(ledger: Ledger) -> None:
         await store(ledger, nodes, executions)
         report = await cost_report(ledger, None, None, now)
+        assert_reconciles(report)
         in_report = {c.execution_id: c for c in report.executions}
         for execution in executions:
-            alone = await execution_cost(ledger, execution.execution_id, now)
+            alone = await cost_of_execution(ledger, execution.execution_id, now)
             listed = in_report.get(execution.execution_id)
             assert alone.cost_microns == (listed.cost_microns if listed else 0)
             assert alone.provisional == (listed.provisional if listed else False)
@@ -294,8 +301,8 @@ def test_a_cost_is_provisional_until_its_hour_closes() -> None:
 
     async def body(ledger: Ledger) -> None:
         await store(ledger, nodes, executions)
-        during = await execution_cost(ledger, "e1", T0 + timedelta(minutes=30))
-        after = await execution_cost(ledger, "e1", T0 + timedelta(minutes=61))
+        during = await cost_of_execution(ledger, "e1", T0 + timedelta(minutes=30))
+        after = await cost_of_execution(ledger, "e1", T0 + timedelta(minutes=61))
         assert during.provisional and not after.provisional
         assert during.cost_microns == after.cost_microns == 600_000
         assert after.node_hours == 1
@@ -314,7 +321,7 @@ def test_an_execution_on_a_restarted_local_node_is_billed_to_the_life_it_ran_in(
 
     async def body(ledger: Ledger) -> None:
         await store(ledger, nodes, executions)
-        cost = await execution_cost(ledger, "e1", T0 + 5 * HOUR)
+        cost = await cost_of_execution(ledger, "e1", T0 + 5 * HOUR)
         assert cost.node_id == "local-1@second" and cost.cost_microns == 9000
 
     with_ledger(body)

@@ -7,12 +7,12 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rgrid.client.costs import cost_report, estimate_runs
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState
-from rgrid.money.accounting import cost_report
-from rgrid.money.estimate import NodeClassPrice, build_estimate, estimate, record_script_run
+from rgrid.money.estimate import NodeClassPrice, build_estimate
 
 T0 = datetime(2025, 6, 2, tzinfo=UTC)
 SCRIPT = "a" * 64
@@ -48,7 +48,7 @@ async def run_back_to_back(
                 finished_at=ended,
             )
         )
-        await record_script_run(ledger, execution_id, SCRIPT, "local")
+        await ledger.record_script_run(execution_id, SCRIPT, "local")
     return max(free)
 
 
@@ -67,7 +67,7 @@ def test_a_fifty_item_batch_costs_within_ten_percent_of_its_estimate(tmp_path: P
         rng = random.Random(50)
         history_end = await run_back_to_back(ledger, rng, 20, 4, T0, "hist")
 
-        found = await estimate(ledger, Settings(home=tmp_path), SCRIPT, 50, 4, 300, "local")
+        found = await estimate_runs(ledger, Settings(home=tmp_path), SCRIPT, 50, 4, 300, "local")
         assert found.history == 20
         assert found.price.slots == 4 and found.price.hourly_price_microns == PRICE
 

@@ -6,11 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rgrid.client.costs import cost_of_execution
 from rgrid.config import Settings
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeState
-from rgrid.money.accounting import execution_cost
 from rgrid.worker.dev import close_local_nodes, record_local_nodes
 
 
@@ -49,7 +49,7 @@ def test_a_stack_that_died_is_closed_at_its_last_run_and_the_new_life_is_billed(
         assert rows[second[0].node_id].hourly_price_microns == 7_200
 
         # The run belongs to the first life, whose bill is final: 3 s of one of 2 slots.
-        cost = await execution_cost(ledger, "exec-1", datetime.now(UTC))
+        cost = await cost_of_execution(ledger, "exec-1", datetime.now(UTC))
         assert cost.node_id == first[0].node_id and not cost.provisional
         assert cost.cost_microns == 7_200 * 3 // (2 * 3600)
 

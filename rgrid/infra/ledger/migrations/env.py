@@ -4,7 +4,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import rgrid.infra.ledger.db  # noqa: F401  (registers the tables on SQLModel.metadata)
+import rgrid.infra.ledger.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:

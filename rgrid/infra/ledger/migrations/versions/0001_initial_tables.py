@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 UtcTime = sa.DateTime(timezone=True)
 
-# The schema as this revision made it, frozen here (never imported from rgrid.infra.ledger.db).
+# The schema as this revision made it, frozen here (never imported from rgrid.infra.ledger.tables).
 _meta = sa.MetaData()
 TABLES = [
     sa.Table(
