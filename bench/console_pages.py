@@ -34,7 +34,8 @@ from rgrid.config import load_settings
 from rgrid.console.app import create_app
 from rgrid.console.security import Access
 from rgrid.console.web import ConsoleState
-from rgrid.infra.ledger.db import ExecutionRow, Ledger, _row_values
+from rgrid.infra.ledger import Ledger
+from rgrid.infra.ledger.tables import ExecutionRow, execution_values
 from rgrid.models.execution import ExecutionStatus, OutputFile, Phase
 from rgrid.models.pool import NodeRecord, NodeState
 
@@ -84,7 +85,7 @@ async def fill(ledger: Ledger, runs: int, now: datetime) -> str:
             middle = status.execution_id
         row = ExecutionRow(id=status.execution_id, phase=status.phase.value)
         # The ledger's own row mapping, written in bulk (10,000 upserts would time the fill).
-        for key, value in _row_values(status).items():
+        for key, value in execution_values(status).items():
             setattr(row, key, value)
         rows.append(row)
     async with AsyncSession(ledger.engine) as session:

@@ -22,16 +22,16 @@ from rgrid.client.session import Session
 from rgrid.client.timeline import Step, timeline
 from rgrid.client.watch import current_status
 from rgrid.errors import NotFoundError, RgridError, UnsafePathError
-from rgrid.infra.ledger.browse import ExecutionFilter, ExecutionPage, distinct_values
-from rgrid.infra.ledger.browse import page_executions as _page_executions
+from rgrid.infra.ledger.browse import ExecutionFilter, ExecutionPage
 from rgrid.infra.logstore import LogRecord, decode_chunk
 from rgrid.infra.retention import outputs_expire_at
 from rgrid.infra.storage.base import log_prefix, output_prefix, safe_relative
 from rgrid.models.batch import BatchItem, BatchProgress
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, OutputFile, Phase
-from rgrid.money.accounting import CostReport, ExecutionCost, GroupCost, group_by
-from rgrid.money.limits import LimitStatus, describe
+from rgrid.money.breakdown import group_by
+from rgrid.money.limits import LimitStatus
 from rgrid.money.pricing import format_microns
+from rgrid.money.report import CostReport, ExecutionCost, GroupCost
 
 __all__ = [
     "CostReport",
@@ -58,12 +58,12 @@ async def executions_page(
     session: Session, where: ExecutionFilter, offset: int, limit: int
 ) -> ExecutionPage:
     """A page of the ledger's executions."""
-    return await _page_executions(await session.ledger(), where, offset, limit)
+    return await (await session.ledger()).page_executions(where, offset, limit)
 
 
 async def filter_choices(session: Session) -> tuple[list[str], list[str]]:
     """Projects and scripts to offer in the filters."""
-    return await distinct_values(await session.ledger())
+    return await (await session.ledger()).execution_choices()
 
 
 @dataclass
@@ -304,6 +304,9 @@ async def costs(
 async def nodes(session: Session) -> list[NodeView]:
     """Every node the ledger knows, live ones with their slot use."""
     return await list_nodes(session, include_deleted=True)
+
+
+describe = client_money.describe
 
 
 def now() -> datetime:

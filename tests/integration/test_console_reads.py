@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rgrid.infra.ledger.browse import ExecutionFilter, distinct_values, page_executions
-from rgrid.infra.ledger.db import Ledger
+from rgrid.infra.ledger import Ledger
+from rgrid.infra.ledger.browse import ExecutionFilter
 from rgrid.models.execution import ExecutionStatus, Phase
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 async def ids(ledger: Ledger, where: ExecutionFilter) -> list[str]:
-    page = await page_executions(ledger, where, 0, 100)
+    page = await ledger.page_executions(where, 0, 100)
     assert page.total == len(page.rows)
     return [row.execution_id for row in page.rows]
 
@@ -83,11 +83,11 @@ async def test_search_finds_ids_and_input_names_and_wildcards_are_literal(ledger
 async def test_pages_cover_every_row_once(ledger: Ledger) -> None:
     seen: list[str] = []
     for offset in range(0, 12, 4):
-        page = await page_executions(ledger, ExecutionFilter(), offset, 4)
+        page = await ledger.page_executions(ExecutionFilter(), offset, 4)
         assert page.total == 10
         seen += [row.execution_id for row in page.rows]
     assert sorted(seen) == [f"exec-{d:02d}" for d in range(10)]
 
 
 async def test_filter_choices_are_the_projects_and_scripts_in_use(ledger: Ledger) -> None:
-    assert await distinct_values(ledger) == (["default", "geo"], ["a.py", "b.py"])
+    assert await ledger.execution_choices() == (["default", "geo"], ["a.py", "b.py"])

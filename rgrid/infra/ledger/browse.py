@@ -1,5 +1,6 @@
-"""Reading the executions table page by page, filtered, for the web console: the filters
-and paging run in the database, so a page costs the same with 10 rows or 100,000."""
+"""Browsing the executions table page by page, filtered (the web console's lists): the
+filters and paging run in the database, so a page costs the same with 10 rows or 100,000.
+A table family of `Ledger` (see base.py): `ledger.page_executions(...)`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from rgrid.infra.ledger.db import ExecutionRow, Ledger
+from rgrid.infra.ledger.base import LedgerPart
+from rgrid.infra.ledger.tables import ExecutionRow
 from rgrid.models.execution import ExecutionStatus, Phase
 
 
@@ -42,7 +44,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _conditions(ledger: Ledger, where: ExecutionFilter) -> list[ColumnElement[bool]]:
+def _conditions(postgres: bool, where: ExecutionFilter) -> list[ColumnElement[bool]]:
     found: list[ColumnElement[bool]] = []
     if where.phase is not None:
         found.append(col(ExecutionRow.phase) == where.phase.value)
@@ -56,7 +58,6 @@ def _conditions(ledger: Ledger, where: ExecutionFilter) -> list[ColumnElement[bo
         found.append(col(ExecutionRow.created_at) >= where.since)
     if where.until is not None:
         found.append(col(ExecutionRow.created_at) < where.until)
-    postgres = ledger.engine.dialect.name == "postgresql"
     for key, value in where.tags.items():
         if postgres:
             tag = cast(col(ExecutionRow.tags_json), JSONB)[key].astext
@@ -75,32 +76,34 @@ def _conditions(ledger: Ledger, where: ExecutionFilter) -> list[ColumnElement[bo
     return found
 
 
-async def page_executions(
-    ledger: Ledger, where: ExecutionFilter, offset: int = 0, limit: int = 50
-) -> ExecutionPage:
-    """A page of matching executions, newest first, with the number that match."""
-    conditions = _conditions(ledger, where)
-    rows_query = (
-        select(ExecutionRow)
-        .where(*conditions)
-        # created_at alone: its index answers the order (a second key costs a sort of every
-        # row, 100x slower at 10,000); microsecond times make ties rare.
-        .order_by(col(ExecutionRow.created_at).desc())
-        .offset(offset)
-        .limit(limit)
-    )
-    count_query = select(func.count()).select_from(ExecutionRow).where(*conditions)
-    async with AsyncSession(ledger.engine) as session:
-        rows = (await session.exec(rows_query)).all()
-        total = (await session.exec(count_query)).one()
-    return ExecutionPage(
-        rows=[row.to_status() for row in rows], total=int(total), offset=offset, limit=limit
-    )
+class BrowseRows(LedgerPart):
+    """Filtered, paged reads of the executions table."""
 
+    async def page_executions(
+        self, where: ExecutionFilter, offset: int = 0, limit: int = 50
+    ) -> ExecutionPage:
+        """A page of matching executions, newest first, with the number that match."""
+        conditions = _conditions(self.engine.dialect.name == "postgresql", where)
+        rows_query = (
+            select(ExecutionRow)
+            .where(*conditions)
+            # created_at alone: its index answers the order (a second key costs a sort of every
+            # row, 100x slower at 10,000); microsecond times make ties rare.
+            .order_by(col(ExecutionRow.created_at).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        count_query = select(func.count()).select_from(ExecutionRow).where(*conditions)
+        async with AsyncSession(self.engine) as session:
+            rows = (await session.exec(rows_query)).all()
+            total = (await session.exec(count_query)).one()
+        return ExecutionPage(
+            rows=[row.to_status() for row in rows], total=int(total), offset=offset, limit=limit
+        )
 
-async def distinct_values(ledger: Ledger) -> tuple[list[str], list[str]]:
-    """The projects and the script names that occur, for the filters' choices."""
-    async with AsyncSession(ledger.engine) as session:
-        projects = (await session.exec(select(ExecutionRow.project).distinct())).all()
-        scripts = (await session.exec(select(ExecutionRow.script).distinct())).all()
-    return sorted(p for p in projects if p), sorted(s for s in scripts if s)
+    async def execution_choices(self) -> tuple[list[str], list[str]]:
+        """The projects and the script names that occur, for the filters' choices."""
+        async with AsyncSession(self.engine) as session:
+            projects = (await session.exec(select(ExecutionRow.project).distinct())).all()
+            scripts = (await session.exec(select(ExecutionRow.script).distinct())).all()
+        return sorted(p for p in projects if p), sorted(s for s in scripts if s)
