@@ -5,12 +5,13 @@ fixed here once. Nothing here writes SQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from rgrid.cache.key import is_secret
@@ -77,16 +78,38 @@ class ExecutionView:
     outputs_of: str
 
 
+async def _status(session: Session, execution_id: str) -> ExecutionStatus:
+    """The ledger's row; a run just started may have none yet: then its workflow's view."""
+    try:
+        return await (await session.ledger()).get(execution_id)
+    except NotFoundError:
+        if not execution_id.startswith("exec-"):
+            raise
+        try:
+            client = await session.temporal()
+            handle = client.get_workflow_handle(execution_id)
+            return await handle.query("status", result_type=ExecutionStatus)
+        except (RPCError, WorkflowQueryFailedError):
+            raise NotFoundError(
+                f"no execution {execution_id!r}", "see the executions page"
+            ) from None
+
+
 async def execution(session: Session, execution_id: str) -> ExecutionView:
     """An execution from the ledger (live phase from its workflow while it runs)."""
     ledger = await session.ledger()
-    found = await ledger.get(execution_id)
+    found = await _status(session, execution_id)
     if not found.phase.terminal:
-        found = await current_status(session, execution_id)
+        with contextlib.suppress(NotFoundError):  # no row yet: the workflow's view stands
+            found = await current_status(session, execution_id)
     source = await ledger.get(found.cached_from) if found.cached_from else found
+    try:
+        cost = await client_money.of_execution(session, execution_id)
+    except NotFoundError:  # no ledger row yet: nothing is priced
+        cost = ExecutionCost(execution_id=execution_id)
     return ExecutionView(
         status=found,
-        cost=await client_money.of_execution(session, execution_id),
+        cost=cost,
         expires_at=outputs_expire_at(session.settings, source.finished_at),
         outputs_of=found.cached_from or found.execution_id,
     )
@@ -129,7 +152,7 @@ class LogSlice:
 
 async def log_slice(session: Session, execution_id: str, after_chunk: int) -> LogSlice:
     """Log records from chunk number `after_chunk` on, in order."""
-    status = await (await session.ledger()).get(execution_id)
+    status = await _status(session, execution_id)
     # Read the phase before the chunks: a run that ended before this read wrote its last
     # chunk before ending, so nothing can come after `finished`.
     finished = status.phase.terminal
