@@ -11,12 +11,13 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -24,15 +25,28 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
-from rgrid.paths import data_home, xdg_dir
+from rgrid.paths import config_file_path, data_home
 
 
-def config_file_path() -> Path:
-    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
-    explicit = os.environ.get("RGRID_CONFIG")
-    if explicit:
-        return Path(explicit)
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
+def _pairs(value: Any) -> Any:
+    """`geo=2,ml=1` (how people write it in the environment) as a mapping; JSON and dicts
+    pass through."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    pairs = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, number = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"write {value!r} as name=number,name=number")
+        pairs[key.strip()] = number.strip()
+    return pairs
+
+
+# A project -> number mapping read from `geo=2,ml=1` (or JSON).
+ProjectNumbers = Annotated[dict[str, float], NoDecode, BeforeValidator(_pairs)]
+ProjectCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_pairs)]
 
 
 def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:
@@ -80,6 +94,9 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
+    # Payload codec keys (`id:base64`, comma-separated, newest last); unset: the key file
+    # `codec.keys` under home, made on first use.
+    codec_key: str | None = None
 
     # Ledger and storage: unset means SQLite and a directory under `home`.
     database_url: str | None = None
@@ -88,6 +105,7 @@ class Settings(BaseSettings):
     # Embedded stack.
     dev_port: int = 7233
     dev_ui_port: int | None = None
+    codec_port: int | None = None  # the codec server (default: the UI's port + 1)
     dev_ip: str = "127.0.0.1"
 
     # Nodes.
@@ -133,6 +151,11 @@ class Settings(BaseSettings):
     project: str = "default"
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
+    # The queue: fairness weights per project (live changes: `rgrid queue weights`), and
+    # bounds on runs waiting for a node, over all projects and per project.
+    project_weights: ProjectNumbers = Field(default_factory=dict)
+    max_queued: int = 10_000
+    max_queued_per_project: ProjectCounts = Field(default_factory=dict)
     heartbeat_timeout_s: int = 30
     batch_page_size: int = 200
     limit_check_s: float = 30.0  # how often the control worker checks spending limits
@@ -168,6 +191,11 @@ class Settings(BaseSettings):
     def effective_ui_port(self) -> int:
         """The Web UI port of the embedded server (Temporal's own default: gRPC + 1000)."""
         return self.dev_ui_port or self.dev_port + 1000
+
+    @property
+    def effective_codec_port(self) -> int:
+        """Where the codec server listens for the Web UI."""
+        return self.codec_port or self.effective_ui_port + 1
 
     @property
     def effective_database_url(self) -> str:
@@ -228,7 +256,7 @@ class Settings(BaseSettings):
 
 
 # Settings whose values are never shown: `rgrid config` says only whether they are set.
-SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})
+SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token", "codec_key"})
 
 
 class SettingSource(BaseModel):

@@ -45,6 +45,15 @@ def node_queue(node_id: str) -> str:
 PROJECT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridProject")
 SCRIPT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridScript")
 BATCH_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridBatchId")
+TAGS_ATTRIBUTE = SearchAttributeKey.for_keyword_list("RgridTags")  # "k=v" per tag
+NODE_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridNode")  # once a node took the run
+SEARCH_ATTRIBUTES = (
+    PROJECT_ATTRIBUTE,
+    SCRIPT_ATTRIBUTE,
+    BATCH_ID_ATTRIBUTE,
+    TAGS_ATTRIBUTE,
+    NODE_ATTRIBUTE,
+)
 
 
 def new_execution_id() -> str:

@@ -24,10 +24,11 @@ from ulid import ULID
 from rgrid import names
 from rgrid.activities.leases import LeaseBook
 from rgrid.errors import Failure, RgridError, as_application_error
+from rgrid.infra.codec import Keyring
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
 from rgrid.infra.storage.base import Storage, cas_key, output_prefix, safe_relative, sha256_file
-from rgrid.models.execution import FileRef, OutputFile
+from rgrid.models.execution import ExecutionSpec, FileRef, OutputFile
 from rgrid.models.node import (
     Ack,
     ClaimNodeInput,
@@ -64,8 +65,10 @@ class NodeActivities:
         storage: Storage,
         work_root: Path,
         lease_ttl_s: int = 120,
+        keyring: Keyring | None = None,
     ) -> None:
         self._node = node
+        self._keyring = keyring  # opens the run's sealed secrets
         self._book = book
         self._runtime = runtime
         self._storage = storage
@@ -116,14 +119,17 @@ class NodeActivities:
     async def run_container(self, request: RunContainerInput) -> RunResult:
         lease, spec = request.lease, request.spec
         self._renew(lease)
-        logs = LogChunkWriter(self._storage, request.execution_id, lease.attempt)
+        secrets = self._open_secrets(spec)
+        logs = LogChunkWriter(
+            self._storage, request.execution_id, lease.attempt, redact=secrets.values()
+        )
         run = RunRequest(
             execution_id=request.execution_id,
             work_dir=self.work_dir(lease),
             tmp_dir=self.tmp_dir(lease),
             script=spec.script.name,
             args=spec.args,
-            env=spec.env,
+            env={**spec.env, **secrets},
             requirements=spec.requirements,
             timeout_s=spec.timeout_s,
             resources=spec.resources,
@@ -194,6 +200,22 @@ class NodeActivities:
     async def release_node(self, request: ReleaseNodeInput) -> Ack:
         self._release(request.lease.lease_id)
         return Ack()
+
+    def _open_secrets(self, spec: ExecutionSpec) -> dict[str, str]:
+        if not spec.secrets:
+            return {}
+        try:
+            if self._keyring is None:
+                raise ValueError("this node has no codec keys")
+            return {name: self._keyring.unseal(name, v) for name, v in spec.secrets.items()}
+        except ValueError as exc:
+            # Not retried: another attempt on this node would fail the same way.
+            raise ApplicationError(
+                f"cannot open the run's secrets: {exc}; give the node the codec keys "
+                "(RGRID_CODEC_KEY)",
+                type=Failure.NODE_ERROR,
+                non_retryable=True,
+            ) from exc
 
     async def close(self) -> None:
         """Release storage connections (the agent is stopping)."""

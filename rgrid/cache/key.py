@@ -18,8 +18,8 @@ from rgrid.models.execution import ExecutionSpec
 # Bump when the parts or their meaning change: every older entry then misses.
 CACHE_SCHEMA = 1
 
-# Environment variables whose values are secrets: left out of the key, so the key and
-# `--dry-run` never carry them (a rotated token does not change what a script computes).
+# Environment variables whose values are secrets: they travel sealed (rgrid.client.secrets)
+# and the key has only a keyed hash of them, so neither the key nor `--dry-run` shows one.
 _SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE|AUTH|(^|_)KEY$|API_?KEY|ACCESS_KEY", re.IGNORECASE
 )
@@ -45,7 +45,7 @@ def default_image(spec: ExecutionSpec, python_image: str, node_image: str) -> st
 def cache_parts(spec: ExecutionSpec, image: str | None) -> dict[str, Any]:
     """Everything the outputs depend on, as plain JSON values. `image` is the image the
     run would use (its --image or the language default); the process runtime uses none."""
-    return {
+    parts = {
         "schema": CACHE_SCHEMA,
         "script": [spec.script.name, spec.script.sha256],
         # Inputs and the sibling modules shipped with the script, by staged name.
@@ -57,6 +57,9 @@ def cache_parts(spec: ExecutionSpec, image: str | None) -> dict[str, Any]:
         "env": {name: value for name, value in sorted(spec.env.items()) if not is_secret(name)},
         "network": spec.network,
     }
+    if spec.secrets:  # a keyed hash of their values: a changed secret misses
+        parts["secrets"] = [sorted(spec.secrets), spec.secrets_digest]
+    return parts
 
 
 def cache_key(parts: dict[str, Any]) -> str:

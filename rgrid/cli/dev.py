@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rgrid.cli.common import settings
-from rgrid.cli.output import err, out
+from rgrid.cli.output import JsonOption, err, out, print_json
 from rgrid.client.stack import read_stack, start_stack, stop_stack
 from rgrid.errors import UserInputError
 from rgrid.paths import command_server_socket
@@ -32,7 +32,7 @@ def start() -> None:
     info = read_stack(config)
     if info is None:
         with err.status("starting the embedded stack…"):
-            info = start_stack(config)
+            info = start_stack(config, on_step=lambda step: err.print(f"[dim]  {step}[/dim]"))
     out.print(f"Temporal  {info.address}")
     out.print(f"Web UI    {info.ui_url}")
     out.print(f"nodes     {', '.join(info.nodes)}")
@@ -40,15 +40,19 @@ def start() -> None:
 
 
 @app.command()
-def status() -> None:
+def status(json_output: JsonOption = False) -> None:
     """Say whether the embedded stack runs, and where."""
     config = settings()
     info = read_stack(config)
+    ready = info is not None and command_server_socket(config.home).exists()
+    if json_output:
+        data = info.model_dump() if info is not None else {}
+        print_json({"running": info is not None, **data, "command_server": ready})
+        raise typer.Exit(0 if info is not None else 1)
     if info is None:
         out.print("not running: `rgrid dev start` starts it")
         raise typer.Exit(1)
     out.print(f"running (pid {info.pid}); Temporal {info.address}; Web UI {info.ui_url}")
-    ready = command_server_socket(config.home).exists()
     out.print(f"command server {'ready' if ready else 'not running'}")
 
 

@@ -68,6 +68,15 @@ def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def short_when(value: datetime | None) -> str:
+    """A timestamp for narrow tables: the time if it is today, else the date."""
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    today = datetime.now().astimezone().date()
+    return local.strftime("%H:%M:%S") if local.date() == today else local.strftime("%Y-%m-%d")
+
+
 def cost(status: ExecutionStatus) -> str:
     """An execution's cost for humans."""
     return format_cost(status.cost_microns)

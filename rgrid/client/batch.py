@@ -35,7 +35,8 @@ from rgrid.models.batch import (
     RetryFailedInput,
     RetryFailedResult,
 )
-from rgrid.models.execution import ExecutionStatus
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.workflows.visibility import batch_summary
 
 UPLOAD_CONCURRENCY = 8
 
@@ -138,6 +139,7 @@ async def prepare(
         parallel=parallel,
         fail_fast=fail_fast,
         page_size=session.settings.batch_page_size,
+        patterns=patterns,
     )
     return PreparedBatch(batch_id=batch_id, spec=spec, items=items, report=report)
 
@@ -160,6 +162,7 @@ async def start(
                 SearchAttributePair(names.BATCH_ID_ATTRIBUTE, batch_id),
             ]
         ),
+        static_summary=batch_summary(spec),
     )
 
 
@@ -167,7 +170,24 @@ async def progress(session: Session, batch_id: str) -> BatchProgress:
     """The batch's progress, live while it runs and final after."""
     client = await session.temporal()
     handle = client.get_workflow_handle(batch_id, result_type=BatchProgress)
-    return await handle.query("progress", result_type=BatchProgress)
+    try:
+        return await handle.query("progress", result_type=BatchProgress)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise NotFoundError(f"no batch {batch_id!r}", "see `rgrid list --batches`") from err
+        raise
+
+
+async def failed_items(session: Session, batch_id: str, items: list[BatchItem]) -> list[BatchItem]:
+    """The items whose latest try did not succeed: what a retry runs again."""
+    latest = latest_per_item(await (await session.ledger()).of_batch(batch_id))
+    return [
+        item
+        for item in items
+        if item.index in latest
+        and latest[item.index].phase.terminal
+        and latest[item.index].phase is not Phase.SUCCEEDED
+    ]
 
 
 async def follow(

@@ -5,16 +5,19 @@ Kept apart from rgrid.worker.dev so a CLI command pays none of the worker's impo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from rgrid import paths
 from rgrid.config import Settings
 from rgrid.errors import EmbeddedStackError
 
@@ -33,7 +36,7 @@ class StackInfo(BaseModel):
 
 def stack_file(settings: Settings) -> Path:
     """Where a running stack describes itself."""
-    return settings.dev_dir / "stack.json"
+    return paths.stack_file(settings.home)
 
 
 def port_free(ip: str, port: int) -> bool:
@@ -75,8 +78,13 @@ def read_stack(settings: Settings) -> StackInfo | None:
     return info
 
 
-def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> StackInfo:
-    """Start the stack in the background (or return the running one) and wait until ready."""
+def start_stack(
+    settings: Settings,
+    quiet_wait: float = START_TIMEOUT_S,
+    on_step: Callable[[str], None] | None = None,
+) -> StackInfo:
+    """Start the stack in the background (or return the running one) and wait until ready;
+    `on_step` hears each step the stack logs while it starts, as it happens."""
     running = read_stack(settings)
     if running is not None:
         return running
@@ -84,6 +92,7 @@ def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> Stac
     settings.dev_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.dev_dir / "stack.log"
     with log_path.open("ab") as log_file:
+        offset = log_file.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "rgrid.worker.dev"],
             stdout=log_file,
@@ -94,6 +103,8 @@ def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> Stac
         )
     deadline = time.monotonic() + quiet_wait
     while time.monotonic() < deadline:
+        if on_step is not None:
+            offset = _report_steps(log_path, offset, on_step)
         info = read_stack(settings)
         if info is not None and info.pid == proc.pid:
             return info
@@ -126,6 +137,24 @@ def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
         os.killpg(info.pid, signal.SIGKILL)
     stack_file(settings).unlink(missing_ok=True)
     return True
+
+
+def _report_steps(log_path: Path, offset: int, on_step: Callable[[str], None]) -> int:
+    """Pass on the steps logged since `offset` (JSON lines: `step`, else the event name);
+    the offset to read from next time. A line still being written waits for its end."""
+    with log_path.open("rb") as log_file:
+        log_file.seek(offset)
+        data = log_file.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    for line in complete.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        step = event.get("step") or event.get("event") if isinstance(event, dict) else None
+        if step and step != "stack_ready":  # the caller says that one itself
+            on_step(str(step).replace("_", " "))
+    return offset + len(complete)
 
 
 def _last_error(log_path: Path) -> str:

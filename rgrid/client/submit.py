@@ -22,14 +22,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from rgrid import names
 from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
+from rgrid.client.secrets import seal_all, split_env
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
 from rgrid.infra.deps import DependencySpec, detect_dependencies
 from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
+from rgrid.infra.temporal import keyring_of
 from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
 from rgrid.names import CONTROL_QUEUE
+from rgrid.workflows.visibility import run_summary
 
 # An argument "looks like a path" when it has a separator or ends in a file extension;
 # such an argument must exist, so a typo fails here instead of inside the script.
@@ -54,6 +57,9 @@ class RunRequest:
     network: bool = True
     retries: int = 0
     no_cache: bool = False
+    priority: int = 3
+    secret_names: list[str] = field(default_factory=list)  # --secret: values from os.environ
+    project: str | None = None  # --project; else the settings' project
 
 
 @dataclass
@@ -237,6 +243,8 @@ def build_spec(
     if request.image is not None:
         check_image(request.image)
     script_ref = next(ref for ref in refs if ref.name == script.name)
+    env, plain_secrets = split_env(request.env, request.secret_names, os.environ)
+    sealed, digest = seal_all(keyring_of(settings), plain_secrets)
     return ExecutionSpec(
         script=script_ref,
         args=args,
@@ -245,13 +253,16 @@ def build_spec(
         image=request.image,
         network=request.network,
         requirements=deps.requirements,
-        env=request.env,
+        env=env,
+        secrets=sealed,
+        secrets_digest=digest,
         timeout_s=request.timeout_s or settings.timeout_s,
         resources=Resources(
             cpus=request.cpus or settings.cpus, memory_mb=request.memory_mb or settings.memory_mb
         ),
         tags=request.tags,
-        project=settings.project,
+        project=request.project or settings.project,
+        priority=request.priority,
         node_class=settings.node_class,
         retries=request.retries,
         max_node_attempts=settings.max_node_attempts,
@@ -309,6 +320,7 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
                 SearchAttributePair(names.SCRIPT_ATTRIBUTE, spec.script.name),
             ]
         ),
+        "static_summary": run_summary(spec),
     }
     # By name: importing the workflow module would only slow the CLI down.
     if key is None:

@@ -31,6 +31,7 @@ class BatchSpec(BaseModel):
     parallel: int = 10
     fail_fast: bool = False
     page_size: int = 200
+    patterns: list[str] = Field(default_factory=list)  # what --batch matched, for the summary
 
 
 class BatchState(BaseModel):

@@ -64,6 +64,8 @@ class ExecutionSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     tags: dict[str, str] = Field(default_factory=dict)
     project: str = "default"
+    # Temporal's task-queue priority of the claim: 1 most urgent .. 5; 3 by default.
+    priority: int = 3
     node_class: str = "local"
     retries: int = 0
     max_node_attempts: int = 3
@@ -74,6 +76,9 @@ class ExecutionSpec(BaseModel):
     cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
     no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
     pool_id: str | None = None  # the NodePoolWorkflow to wake while waiting for a slot
+    # Secrets by name, each sealed (rgrid.infra.codec.Keyring.seal): only a node opens them.
+    secrets: dict[str, str] = Field(default_factory=dict)
+    secrets_digest: str | None = None  # keyed hash of the plain values: part of the cache key
 
 
 class OutputFile(BaseModel):
@@ -95,6 +100,8 @@ class ExecutionStatus(BaseModel):
     project: str = "default"
     batch_id: str | None = None
     batch_item: int | None = None
+    node_class: str = "local"
+    priority: int = 3  # its claim's priority while it waits: 1 most urgent .. 5
     node_id: str | None = None
     runtime: str | None = None
     attempts: int = 0

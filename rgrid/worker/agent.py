@@ -24,7 +24,7 @@ from rgrid.infra.runtime.docker import DockerRuntime, docker_available
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.runtime.select import SelectingRuntime
 from rgrid.infra.storage import open_storage
-from rgrid.infra.temporal import connect
+from rgrid.infra.temporal import connect, keyring_of
 
 log = structlog.get_logger()
 
@@ -60,6 +60,7 @@ def build_workers(
         storage=open_storage(settings.effective_storage_url),
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
+        keyring=keyring_of(settings),
     )
     control = LeaseBookActivities(node_id, book)
     fixed = FixedSizeSlotSupplier(4)

@@ -28,6 +28,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from ulid import ULID
 
 from rgrid import logs
+from rgrid.client import codec_server
 from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
@@ -82,6 +83,9 @@ def dev_server_argv(settings: Settings) -> list[str]:
         "--log-level",
         config.get("log_level", "warn"),
         "--ui-disable-news-fetch",
+        # The UI shows rgrid's encrypted payloads through rgrid's codec server (secrets masked).
+        "--ui-codec-endpoint",
+        codec_server.codec_endpoint(settings, codec_server.token_of(settings.home)),
     ]
     for key, value in config.get("sqlite_pragmas", {}).items():
         argv += ["--sqlite-pragma", f"{key}={value}"]
@@ -106,6 +110,7 @@ async def serve(settings: Settings) -> None:
     storage = open_storage(settings.effective_storage_url)
     ledger: Ledger | None = None
     commands = asyncio.create_task(_serve_commands(settings))
+    codec = await codec_server.start(settings)
     lives: list[NodeRecord] = []
     pooled: NodeProvider | None = None
     try:
@@ -146,6 +151,7 @@ async def serve(settings: Settings) -> None:
             await close_local_nodes(ledger, lives)
             await ledger.close()
         await storage.aclose()
+        await codec.cleanup()
         server.terminate()
         try:
             server.wait(timeout=10)

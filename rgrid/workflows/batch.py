@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rgrid.models.control import LoadItemsInput
     from rgrid.models.execution import ExecutionSpec, Phase
+    from rgrid.workflows import visibility
 
 
 @workflow.defn(name="BatchWorkflow")
@@ -47,6 +48,7 @@ class BatchWorkflow:
         self._items: dict[int, BatchItem] = {}
         self._started_this_run = 0
         self._starts: list[asyncio.Future[None]] = []
+        self._visible = False  # children get summaries (histories from before: none)
 
     @workflow.run
     async def run(self, request: BatchInput) -> BatchProgress:
@@ -54,6 +56,9 @@ class BatchWorkflow:
         # Asked before anything else: asked after a local activity, the marker can land in
         # the next workflow task, where a replay no longer sees it (a nondeterminism error).
         concurrent_starts = workflow.patched("concurrent-child-starts")
+        self._visible = workflow.patched(visibility.VISIBLE)
+        if self._visible:
+            visibility.upsert_batch(spec)
         if self._state.started_at is None:
             self._state.started_at = workflow.now()
         try:
@@ -130,6 +135,11 @@ class BatchWorkflow:
             state.failed.append(report.index)
             if self._spec.fail_fast:
                 state.stopped = True
+        self._show()
+
+    def _show(self) -> None:
+        # Not a command: the Web UI reads it live through the workflow's metadata query.
+        workflow.set_current_details(visibility.batch_details(self.progress()))
 
     @workflow.signal(name="set_parallel")
     def set_parallel(self, request: SetParallelInput) -> None:
@@ -156,8 +166,12 @@ class BatchWorkflow:
     @retry_failed.validator
     def _validate_retry(self, request: RetryFailedInput) -> None:
         if not self._state.failed:
+            # A user's request that asking again will not change (a rejected update
+            # writes no history, so this needs no patch).
             raise ApplicationError(
-                "the batch has no failed items to retry", type=Failure.NOTHING_TO_RETRY
+                "the batch has no failed items to retry",
+                type=Failure.NOTHING_TO_RETRY,
+                non_retryable=True,
             )
 
     def _pending(self) -> bool:
@@ -199,6 +213,7 @@ class BatchWorkflow:
         )
         state.running[index] = execution_id
         self._started_this_run += 1
+        self._show()
         return self._start_child(child, execution_id)
 
     async def _start_child(self, child: ExecutionSpec, execution_id: str) -> None:
@@ -213,6 +228,7 @@ class BatchWorkflow:
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(names.BATCH_ID_ATTRIBUTE, workflow.info().workflow_id)]
                 ),
+                static_summary=visibility.run_summary(child) if self._visible else None,
             )
         except FailureError:
             # Already started (a retried start after a worker crash): its report will come.

@@ -11,7 +11,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         StageInputsInput,
     )
     from rgrid.models.pool import Demand, DemandInput, NoCapacity
+    from rgrid.workflows import visibility
 
 # Work pinned to a node must start promptly: a node that holds our lease polls its queue.
 NODE_PICKUP = timedelta(seconds=30)
@@ -73,6 +74,8 @@ class ExecutionWorkflow:
         self._pending_signals: list[asyncio.Future[None]] = []
         self._no_capacity: str | None = None
         self._pool_demand = False
+        self._claim_priority = False
+        self._visible = False  # sets its own search attributes (histories from before don't)
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -81,6 +84,8 @@ class ExecutionWorkflow:
     @workflow.signal(name="add_tags")
     def add_tags(self, request: AddTagsInput) -> None:
         self._status.tags.update(request.tags)
+        if self._visible:
+            visibility.upsert_tags(self._status.tags)
 
     @workflow.signal(name="no_capacity")
     def no_capacity(self, request: NoCapacity) -> None:
@@ -98,11 +103,17 @@ class ExecutionWorkflow:
             project=spec.project,
             batch_id=spec.batch_id,
             batch_item=spec.batch_item,
+            node_class=spec.node_class,
+            priority=spec.priority,
             created_at=workflow.now(),
         )
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
         self._pool_demand = spec.pool_id is not None and workflow.patched("node-pool-demand")
+        self._claim_priority = workflow.patched("claim-priority")
+        self._visible = workflow.patched(visibility.VISIBLE)
+        if self._visible:
+            visibility.upsert_run(spec)
         await self._record()
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
@@ -151,7 +162,9 @@ class ExecutionWorkflow:
             self._status.phase = Phase.SUCCEEDED
         else:
             self._status.phase = Phase.FAILED
-            self._status.error = f"script exited with code {run.exit_code}"
+            self._status.error = visibility.script_failed(
+                run.exit_code, run.stderr_tail, spec.resources.memory_mb
+            )
         await self._finish()
         if self._status.phase is not Phase.SUCCEEDED:
             # The workflow fails (red in the Web UI); the details carry the full status.
@@ -212,6 +225,11 @@ class ExecutionWorkflow:
             schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_attempts=3),
+            # Temporal's matching orders the waiting claims: priority first, then a fair
+            # share per project within a priority (weights: the queue's overrides).
+            priority=Priority(priority_key=spec.priority, fairness_key=spec.project)
+            if self._claim_priority
+            else Priority.default,
         )
         if spec.pool_id is not None and self._pool_demand:
             await self._demand(spec.pool_id, spec, claim)
@@ -224,6 +242,9 @@ class ExecutionWorkflow:
                 non_retryable=True,
             ) from err
         self._status.node_id = lease.node_id
+        if self._visible:
+            visibility.upsert_node(lease.node_id)
+        self._show()
         return lease
 
     async def _demand(
@@ -261,6 +282,7 @@ class ExecutionWorkflow:
         execution_id = self._status.execution_id
         try:
             self._status.phase = Phase.STAGING
+            self._show()
             await workflow.execute_activity_method(
                 NodeActivities.stage_inputs,
                 StageInputsInput(
@@ -287,6 +309,9 @@ class ExecutionWorkflow:
             )
             self._status.runtime = run.runtime
             self._status.phase = Phase.COLLECTING
+            self._status.exit_code = run.exit_code
+            self._status.stderr_tail = run.stderr_tail
+            self._show()
             failed = run.timed_out or run.exit_code != 0
             if not (may_retry and failed):
                 self._report_script_done(failed)
@@ -380,7 +405,12 @@ class ExecutionWorkflow:
         except FailureError:
             workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)
 
+    def _show(self) -> None:
+        # Not a command: the Web UI reads it live through the workflow's metadata query.
+        workflow.set_current_details(visibility.run_details(self._status))
+
     async def _record(self) -> None:
+        self._show()
         await workflow.execute_local_activity_method(
             ControlActivities.record,
             RecordInput(status=self._status),

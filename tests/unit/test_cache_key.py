@@ -97,7 +97,6 @@ HITS: dict[str, Change] = {
     "tags": set_request(tags={"team": "x"}),
     "timeout": set_request(timeout_s=5),
     "retries": set_request(retries=3),
-    "a secret's value": set_request(env={"LEVEL": "1", "API_TOKEN": "rotated"}),
 }
 
 
@@ -113,6 +112,21 @@ def test_what_cannot_change_outputs_keeps_the_key(
     request.env = {"LEVEL": "1", "API_TOKEN": "original"}
     HITS[part](project, request, settings)
     assert key_of(settings, request, project) == before
+
+
+def test_a_changed_secret_value_changes_the_key_and_the_same_one_keeps_it(
+    project: Path, tmp_path: Path
+) -> None:
+    # Secrets count through a keyed hash of their values (the key shows none of them).
+    settings = Settings(home=tmp_path)
+
+    def with_token(value: str) -> str | None:
+        request = base_request(project)
+        request.env = {"LEVEL": "1", "API_TOKEN": value}
+        return key_of(settings, request, project)
+
+    assert with_token("original") == with_token("original")
+    assert with_token("original") != with_token("rotated")
 
 
 def test_the_schema_version_is_part_of_the_key(

@@ -62,11 +62,12 @@ def test_user_data_installs_docker_and_rgrid_and_starts_the_agent_unit() -> None
     assert "--node-id gpu-3-a1b2c3 --slots 2 --hourly-price-microns 6000" in unit["content"]
 
 
-def test_the_agent_gets_temporal_and_storage_access_and_no_database_url(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_agent_gets_temporal_storage_and_codec_keys_and_no_database_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
     settings = Settings(
+        home=tmp_path,
         temporal_address="temporal.example:7233",
         database_url="postgresql+asyncpg://rgrid:pw@db/rgrid",
         storage_url="s3://bucket/rgrid",
@@ -79,6 +80,9 @@ def test_the_agent_gets_temporal_and_storage_access_and_no_database_url(
     assert 'RGRID_STORAGE_URL="s3://bucket/rgrid"' in env["content"]
     assert 'AWS_ACCESS_KEY_ID="AK"' in env["content"]
     assert 'RGRID_NODE_CLASS="gpu"' in env["content"]
+    # The node decrypts payloads and unseals secrets with every key of the control plane's.
+    keys = (tmp_path / "codec.keys").read_text().strip()
+    assert f'RGRID_CODEC_KEY="{keys}"' in env["content"]
     assert "DATABASE" not in text and "asyncpg" not in text and "pw@db" not in text
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from rgrid.infra.codec import CodecKey, Keyring
+from rgrid.infra.temporal import data_converter
 from rgrid.workflows import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -28,5 +29,7 @@ def test_histories_exist_for_every_outcome() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     record = json.loads(path.read_text())
     history = WorkflowHistory.from_json(record["workflow_id"], record["history"])
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=WORKFLOWS, data_converter=data_converter(Keyring([CodecKey.generate()]))
+    )
     await replayer.replay_workflow(history)

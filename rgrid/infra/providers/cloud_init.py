@@ -2,8 +2,8 @@
 
 The `#cloud-config` installs Docker and Python, installs rgrid in a venv, writes the
 node-scoped agent config (Temporal address and credentials, storage access, node id and
-class) to `/etc/rgrid/agent.env`, and starts the agent as a systemd unit. It carries no
-database URL: nodes never hold ledger credentials.
+class, the payload codec's keys) to `/etc/rgrid/agent.env` (0600), and starts the agent
+as a systemd unit. It carries no database URL: nodes never hold ledger credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from rgrid import __version__
 from rgrid.config import Settings
+from rgrid.infra.temporal import keyring_of
 
 AGENT_ENV = "/etc/rgrid/agent.env"
 AGENT_UNIT = "/etc/systemd/system/rgrid-agent.service"
@@ -52,6 +53,7 @@ class NodeBootstrap(BaseModel):
     temporal_tls_cert: str | None = None  # PEM text, written to the node
     temporal_tls_key: str | None = None
     storage_url: str
+    codec_key: str | None = None  # every codec key: the node decrypts payloads, unseals secrets
     storage_env: dict[str, str] = Field(default_factory=dict)
     run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of RUN_SETTINGS
     package: str = f"rgrid=={__version__}"  # what pip installs on the node
@@ -69,6 +71,7 @@ def bootstrap_from(settings: Settings, **node: object) -> NodeBootstrap:
         temporal_tls_cert=cert,
         temporal_tls_key=key,
         storage_url=settings.effective_storage_url,
+        codec_key=keyring_of(settings).export(),
         storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
         run_env={f"RGRID_{k.upper()}": str(getattr(settings, k)) for k in RUN_SETTINGS},
         package=settings.node_package,
@@ -90,6 +93,8 @@ def agent_env(boot: NodeBootstrap) -> dict[str, str]:
         "RGRID_HEARTBEAT_TIMEOUT_S": str(boot.heartbeat_timeout_s),
         **boot.storage_env,
     }
+    if boot.codec_key:
+        env["RGRID_CODEC_KEY"] = boot.codec_key
     if boot.temporal_api_key:
         env["RGRID_TEMPORAL_API_KEY"] = boot.temporal_api_key
     if boot.temporal_tls_cert and boot.temporal_tls_key:
