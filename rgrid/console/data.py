@@ -137,9 +137,10 @@ async def execution_details(session: Session, execution_id: str) -> ExecutionDet
         spec: ExecutionSpec | None = await started_input(client, execution_id, ExecutionSpec)
     except (NotFoundError, RPCError):
         spec = None
-    env = masked_env(spec.env) if spec else {}
+    # Sealed secrets show by name only; plain env values whose names look secret too.
+    env = {**masked_env(spec.env), **dict.fromkeys(spec.secrets, MASK)} if spec else {}
     if spec is not None:  # the spec itself never leaves with secret values in it
-        spec = spec.model_copy(update={"env": env})
+        spec = spec.model_copy(update={"env": env, "secrets": {}})
     return ExecutionDetails(steps=steps, spec=spec, env=env)
 
 
