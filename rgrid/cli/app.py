@@ -34,6 +34,7 @@ from rgrid.cli import (
     watch,
     worker,
 )
+from rgrid.cli.console import console
 from rgrid.cli.options import RunCommand
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
 from rgrid.errors import ControlPlaneUnreachableError, RgridError
@@ -87,6 +88,7 @@ app.command()(init.init)
 app.command()(cost.estimate)
 app.command("codec-server")(codec.codec_server_command)
 app.command("schema")(schema.schema_command)
+app.command()(console)
 app.add_typer(cache.app, name="cache")
 app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")

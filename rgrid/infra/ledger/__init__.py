@@ -1,8 +1,8 @@
 """The ledger: rgrid's database, SQLite (default) or Postgres, and the only code that
 writes SQL. `Ledger` opens it (migrating its schema, see `migrations/`) and answers every
 query through one table family per module: executions.py, nodes.py, money.py (script
-runs, spending limits, alerts), cache.py (result cache entries); tables.py holds the row
-classes they share.
+runs, spending limits, alerts), cache.py (result cache entries), browse.py (the
+console's filtered pages); tables.py holds the row classes they share.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rgrid.errors import ConfigError, ServiceUnavailableError
+from rgrid.infra.ledger.browse import BrowseRows
 from rgrid.infra.ledger.cache import CacheRows
 from rgrid.infra.ledger.executions import ExecutionRows
 from rgrid.infra.ledger.migrations import head_revision, schema_revision
@@ -27,7 +28,7 @@ class SchemaBehindError(ConfigError):
     """The ledger's schema is older than this rgrid and the caller may not migrate it."""
 
 
-class Ledger(ExecutionRows, NodeRows, MoneyRows, CacheRows):
+class Ledger(ExecutionRows, NodeRows, MoneyRows, CacheRows, BrowseRows):
     """The ledger database: each base class holds one table family's queries."""
 
     @classmethod
