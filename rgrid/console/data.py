@@ -15,6 +15,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from rgrid.cache.key import is_secret
+from rgrid.config_parts import StorageConfig
 from rgrid.client import batch, steer
 from rgrid.client import money as client_money
 from rgrid.client.history import started_input
@@ -110,7 +111,7 @@ async def execution(session: Session, execution_id: str) -> ExecutionView:
     return ExecutionView(
         status=found,
         cost=cost,
-        expires_at=outputs_expire_at(session.settings, source.finished_at),
+        expires_at=outputs_expire_at(StorageConfig.of(session.settings), source.finished_at),
         outputs_of=found.cached_from or found.execution_id,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rgrid.cache.key import cache_key, cache_parts
+from rgrid.cache.key import cache_parts, digest
 from rgrid.client.secrets import seal_all, split_env
 from rgrid.errors import UserInputError
 from rgrid.infra.codec import CodecKey, Keyring
@@ -30,11 +30,13 @@ def test_a_secret_flag_for_an_unset_variable_is_refused() -> None:
 
 
 def key_of(secrets: dict[str, str]) -> str:
-    sealed, digest = seal_all(RING, secrets)
-    spec = ExecutionSpec(script=SCRIPT, secrets=sealed, secrets_digest=digest)
-    parts = cache_parts(spec, "python:3.11-slim")
+    sealed, keyed = seal_all(RING, secrets)
+    spec = ExecutionSpec(
+        script=SCRIPT, secrets=sealed, secrets_digest=keyed, default_image="python:3.11-slim"
+    )
+    parts = cache_parts(spec)
     assert not [v for v in secrets.values() if v in repr(parts)]
-    return cache_key(parts)
+    return digest(parts)
 
 
 def test_the_cache_key_changes_with_a_secrets_value_but_not_with_its_sealing() -> None:
@@ -45,4 +47,4 @@ def test_the_cache_key_changes_with_a_secrets_value_but_not_with_its_sealing() -
 
 
 def test_runs_without_secrets_keep_the_keys_they_had() -> None:
-    assert "secrets" not in cache_parts(ExecutionSpec(script=SCRIPT), None)
+    assert "secrets" not in cache_parts(ExecutionSpec(script=SCRIPT)).as_json()
