@@ -23,7 +23,7 @@ from temporalio.exceptions import CancelledError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rgrid import names
-from rgrid.client import submit
+from rgrid.client import file_args, submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.session import Session
@@ -108,14 +108,14 @@ async def prepare(
     paths = expand_patterns(patterns, cwd)
     dirs = output_dirs(paths)
     for path in paths:
-        submit.check_readable(path, "batch input")
+        file_args.check_readable(path, "batch input")
     template, report = await submit.prepare(session, request, cwd)
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
 
     async def upload(path: Path) -> submit.FileRef:
         async with semaphore:
             refs, one = await submit.upload_files(
-                session.storage, {submit.staged_name(path, cwd): path}
+                session.storage, {file_args.staged_name(path, cwd): path}
             )
         report.uploaded += one.uploaded
         report.uploaded_bytes += one.uploaded_bytes

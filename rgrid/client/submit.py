@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,6 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from rgrid import names
 from rgrid.cache.key import cache_parts, has_no_cache_marker, spec_key
+from rgrid.client.file_args import add_staged, check_readable, looks_like_path, staged_name
 from rgrid.client.secrets import seal_all, split_env
 from rgrid.client.session import Session
 from rgrid.config import Settings
@@ -33,10 +33,7 @@ from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Reso
 from rgrid.names import CONTROL_QUEUE
 from rgrid.workflows.visibility import run_summary
 
-# An argument "looks like a path" when it has a separator or ends in a file extension;
-# such an argument must exist, so a typo fails here instead of inside the script.
 SUPPORTED_RUNTIMES = ("auto", "process", "docker")
-_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 
 @dataclass
@@ -70,37 +67,6 @@ class UploadReport:
     already_stored: int = 0
 
 
-def looks_like_path(arg: str) -> bool:
-    """True for arguments a user most likely meant as a file."""
-    if arg.startswith("-") or "://" in arg:
-        return False
-    try:
-        float(arg)
-        return False
-    except ValueError:
-        pass
-    return "/" in arg or bool(_EXTENSION.search(arg))
-
-
-def staged_name(path: Path, cwd: Path) -> str:
-    """Where a local file appears in the work dir: its relative path if it lies under the
-    current directory, else its bare name."""
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(cwd.resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
-def check_readable(path: Path, what: str) -> None:
-    if not path.exists():
-        raise UserInputError(f"{what} not found: {path}", "check the path")
-    if path.is_dir():
-        raise UserInputError(f"{what} is a directory: {path}", "pass a file")
-    if not os.access(path, os.R_OK):
-        raise UserInputError(f"{what} is not readable: {path}", "check its permissions")
-
-
 def collect_files(request: RunRequest, cwd: Path) -> tuple[Path, list[str], dict[str, Path]]:
     """Validate the script and file arguments; returns the script, the args as the script
     will see them, and the staged name of every file to upload."""
@@ -112,24 +78,14 @@ def collect_files(request: RunRequest, cwd: Path) -> tuple[Path, list[str], dict
         if path.exists() or looks_like_path(arg):
             check_readable(path, "input file")
             name = staged_name(path, cwd)
-            _add(files, name, path)
+            add_staged(files, name, path)
             args.append(name)
         else:
             args.append(arg)
     for path in request.extra_inputs:
         check_readable(path, "input file")
-        _add(files, staged_name(path, cwd), path)
+        add_staged(files, staged_name(path, cwd), path)
     return request.script, args, files
-
-
-def _add(files: dict[str, Path], name: str, path: Path) -> None:
-    existing = files.get(name)
-    if existing is not None and existing.resolve() != path.resolve():
-        raise UserInputError(
-            f"two inputs would both be staged as {name!r}: {existing} and {path}",
-            "rename one of them",
-        )
-    files[name] = path
 
 
 async def hash_files(files: dict[str, Path]) -> list[FileRef]:
@@ -205,7 +161,7 @@ def gather(
     script, args, files = collect_files(request, cwd)
     deps = detect_dependencies(script)
     for sibling in deps.siblings:  # the script's own modules travel with it
-        _add(files, sibling, script.parent / sibling)
+        add_staged(files, sibling, script.parent / sibling)
     return script, args, files, deps
 
 

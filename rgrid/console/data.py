@@ -15,7 +15,6 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from rgrid.cache.key import is_secret
-from rgrid.config_parts import StorageConfig
 from rgrid.client import batch, steer
 from rgrid.client import money as client_money
 from rgrid.client.history import started_input
@@ -23,6 +22,7 @@ from rgrid.client.nodes import NodeView, list_nodes
 from rgrid.client.session import Session
 from rgrid.client.timeline import Step, timeline
 from rgrid.client.watch import current_status
+from rgrid.config_parts import StorageConfig
 from rgrid.errors import NotFoundError, RgridError, UnsafePathError
 from rgrid.infra.ledger.browse import ExecutionFilter, ExecutionPage
 from rgrid.infra.logstore import LogRecord, decode_chunk

@@ -12,30 +12,24 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
-    FailureError,
 )
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid import names
     from rgrid.activities.control import ControlActivities
     from rgrid.activities.node import NodeActivities
-    from rgrid.activities.provisioning import ProvisioningActivities
     from rgrid.errors import Failure
-    from rgrid.models.batch import ItemDone, ItemScriptDone
     from rgrid.models.control import (
         CacheHit,
         CostInput,
         PlanInput,
-        RecordInput,
     )
     from rgrid.models.execution import AddTagsInput, ExecutionSpec, ExecutionStatus, Phase
     from rgrid.models.node import (
-        ClaimNodeInput,
         CollectOutputsInput,
         CollectOutputsResult,
         NodeLease,
@@ -44,8 +38,10 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         StageInputsInput,
     )
-    from rgrid.models.pool import Demand, DemandInput, NoCapacity
+    from rgrid.models.pool import NoCapacity
     from rgrid.workflows import visibility
+    from rgrid.workflows.execution_claim import ClaimSteps
+    from rgrid.workflows.execution_reports import LOCAL_RETRY, LOCAL_TIMEOUT, ExecutionReports
     from rgrid.workflows.node_steps import (
         NODE_PICKUP,
         T,
@@ -54,8 +50,6 @@ with workflow.unsafe.imports_passed_through():
         on_same_node,
     )
 
-LOCAL_TIMEOUT = timedelta(seconds=30)
-LOCAL_RETRY = RetryPolicy(maximum_attempts=5)
 NODE_STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_attempts=3,
@@ -73,7 +67,7 @@ class EnvironmentLost(NodeLost):
 
 
 @workflow.defn(name="ExecutionWorkflow")
-class ExecutionWorkflow:
+class ExecutionWorkflow(ClaimSteps, ExecutionReports):
     def __init__(self) -> None:
         self._status = ExecutionStatus(execution_id="")
         self._pending_signals: list[asyncio.Future[None]] = []
@@ -225,81 +219,6 @@ class ExecutionWorkflow:
                 continue
             return run, outputs, lease
 
-    async def _claim(self, spec: ExecutionSpec) -> NodeLease:
-        claim = workflow.start_activity_method(
-            NodeActivities.claim_node,
-            ClaimNodeInput(execution_id=self._status.execution_id, attempt=self._status.attempts),
-            task_queue=names.shared_node_queue(spec.node_class),
-            schedule_to_start_timeout=timedelta(seconds=spec.queue_timeout_s),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-            # Temporal's matching orders the waiting claims: priority first, then a fair
-            # share per project within a priority (weights: the queue's overrides).
-            priority=Priority(priority_key=spec.priority, fairness_key=spec.project)
-            if self._claim_priority
-            else Priority.default,
-        )
-        if spec.pool_id is not None and self._pool_demand:
-            await self._demand(spec.pool_id, spec, claim)
-        elif self._no_node_fails:
-            self._no_capacity = None  # the supervisor repeats it while no node lives
-            try:
-                await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
-            except asyncio.CancelledError:
-                claim.cancel()  # cancelled while queued: the claim must not land later
-                raise
-            if not claim.done():
-                claim.cancel()
-                raise ApplicationError(
-                    f"no {spec.node_class!r} node is alive: {self._no_capacity}",
-                    type=Failure.NO_NODE_AVAILABLE,
-                    non_retryable=True,
-                )
-        try:
-            lease = await claim
-        except ActivityError as err:
-            if self._cancel_is_cancel and isinstance(err.cause, CancelledError):
-                raise asyncio.CancelledError() from err  # cancelled while queued
-            raise ApplicationError(
-                f"no {spec.node_class!r} node took the run within {spec.queue_timeout_s} s",
-                type=Failure.NO_NODE_AVAILABLE,
-                non_retryable=True,
-            ) from err
-        self._status.node_id = lease.node_id
-        if self._visible:
-            visibility.upsert_node(lease.node_id)
-        self._show()
-        return lease
-
-    async def _demand(
-        self, pool_id: str, spec: ExecutionSpec, claim: asyncio.Future[NodeLease]
-    ) -> None:
-        """Wake the node pool (scheduled with the claim, so the claim is already queued when
-        the pool looks), and fail at once if the pool says no node can be made."""
-        self._no_capacity = None  # an answer to an earlier attempt's demand is old news
-        try:
-            await workflow.execute_activity_method(
-                ProvisioningActivities.request_capacity,
-                DemandInput(
-                    pool_id=pool_id,
-                    demand=Demand(execution_id=self._status.execution_id, caused_by=spec.batch_id),
-                    node_class=spec.node_class,
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5),
-            )
-        except ActivityError as err:
-            # The pool's own timer still sees the backlog; the claim waits on regardless.
-            workflow.logger.warning("could not wake node pool %s: %s", pool_id, err.cause)
-        await workflow.wait_condition(lambda: claim.done() or self._no_capacity is not None)
-        if not claim.done():
-            claim.cancel()
-            raise ApplicationError(
-                f"no {spec.node_class!r} node could be made: {self._no_capacity}",
-                type=Failure.NO_CAPACITY,
-                non_retryable=True,
-            )
-
     async def _run_on(
         self, lease: NodeLease, spec: ExecutionSpec, may_retry: bool
     ) -> tuple[RunResult, CollectOutputsResult]:
@@ -401,59 +320,3 @@ class ExecutionWorkflow:
             )
         except ActivityError:
             pass
-
-    def _report_script_done(self, failed: bool) -> None:
-        """Tell the batch the script has ended, so it can start the next item while this
-        one collects its outputs (the next claim then waits for this slot, not for the
-        whole wind-down). Sent alongside the collect command, not awaited before it."""
-        parent = workflow.info().parent
-        if parent is None or self._status.batch_item is None:
-            return
-        if not workflow.patched("report-script-done"):
-            return  # histories recorded before this report existed
-        signal = workflow.get_external_workflow_handle(parent.workflow_id).signal(
-            "item_script_done",
-            ItemScriptDone(
-                index=self._status.batch_item,
-                execution_id=self._status.execution_id,
-                failed=failed,
-            ),
-        )
-        self._pending_signals.append(asyncio.ensure_future(signal))
-
-    async def _finish(self) -> None:
-        """Record the terminal state; a batch's child also reports it to its batch."""
-        await self._record()
-        parent = workflow.info().parent
-        if parent is None or self._status.batch_item is None:
-            return
-        # A report the batch could not take is no reason to fail this execution.
-        await asyncio.gather(*self._pending_signals, return_exceptions=True)
-        report = ItemDone(
-            index=self._status.batch_item,
-            execution_id=self._status.execution_id,
-            phase=self._status.phase,
-            exit_code=self._status.exit_code,
-            cost_microns=self._status.cost_microns,
-            cached=self._status.cached,
-        )
-        try:
-            # By workflow id only: the batch may have continued as new since.
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "item_done", report
-            )
-        except FailureError:
-            workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)
-
-    def _show(self) -> None:
-        # Not a command: the Web UI reads it live through the workflow's metadata query.
-        workflow.set_current_details(visibility.run_details(self._status))
-
-    async def _record(self) -> None:
-        self._show()
-        await workflow.execute_local_activity_method(
-            ControlActivities.record,
-            RecordInput(status=self._status),
-            start_to_close_timeout=LOCAL_TIMEOUT,
-            retry_policy=LOCAL_RETRY,
-        )
