@@ -36,6 +36,7 @@ from rgrid import names
 from rgrid.client import submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
+from rgrid.config_parts import HetznerConfig
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.storage.local import LocalStorage
@@ -112,7 +113,7 @@ async def through_pool(
         LocalStorage(root / "storage"),
         config,
         task_queue=queue,
-        provider=HetznerProvider(config),
+        provider=HetznerProvider(HetznerConfig.of(config)),
     )
     script = root / "trivial.py"
     script.write_text("print('hi')\n# rgrid: no-cache\n")

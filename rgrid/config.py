@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -24,15 +26,28 @@ from pydantic_settings import (
 from rgrid import __version__
 from rgrid.errors import ConfigError
 from rgrid.models.pool import NodeClassConfig, ServerChoice
-from rgrid.paths import data_home, xdg_dir
+from rgrid.paths import config_file_path, data_home
 
 
-def config_file_path() -> Path:
-    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
-    explicit = os.environ.get("RGRID_CONFIG")
-    if explicit:
-        return Path(explicit)
-    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
+def _pairs(value: Any) -> Any:
+    """`geo=2,ml=1` (how people write it in the environment) as a mapping; JSON and dicts
+    pass through."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("{"):
+        return json.loads(value)
+    pairs = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, number = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"write {value!r} as name=number,name=number")
+        pairs[key.strip()] = number.strip()
+    return pairs
+
+
+# A project -> number mapping read from `geo=2,ml=1` (or JSON).
+ProjectNumbers = Annotated[dict[str, float], NoDecode, BeforeValidator(_pairs)]
+ProjectCounts = Annotated[dict[str, int], NoDecode, BeforeValidator(_pairs)]
 
 
 def read_profile(name: str, path: Path | None = None) -> dict[str, Any]:
@@ -80,6 +95,9 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = None
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
+    # Payload codec keys (`id:base64`, comma-separated, newest last); unset: the key file
+    # `codec.keys` under home, made on first use.
+    codec_key: str | None = None
 
     # Ledger and storage: unset means SQLite and a directory under `home`.
     database_url: str | None = None
@@ -88,7 +106,9 @@ class Settings(BaseSettings):
     # Embedded stack.
     dev_port: int = 7233
     dev_ui_port: int | None = None
+    codec_port: int | None = None  # the codec server (default: the UI's port + 1)
     dev_ip: str = "127.0.0.1"
+    dev_restart_budget: int = 5  # restarts of a child in a row (or a minute), then give up
 
     # Nodes.
     provider: Literal["local", "hetzner"] = "local"
@@ -97,6 +117,9 @@ class Settings(BaseSettings):
     local_slots: int = Field(default_factory=lambda: os.cpu_count() or 1)
     local_hourly_price_microns: int = 0
     lease_ttl_s: int = 120
+    # A lease whose script ran outlives lease_ttl_s (the control plane may be away) until
+    # its result is taken, or nobody asked for it this long.
+    lease_abandon_s: int = 1800
 
     # Cloud nodes (RGRID_PROVIDER=hetzner): hcloud's own token variable, any compatible
     # endpoint, and the node class: `type@location` choices tried in order.
@@ -133,7 +156,14 @@ class Settings(BaseSettings):
     project: str = "default"
     max_node_attempts: int = 3
     queue_timeout_s: int = 3600
+    # The queue: fairness weights per project (live changes: `rgrid queue weights`), and
+    # bounds on runs waiting for a node, over all projects and per project.
+    project_weights: ProjectNumbers = Field(default_factory=dict)
+    max_queued: int = 10_000
+    max_queued_per_project: ProjectCounts = Field(default_factory=dict)
     heartbeat_timeout_s: int = 30
+    # How long the CLI retries a control plane it cannot reach before exiting 75.
+    unreachable_retry_s: float = 120.0
     batch_page_size: int = 200
     limit_check_s: float = 30.0  # how often the control worker checks spending limits
 
@@ -168,6 +198,11 @@ class Settings(BaseSettings):
     def effective_ui_port(self) -> int:
         """The Web UI port of the embedded server (Temporal's own default: gRPC + 1000)."""
         return self.dev_ui_port or self.dev_port + 1000
+
+    @property
+    def effective_codec_port(self) -> int:
+        """Where the codec server listens for the Web UI."""
+        return self.codec_port or self.effective_ui_port + 1
 
     @property
     def effective_database_url(self) -> str:
@@ -212,6 +247,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def cache_retention(self) -> timedelta:
+        """How long a cache entry may answer runs: as long as its outputs are kept."""
+        return timedelta(days=self.retention_days)
+
+    @property
     def pool_id(self) -> str | None:
         """The NodePoolWorkflow that scales this node class, or None for fixed local nodes
         (RGRID_LOCAL_NODES=0 puts local agents behind a pool too)."""
@@ -228,7 +268,7 @@ class Settings(BaseSettings):
 
 
 # Settings whose values are never shown: `rgrid config` says only whether they are set.
-SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token"})
+SECRET_SETTINGS = frozenset({"temporal_api_key", "hcloud_token", "codec_key"})
 
 
 class SettingSource(BaseModel):

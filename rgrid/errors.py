@@ -86,6 +86,13 @@ class ServiceUnavailableError(RgridError):
     retryable = True
 
 
+class ControlPlaneUnreachableError(ServiceUnavailableError):
+    """Temporal (or storage) stayed unreachable for the CLI's whole retry budget."""
+
+    code = "unreachable"
+    retryable = False  # the budget is spent; the CLI exits 75 and `rgrid watch` resumes
+
+
 class EmbeddedStackError(RgridError):
     """The embedded dev stack could not start or stop."""
 

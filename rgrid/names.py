@@ -46,6 +46,15 @@ def node_queue(node_id: str) -> str:
 PROJECT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridProject")
 SCRIPT_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridScript")
 BATCH_ID_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridBatchId")
+TAGS_ATTRIBUTE = SearchAttributeKey.for_keyword_list("RgridTags")  # "k=v" per tag
+NODE_ATTRIBUTE = SearchAttributeKey.for_keyword("RgridNode")  # once a node took the run
+SEARCH_ATTRIBUTES = (
+    PROJECT_ATTRIBUTE,
+    SCRIPT_ATTRIBUTE,
+    BATCH_ID_ATTRIBUTE,
+    TAGS_ATTRIBUTE,
+    NODE_ATTRIBUTE,
+)
 
 
 def new_execution_id() -> str:
@@ -78,3 +87,8 @@ def pool_workflow_id(provider: str, node_class: str) -> str:
 def alert_workflow_id(alert_key: str) -> str:
     """One AlertWorkflow per limit crossing (limit, month, threshold)."""
     return f"alert-{alert_key}"
+
+
+# The control plane's singletons: one per namespace, however many control workers run.
+LIMIT_WATCH_ID = "limit-watch"
+CHECK_LIMITS = "check_limits"

@@ -27,3 +27,23 @@ def default_home() -> Path:
 def command_server_socket(home: Path) -> Path:
     """The embedded stack's command server (see rgrid.cli.command_server)."""
     return home / "dev" / "cli.sock"
+
+
+def config_file_path() -> Path:
+    """Where the config file lives: $RGRID_CONFIG, else the XDG config dir."""
+    explicit = os.environ.get("RGRID_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return xdg_dir("XDG_CONFIG_HOME", ".config") / "rgrid" / "config.toml"
+
+
+def stack_file(home: Path) -> Path:
+    """Where a running embedded stack describes itself."""
+    return home / "dev" / "stack.json"
+
+
+def current_umask() -> int:
+    """This process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 # Real parts the tests use, from Debian: dockerd, and mmdebstrap to build base images from
 # Debian packages (no container registry is reachable); PostgreSQL's server binaries for the
-# throwaway ledger cluster; cloud-init's own schema checker for the nodes' user data.
+# throwaway ledger cluster; cloud-init's own schema checker for the nodes' user data;
+# Chromium and its driver for the tests that drive the Temporal Web UI and the console.
 # Without them those tests skip, saying why; in CI (CI=true) a part that cannot be installed
 # or started stops the run here, and tests/allowed_skips.toml lists the only skips CI accepts.
 fail_in_ci() {
@@ -21,6 +22,8 @@ missing_parts() {
   command -v cloud-init >/dev/null || missing="$missing cloud-init"
   command -v systemd-analyze >/dev/null || missing="$missing systemd"
   command -v bwrap >/dev/null || missing="$missing bubblewrap"
+  command -v chromium >/dev/null || missing="$missing chromium"
+  command -v chromedriver >/dev/null || missing="$missing chromium-driver"
   echo "$missing"
 }
 missing=$(missing_parts)

@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.postgres import Cluster
+    from tests.run_counter import RunCounter
 
 
 def free_port() -> int:
@@ -68,6 +69,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_endpoint: str) -
             monkeypatch.delenv(name)
     for name, value in aws_test_env(s3_endpoint, tmp_path).items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def run_counter() -> Iterator[RunCounter]:
+    """A loopback endpoint the test's scripts report their runs to."""
+    from tests.run_counter import RunCounter
+
+    counter = RunCounter()
+    yield counter
+    counter.close()
 
 
 ALLOWED_SKIPS = Path(__file__).with_name("allowed_skips.toml")

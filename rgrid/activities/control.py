@@ -10,9 +10,8 @@ import structlog
 from temporalio import activity
 
 from rgrid import names
-from rgrid.cache.key import spec_key
 from rgrid.cache.service import ResultCache
-from rgrid.config import Settings
+from rgrid.config_parts import ControlConfig
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import Storage
 from rgrid.models.batch import BatchItem
@@ -34,28 +33,30 @@ log = structlog.get_logger()
 class ControlActivities:
     """Activities that touch the ledger; nodes never get database credentials."""
 
-    def __init__(self, ledger: Ledger, storage: Storage, settings: Settings) -> None:
+    def __init__(self, ledger: Ledger, storage: Storage, config: ControlConfig) -> None:
         self._ledger = ledger
         self._storage = storage
-        self._settings = settings
-        self._cache = ResultCache(ledger.engine, storage, timedelta(days=settings.retention_days))
+        self._cache = ResultCache(ledger, storage, config.cache_retention)
         self._manifests: dict[str, list[BatchItem]] = {}
 
     @activity.defn(name=names.PLAN)
     async def plan(self, request: PlanInput) -> PlanResult:
-        """The run's cache key, and the cached result when a live entry answers it."""
+        """Before a run: note which script it runs (for later estimates), then ask the
+        cache, which returns its key and the cached result when a live entry answers it."""
+        await self._note_script_run(request)
+        found = await self._cache.lookup(request.spec)
+        if found.hit is not None:
+            log.info("cache_hit", execution=request.execution_id, source=found.hit.execution_id)
+        return PlanResult(cache_key=found.key, hit=found.hit)
+
+    async def _note_script_run(self, request: PlanInput) -> None:
+        """A `script_runs` row: estimates read the durations of earlier runs of the same
+        script through it. Written in plan because plan runs once, first, for every run
+        (a served-from-cache one too) and already holds the spec."""
         spec = request.spec
-        # Estimates read the durations of earlier runs of the same script from here.
         await self._ledger.record_script_run(
             request.execution_id, spec.script.sha256, spec.node_class
         )
-        key = spec_key(spec, self._settings.python_image, self._settings.node_image)
-        if key is None:
-            return PlanResult()
-        hit = None if spec.no_cache else await self._cache.lookup(key)
-        if hit is not None:
-            log.info("cache_hit", execution=request.execution_id, source=hit.execution_id)
-        return PlanResult(cache_key=key, hit=hit)
 
     @activity.defn(name=names.RECORD)
     async def record(self, request: RecordInput) -> None:

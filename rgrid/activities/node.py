@@ -1,7 +1,8 @@
 """Activities that run ON a node: claim a slot, stage inputs, run, collect outputs.
 
 Each works on one lease; a lease not renewed for `lease_ttl_s` is reaped by the agent,
-so a vanished workflow cannot hold a slot forever.
+so a vanished workflow cannot hold a slot forever, unless its script has run: that lease
+keeps its run and result (runs.py) until the workflow takes them or `abandon_s` passes.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from ulid import ULID
 
 from rgrid import names
 from rgrid.activities.leases import LeaseBook
+from rgrid.activities.runs import RunKeeper, settle
 from rgrid.errors import Failure, RgridError, as_application_error
+from rgrid.infra.codec import Keyring
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
 from rgrid.infra.storage.base import Storage, cas_key, output_prefix, safe_relative, sha256_file
-from rgrid.models.execution import FileRef, OutputFile
+from rgrid.models.execution import ExecutionSpec, FileRef, OutputFile
 from rgrid.models.node import (
     Ack,
     ClaimNodeInput,
@@ -64,14 +67,18 @@ class NodeActivities:
         storage: Storage,
         work_root: Path,
         lease_ttl_s: int = 120,
+        keyring: Keyring | None = None,
+        abandon_s: int = 1800,
     ) -> None:
         self._node = node
+        self._keyring = keyring  # opens the run's sealed secrets
         self._book = book
         self._runtime = runtime
         self._storage = storage
         self._work_root = work_root
         self._ttl = timedelta(seconds=lease_ttl_s)
         self._inputs: dict[str, dict[str, str]] = {}  # lease id -> staged name -> sha256
+        self._runs = RunKeeper(timedelta(seconds=abandon_s))
 
     @activity.defn(name=names.CLAIM_NODE)
     async def claim_node(self, request: ClaimNodeInput) -> NodeLease:
@@ -95,6 +102,9 @@ class NodeActivities:
     async def stage_inputs(self, request: StageInputsInput) -> StageInputsResult:
         work = self.work_dir(request.lease)
         files = [request.script, *request.inputs]
+        if self._runs.get(request.lease.lease_id) is not None:
+            # A late repeat of staging: the script already runs in this work dir.
+            return StageInputsResult(files=len(files), bytes=sum(ref.size for ref in files))
         async with self._held(request.lease):
             shutil.rmtree(work, ignore_errors=True)  # a retried staging starts clean
             work.mkdir(parents=True)
@@ -114,21 +124,60 @@ class NodeActivities:
 
     @activity.defn(name=names.RUN_CONTAINER)
     async def run_container(self, request: RunContainerInput) -> RunResult:
-        lease, spec = request.lease, request.spec
+        """Run the lease's script, or re-attach to its run: idempotent by lease id, so a
+        retry after a control-plane or Temporal outage never runs the script twice."""
+        lease = request.lease
         self._renew(lease)
-        logs = LogChunkWriter(self._storage, request.execution_id, lease.attempt)
+        now = datetime.now(UTC)
+        kept = self._runs.get(lease.lease_id)
+        if kept is None:
+            secrets = self._open_secrets(request.spec)
+            logs = LogChunkWriter(
+                self._storage, request.execution_id, lease.attempt, redact=secrets.values()
+            )
+            run = self._run(request, logs, secrets)
+            kept = self._runs.start(lease.lease_id, run, logs, now)
+        else:
+            log.info("run_reattached", lease=lease.lease_id, finished=kept.task.done())
+        self._runs.attach(kept, now)
+        try:
+            while not kept.task.done():
+                await asyncio.wait({kept.task}, timeout=LOG_FLUSH_S)
+                self._renew(lease)
+                # Heartbeats carry progress and deliver cancellation.
+                activity.heartbeat(kept.logs.next_seq)
+        except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is not None and details.cancel_requested:
+                await settle(self._runs.drop(lease.lease_id))  # a cancel kills the run
+            # Otherwise this attempt timed out or the worker stops: the run goes on, and
+            # the workflow's next attempt on this node finds it.
+            raise
+        finally:
+            self._runs.detach(kept, datetime.now(UTC))
+        try:
+            return kept.task.result()
+        except RgridError as exc:
+            raise as_application_error(exc) from exc
+
+    async def _run(
+        self, request: RunContainerInput, logs: LogChunkWriter, secrets: dict[str, str]
+    ) -> RunResult:
+        """The script's run itself, owned by the lease rather than by one attempt."""
+        lease, spec = request.lease, request.spec
         run = RunRequest(
             execution_id=request.execution_id,
             work_dir=self.work_dir(lease),
             tmp_dir=self.tmp_dir(lease),
             script=spec.script.name,
             args=spec.args,
-            env=spec.env,
+            env={**spec.env, **secrets},
             requirements=spec.requirements,
             timeout_s=spec.timeout_s,
             resources=spec.resources,
             runtime=spec.runtime,
             image=spec.image,
+            default_image=spec.default_image,
             network=spec.network,
             rebuild=spec.no_cache,
             batch_id=spec.batch_id,
@@ -139,9 +188,6 @@ class NodeActivities:
             while not task.done():
                 await asyncio.wait({task}, timeout=LOG_FLUSH_S)
                 await logs.flush()
-                self._renew(lease)
-                # Heartbeats carry progress and deliver cancellation (cancel kills the run).
-                activity.heartbeat(logs.next_seq)
             outcome = task.result()
             skipped: list[str] = []
             await asyncio.to_thread(_walk_regular_files, run.work_dir, skipped)
@@ -151,10 +197,6 @@ class NodeActivities:
                 logs.write(
                     "err", f"rgrid: not collected (links or special files): {listed}\n".encode()
                 )
-        except RgridError as exc:
-            # EnvironmentBroken is retryable: the workflow retries the attempt like a lost
-            # node (counted); a fault of rgrid's environment is never the script's exit.
-            raise as_application_error(exc) from exc
         finally:
             if not task.done():
                 task.cancel()
@@ -172,6 +214,9 @@ class NodeActivities:
 
     @activity.defn(name=names.COLLECT_OUTPUTS)
     async def collect_outputs(self, request: CollectOutputsInput) -> CollectOutputsResult:
+        taken = self._runs.collected(request.lease.lease_id)
+        if taken is not None:
+            return taken  # a repeat ask: the first answer was lost on its way
         work = self.work_dir(request.lease)
         staged = self._inputs.get(request.lease.lease_id, {})
         result = CollectOutputsResult()
@@ -187,25 +232,54 @@ class NodeActivities:
             await asyncio.gather(*uploads)
         for skipped in result.skipped:
             log.warning("output_skipped", execution=request.execution_id, path=skipped)
+        self._runs.remember_collected(request.lease.lease_id, result, datetime.now(UTC))
         self._release(request.lease.lease_id)
         return result
 
     @activity.defn(name=names.RELEASE_NODE)
     async def release_node(self, request: ReleaseNodeInput) -> Ack:
-        self._release(request.lease.lease_id)
+        await settle(self._release(request.lease.lease_id))
         return Ack()
 
+    def _open_secrets(self, spec: ExecutionSpec) -> dict[str, str]:
+        if not spec.secrets:
+            return {}
+        try:
+            if self._keyring is None:
+                raise ValueError("this node has no codec keys")
+            return {name: self._keyring.unseal(name, v) for name, v in spec.secrets.items()}
+        except ValueError as exc:
+            # Not retried: another attempt on this node would fail the same way.
+            raise ApplicationError(
+                f"cannot open the run's secrets: {exc}; give the node the codec keys "
+                "(RGRID_CODEC_KEY)",
+                type=Failure.NODE_ERROR,
+                non_retryable=True,
+            ) from exc
+
     async def close(self) -> None:
-        """Release storage connections (the agent is stopping)."""
+        """Kill runs still going and release storage connections (the agent is stopping)."""
+        await self._runs.close()
         await self._storage.aclose()
 
     def reap_expired(self) -> list[str]:
-        """Release leases their executions stopped renewing (the workflow went away)."""
-        expired = self._book.expired(datetime.now(UTC))
-        for lease_id in expired:
-            log.warning("lease_expired", lease=lease_id)
+        """Release leases their executions stopped renewing (the workflow went away).
+
+        A lease whose script runs, or ran and was not collected yet, is kept: during a
+        control-plane or Temporal outage nobody renews it, and reaping it would send the
+        item to another node to run again. Only `abandon_s` without anyone asking ends it."""
+        now = datetime.now(UTC)
+        reaped = []
+        for lease_id in self._book.expired(now):
+            if self._runs.holds(lease_id, now):
+                continue
+            log.warning(
+                "lease_expired", lease=lease_id, had_run=self._runs.get(lease_id) is not None
+            )
             self._release(lease_id)
-        return expired
+            reaped.append(lease_id)
+        self._runs.forget_old_collected(now)
+        return reaped
 
     def work_dir(self, lease: NodeLease) -> Path:
         """The script's working directory for this lease."""
@@ -238,11 +312,14 @@ class NodeActivities:
                 f"lease {lease.lease_id} on {lease.node_id} has expired", type=Failure.LEASE_LOST
             )
 
-    def _release(self, lease_id: str) -> None:
+    def _release(self, lease_id: str) -> asyncio.Task[RunResult] | None:
+        """End the lease: kill its run if any (the returned task ends once it is dead)."""
+        run = self._runs.drop(lease_id)
         if self._book.close(lease_id) is not None:
             self._inputs.pop(lease_id, None)
             shutil.rmtree(self._work_root / lease_id, ignore_errors=True)
             log.info("lease_released", lease=lease_id, free=self._book.free)
+        return run
 
 
 def _walk_regular_files(root: Path, skipped: list[str]) -> list[tuple[Path, str]]:

@@ -17,7 +17,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from rgrid import names
-from rgrid.config import Settings
 from rgrid.errors import RgridError, ServiceUnavailableError, as_application_error
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import CreateNode, NodeProvider
@@ -25,6 +24,7 @@ from rgrid.models.node import Ack
 from rgrid.models.pool import (
     DemandInput,
     DestroyNodeInput,
+    NodeClassConfig,
     NodeState,
     ObservePoolInput,
     PoolInput,
@@ -41,12 +41,12 @@ class ProvisioningActivities:
     """What a NodePoolWorkflow does outside itself, for one provider."""
 
     def __init__(
-        self, provider: NodeProvider, client: Client, ledger: Ledger, settings: Settings
+        self, provider: NodeProvider, client: Client, ledger: Ledger, pool: NodeClassConfig
     ) -> None:
         self._provider = provider
         self._client = client
         self._ledger = ledger
-        self._settings = settings
+        self._pool = pool
 
     @activity.defn(name=names.OBSERVE_POOL)
     async def observe_pool(self, request: ObservePoolInput) -> PoolObservation:
@@ -154,7 +154,7 @@ class ProvisioningActivities:
     @activity.defn(name=names.REQUEST_CAPACITY)
     async def request_capacity(self, request: DemandInput) -> Ack:
         """Signal-with-start the pool: wake it (starting it if none runs) with a demand."""
-        config = self._settings.node_class_config()
+        config = self._pool
         if request.node_class is not None:
             config = config.model_copy(update={"node_class": request.node_class})
         # The pool runs where this activity runs: the control queue.

@@ -9,19 +9,49 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from typer import rich_utils
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from rgrid import __version__, logs
-from rgrid.cli import admin, cache, config_cmd, cost, dev, executions, init, nodes, run
-from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, err, out
-from rgrid.errors import RgridError
+from rgrid.cli import (
+    admin,
+    cache,
+    cancel,
+    codec,
+    config_cmd,
+    cost,
+    dev,
+    download,
+    init,
+    listing,
+    logs_cmd,
+    nodes,
+    queue,
+    retry,
+    run,
+    schema,
+    status,
+    watch,
+    worker,
+)
+from rgrid.cli.console import console
+from rgrid.cli.options import RunCommand
+from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
+from rgrid.errors import ControlPlaneUnreachableError, RgridError
 
 app = typer.Typer(
     name="rgrid",
     help="Run scripts on rented compute: isolated, durable, priced to the micro-euro.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"rgrid {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -30,6 +60,12 @@ def _global(
         str | None,
         typer.Option(envvar="RGRID_PROFILE", help="Config profile to use (see `rgrid init`)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     if profile:
         os.environ["RGRID_PROFILE"] = profile
@@ -37,22 +73,29 @@ def _global(
 
 # Options after the script are rgrid's when rgrid knows them, else the script's;
 # everything after `--` is the script's.
-app.command(context_settings={"ignore_unknown_options": True})(run.run)
-app.command()(executions.status)
-app.command()(executions.logs)
-app.command("list")(executions.list_executions)
-app.command()(executions.cancel)
-app.command()(executions.retry)
-app.command()(executions.download)
-app.command()(executions.outputs)
+# The rule for unknown ones is rgrid.cli.options.RunCommand's.
+app.command(cls=RunCommand, context_settings={"ignore_unknown_options": True})(run.run)
+app.command()(status.status)
+app.command()(logs_cmd.logs)
+app.command("list")(listing.list_executions)
+app.command()(cancel.cancel)
+app.command()(watch.watch)
+app.command()(retry.retry)
+app.command()(download.download)
+app.command()(download.outputs)
 app.command()(config_cmd.config)
 app.command()(init.init)
 app.command()(cost.estimate)
+app.command("codec-server")(codec.codec_server_command)
+app.command("schema")(schema.schema_command)
+app.command()(console)
 app.add_typer(cache.app, name="cache")
 app.add_typer(cost.app, name="cost")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(nodes.app, name="nodes")
+app.add_typer(queue.app, name="queue")
+app.add_typer(worker.app, name="worker")
 
 
 @app.command()
@@ -71,18 +114,31 @@ def main() -> None:
     os._exit(code)
 
 
-def click_command() -> Callable[[], object]:
+def click_command() -> Callable[..., object]:
     """The app as the click command typer builds (about 30 ms: the command server builds
     it once, before it forks)."""
     return typer.main.get_command(app)
 
 
-def run_command(command: Callable[[], object] | None = None) -> int:
+def run_command(command: Callable[..., object] | None = None) -> int:
     """Run the command line in sys.argv; its exit code."""
     debug = os.environ.get("RGRID_DEBUG") == "1"
     logs.configure(json=False, level=10 if debug else 30)
     try:
-        (command or click_command())()
+        # The name in usage lines is the command users type, however this process started.
+        # Not standalone: a usage error comes here, to end in one line like any other.
+        code = (command or click_command())(prog_name="rgrid", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except NoArgsIsHelpError as exc:  # `rgrid`, `rgrid nodes`: their help, as asked
+        rich_utils.rich_format_error(exc)
+        return exc.exit_code
+    except UsageError as exc:
+        where = f"`{exc.ctx.command_path} --help`" if exc.ctx else "`rgrid --help`"
+        err.print(f"error: {exc.format_message().rstrip('.')}: see {where}", markup=False)
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 1
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
@@ -92,7 +148,10 @@ def run_command(command: Callable[[], object] | None = None) -> int:
         if debug:
             traceback.print_exc()
         err.print(f"[red]error:[/red] {exc.one_line()}", markup=True, highlight=False)
-        return EXIT_RGRID_ERROR
+        # A control plane away for the whole retry budget is temporary: EX_TEMPFAIL.
+        return (
+            EXIT_UNREACHABLE if isinstance(exc, ControlPlaneUnreachableError) else EXIT_RGRID_ERROR
+        )
     except KeyboardInterrupt:
         err.print("interrupted")
         return EXIT_CANCELLED

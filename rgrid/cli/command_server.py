@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -54,6 +55,9 @@ def serve(path: Path) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         conn, _ = listener.accept()
+        if peer_uid(conn) != os.getuid():  # the socket's mode keeps others out; root too
+            conn.close()
+            continue
         try:
             message, fds, _flags, _addr = socket.recv_fds(conn, MAX_REQUEST, 3)
             request: CommandRequest = json.loads(message)
@@ -81,11 +85,32 @@ def serve(path: Path) -> None:
             os.close(fd)
 
 
+def peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket, from the kernel."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def take_on_rights(request: CommandRequest) -> bool:
+    """Give this child the caller's groups and umask; False if the groups cannot be had
+    (the caller joined a group after the server started, and only root may add it)."""
+    os.umask(request["umask"])
+    if request["gid"] == os.getgid() and request["groups"] == sorted(os.getgroups()):
+        return True
+    try:
+        os.setgroups(request["groups"])
+        os.setgid(request["gid"])
+    except PermissionError:
+        return False
+    return True
+
+
 def _child(
     conn: socket.socket,
     fds: list[int],
     request: CommandRequest,
-    command: Callable[[], object],
+    command: Callable[..., object],
 ) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # subprocesses must be waitable again
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -93,6 +118,10 @@ def _child(
     for target, fd in zip(request["streams"], fds, strict=True):
         os.dup2(fd, target)
         os.close(fd)
+    if not take_on_rights(request):
+        with contextlib.suppress(OSError):
+            send_message(conn, {"in_process": True})
+        os._exit(0)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])

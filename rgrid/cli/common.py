@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -25,9 +26,17 @@ def ensure_stack_for(config: Settings) -> Callable[[], None]:
 
     def ensure() -> None:
         if read_stack(config) is None:
+            began = time.monotonic()
+
+            def step(text: str) -> None:  # each step as the stack logs it
+                err.print(f"[dim]  {time.monotonic() - began:4.1f}s {text}[/dim]")
+
             with err.status("starting the embedded stack (Temporal dev server, worker, nodes)…"):
-                info = start_stack(config)
-            err.print(f"[dim]embedded stack ready; Web UI at {info.ui_url}[/dim]")
+                info = start_stack(config, on_step=step)
+            err.print(
+                f"[dim]embedded stack ready in {time.monotonic() - began:.1f}s; "
+                f"Web UI at {info.ui_url}[/dim]"
+            )
 
     return ensure
 
@@ -39,6 +48,7 @@ def with_session(body: Callable[[Session], Awaitable[T]]) -> T:
         config = settings()
         session = Session(config, ensure_stack=ensure_stack_for(config))
         session.track = transfer_bars()
+        session.notice = lambda line: err.print(f"[yellow]{line}[/yellow]")
         try:
             result = await body(session)
             if session.ledger_open:  # spending-limit crossings not shown yet, once each

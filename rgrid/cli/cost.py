@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 from rgrid.cli.common import with_session
 from rgrid.cli.output import JsonOption, err, out, print_json, when
 from rgrid.client.batch import expand_patterns
+from rgrid.client.capacity import effective_parallel
 from rgrid.client.parse import parse_duration
 from rgrid.client.session import Session
 from rgrid.errors import UserInputError
@@ -33,15 +34,25 @@ class _CostGroup(TyperGroup):
     """`rgrid cost exec-…` / `rgrid cost batch-…` read as `rgrid cost show ID`."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        args = original_spellings(args)
         if args and args[0].startswith(("exec-", "batch-")):
             args = ["show", *args]
         return super().parse_args(ctx, args)
 
 
+def original_spellings(args: list[str]) -> list[str]:
+    """The original RGrid's `--last 7d` (our --since) and `--execution ID` (a breakdown)."""
+    if len(args) >= 2 and args[0] in ("--execution", "--batch"):
+        return ["show", args[1], *args[2:]]
+    if args and args[0].startswith(("--execution=", "--batch=")):
+        return ["show", args[0].split("=", 1)[1], *args[1:]]
+    return ["--since" if a == "--last" else a.replace("--last=", "--since=", 1) for a in args]
+
+
 app = typer.Typer(
     cls=_CostGroup,
     help="What runs cost: reports that reconcile with node bills, breakdowns, limits. "
-    "`rgrid cost exec-…` or `rgrid cost batch-…` breaks one down.",
+    "`rgrid cost exec-…` (or --execution ID) or `rgrid cost batch-…` breaks one down.",
     invoke_without_command=True,
 )
 
@@ -59,7 +70,12 @@ def parse_when(text: str, now: datetime) -> datetime:
 def report(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option(help="Start: a span back from now (7d, 24h) or a date (2026-11-01).")
+        str,
+        typer.Option(
+            "--since",
+            help="Start: a span back from now (7d, 24h) or a date (2026-11-01); "
+            "--last 7d says the same.",
+        ),
     ] = "7d",
     until: Annotated[str | None, typer.Option(help="End (a date or time); default now.")] = None,
     by: Annotated[
@@ -261,6 +277,18 @@ def estimate(
     json_output: JsonOption = False,
 ) -> None:
     """Estimate what a run or batch would cost, from earlier runs of the script; starts nothing."""
+    show_estimate(script, batch_patterns, files, parallel, timeout, json_output)
+
+
+def show_estimate(
+    script: Path,
+    batch_patterns: list[str] | None,
+    files: int | None,
+    parallel: int,
+    timeout: str | None,
+    json_output: bool,
+) -> None:
+    """`rgrid estimate` and `rgrid run --estimate-cost`: at the parallelism the nodes allow."""
     if batch_patterns and files is not None:
         raise UserInputError("--batch and --files exclude each other", "pick one")
     runs = len(expand_patterns(batch_patterns, Path.cwd())) if batch_patterns else files or 1
@@ -269,10 +297,14 @@ def estimate(
     async def body(session: Session) -> None:
         from rgrid.client import money
 
-        found = await money.estimate_script(session, script, runs, parallel, timeout_s)
+        parallelism = effective_parallel(session.settings, parallel) if runs > 1 else None
+        effective = parallelism.effective if parallelism else parallel
+        found = await money.estimate_script(session, script, runs, effective, timeout_s)
         if json_output:
             print_json(found.model_dump(mode="json"))
             return
+        if parallelism is not None and parallelism.reason:
+            err.print(f"[yellow]{parallelism.reason}[/yellow]")
         render_estimate(found)
 
     with_session(body)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from rgrid.cli.common import settings
-from rgrid.cli.output import err, out
-from rgrid.client.stack import read_stack, start_stack, stop_stack
+from rgrid.cli.output import JsonOption, err, out, print_json
+from rgrid.client.stack import read_children, read_stack, start_stack, stop_stack
 from rgrid.errors import UserInputError
-from rgrid.paths import command_server_socket
+from rgrid.models.stack import ChildState, ChildStatus
 
 app = typer.Typer(help="The embedded stack: Temporal dev server, control worker, local nodes.")
 
@@ -32,7 +34,7 @@ def start() -> None:
     info = read_stack(config)
     if info is None:
         with err.status("starting the embedded stack…"):
-            info = start_stack(config)
+            info = start_stack(config, on_step=lambda step: err.print(f"[dim]  {step}[/dim]"))
     out.print(f"Temporal  {info.address}")
     out.print(f"Web UI    {info.ui_url}")
     out.print(f"nodes     {', '.join(info.nodes)}")
@@ -40,16 +42,72 @@ def start() -> None:
 
 
 @app.command()
-def status() -> None:
-    """Say whether the embedded stack runs, and where."""
+def status(json_output: JsonOption = False) -> None:
+    """Each process of the embedded stack: pid, uptime, restarts, last exit and why;
+    for agents, the runtime they use and why. Exits 1 when the stack is not running."""
     config = settings()
     info = read_stack(config)
+    record = read_children(config)
+    if json_output:
+        print_json(
+            {
+                "running": info is not None,
+                "stack": None if info is None else info.model_dump(mode="json"),
+                "processes": []
+                if record is None
+                else [c.model_dump(mode="json") for c in record.children],
+            }
+        )
+        raise typer.Exit(0 if info is not None else 1)
     if info is None:
         out.print("not running: `rgrid dev start` starts it")
         raise typer.Exit(1)
     out.print(f"running (pid {info.pid}); Temporal {info.address}; Web UI {info.ui_url}")
-    ready = command_server_socket(config.home).exists()
-    out.print(f"command server {'ready' if ready else 'not running'}")
+    if record is not None:
+        out.print(children_table(record.children))
+        for child in record.children:
+            if child.last_exit_reason and child.state is not ChildState.RUNNING:
+                out.print(f"{child.name} last said: {child.last_exit_reason} ({child.log})")
+            if child.agent is not None:
+                out.print(f"{child.name} runtime {child.agent.runtime}: {child.agent.reason}")
+
+
+def children_table(children: list[ChildStatus]) -> Table:
+    """One row per supervised process, in 80 columns."""
+    table = Table(box=None, pad_edge=False)
+    for column in ("process", "state", "pid", "uptime", "restarts", "last exit"):
+        table.add_column(column)
+    now = time.time()
+    for child in children:
+        state = (
+            child.state.value
+            if child.ready or child.state is not ChildState.RUNNING
+            else ("starting")
+        )
+        uptime = (
+            ""
+            if child.started_at is None or child.process is None
+            else (format_duration(now - child.started_at))
+        )
+        table.add_row(
+            child.name,
+            state,
+            "" if child.process is None else str(child.process.pid),
+            uptime,
+            str(child.restarts),
+            "" if child.last_exit_code is None else str(child.last_exit_code),
+        )
+    return table
+
+
+def format_duration(seconds: float) -> str:
+    """3s, 4m05s, 2h07m."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 @app.command()

@@ -57,3 +57,7 @@ def init(
         tomli_w.dump(data, fh)
     path.chmod(0o600)
     out.print(f"profile {profile!r} written to {path}")
+    where = "the embedded stack on this machine" if not section else "the servers it names"
+    use = "" if profile == "default" else f" --profile {profile}"
+    out.print(f"next: `rgrid{use} run examples/hello.py` runs a script on {where}; ")
+    out.print(f"      `rgrid{use} config` shows the settings in effect and where each comes from")

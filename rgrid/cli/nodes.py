@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from rgrid.cli.common import with_session
 from rgrid.cli.output import JsonOption, out, print_json
+from rgrid.cli.tables import Column, fitted_table
 from rgrid.client import nodes
 from rgrid.client.session import Session
 from rgrid.money.pricing import format_microns
@@ -16,6 +16,18 @@ from rgrid.money.pricing import format_microns
 app = typer.Typer(help="Nodes: list them; drain or destroy one of the node pool's.")
 
 NodeId = Annotated[str, typer.Argument(help="A node id from `rgrid nodes`.")]
+
+
+NODE_COLUMNS = [
+    Column("state", priority=4),
+    Column("type", priority=1),
+    Column("where", priority=0),
+    Column("age", priority=2, justify="right"),
+    Column("billed h", priority=1, justify="right"),
+    Column("price/h", priority=2, justify="right"),
+    Column("slots used", priority=3, justify="right"),
+    Column("id", whole=True),
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -36,21 +48,23 @@ def list_nodes(
         if not views:
             out.print("no nodes: they start when work is queued")
             return
-        table = Table("state", "type", "where", "age", "billed h", "price/h", "slots used")
-        table.add_column("id", no_wrap=True)
+        rows = []
         for view in views:
             node = view.node
             used = "-" if view.slots_used is None else f"{view.slots_used}/{node.slots}"
-            table.add_row(
-                node.state.value,
-                node.server_type or node.provider,
-                node.location or "-",
-                _age(view.age_s),
-                str(view.billed_hours),
-                format_microns(node.hourly_price_microns, node.currency),
-                used,
-                node.node_id,
+            rows.append(
+                [
+                    node.state.value,
+                    node.server_type or node.provider,
+                    node.location or "-",
+                    _age(view.age_s),
+                    str(view.billed_hours),
+                    format_microns(node.hourly_price_microns, node.currency),
+                    used,
+                    node.node_id,
+                ]
             )
+        table = fitted_table(out, NODE_COLUMNS, rows)
         out.print(table)
 
     with_session(body)

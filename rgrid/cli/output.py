@@ -43,6 +43,7 @@ OutputDirOption = Annotated[
 EXIT_RGRID_ERROR = 125
 EXIT_TIMED_OUT = 124
 EXIT_CANCELLED = 130
+EXIT_UNREACHABLE = 75  # EX_TEMPFAIL: the control plane stayed away; `rgrid watch` resumes
 
 
 def print_json(data: Any) -> None:
@@ -66,6 +67,15 @@ def phase_text(phase: Phase) -> str:
 def when(value: datetime | None) -> str:
     """A timestamp for tables: local time, to the second."""
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def short_when(value: datetime | None) -> str:
+    """A timestamp for narrow tables: the time if it is today, else the date."""
+    if value is None:
+        return "-"
+    local = value.astimezone()
+    today = datetime.now().astimezone().date()
+    return local.strftime("%H:%M:%S") if local.date() == today else local.strftime("%Y-%m-%d")
 
 
 def cost(status: ExecutionStatus) -> str:

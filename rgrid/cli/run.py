@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rgrid.cli.batch import run_batch
+from rgrid.cli.batch import run_batch_command
 from rgrid.cli.common import settings, with_session
+from rgrid.cli.cost import show_estimate
 from rgrid.cli.output import (
     OutputDirOption,
     cost,
@@ -23,13 +26,15 @@ from rgrid.cli.output import (
     print_json,
     write_record,
 )
+from rgrid.client import run as client_run
 from rgrid.client import submit
-from rgrid.client.batch import expand_patterns
-from rgrid.client.outputs import download_outputs
+from rgrid.client.batch_run import BatchOptions
 from rgrid.client.parse import parse_duration, parse_memory_mb, parse_pairs
+from rgrid.client.run import QuietEvents, RunOptions, RunResult
 from rgrid.client.session import Session
-from rgrid.client.watch import replay_logs, wait_for_result
-from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.client.waiting import WaitReport
+from rgrid.infra.logstore import LogRecord
+from rgrid.models.execution import Phase
 
 
 def run(
@@ -45,6 +50,21 @@ def run(
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for the script (repeatable).")
     ] = None,
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--secret",
+            help="Pass this variable from your environment as a secret: sealed in transit, "
+            "never shown or stored in plain text (repeatable).",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            help="The project the run counts for (RgridProject; cost, limits).",
+            envvar="RGRID_PROJECT",
+        ),
+    ] = None,
     metadata: Annotated[
         list[str] | None,
         typer.Option("--metadata", "-m", help="KEY=VALUE tag on the execution (repeatable)."),
@@ -52,7 +72,9 @@ def run(
     timeout: Annotated[
         str | None, typer.Option(help="Kill the script after this long, e.g. 90s, 10m, 1h.")
     ] = None,
-    cpus: Annotated[float | None, typer.Option(help="CPUs for the script (default 1).")] = None,
+    cpus: Annotated[
+        float | None, typer.Option(min=0.01, help="CPUs for the script (default 1).")
+    ] = None,
     memory: Annotated[
         str | None, typer.Option(help="Memory limit, e.g. 512m, 2g (default 1g).")
     ] = None,
@@ -69,6 +91,10 @@ def run(
     retries: Annotated[
         int, typer.Option(min=0, help="Run again this many times if the script exits non-zero.")
     ] = 0,
+    priority: Annotated[
+        int,
+        typer.Option(min=1, max=5, help="1 (most urgent) to 5: claimed ahead of lower ones."),
+    ] = 3,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -107,6 +133,12 @@ def run(
         bool,
         typer.Option("--flat", help="With --batch: one output dir, names prefixed by input stem."),
     ] = False,
+    show_output: Annotated[
+        bool,
+        typer.Option(
+            "--show-output", help="With --batch: each item's output live, prefixed by its input."
+        ),
+    ] = False,
     watch: Annotated[
         bool | None,
         typer.Option(
@@ -117,6 +149,10 @@ def run(
         str | None,
         typer.Option(help="Start nothing if the estimate is above this, e.g. 2.50 or €2.50."),
     ] = None,
+    estimate_cost: Annotated[
+        bool,
+        typer.Option("--estimate-cost", help="Print what it would cost; start nothing."),
+    ] = False,
 ) -> None:
     """Run a script on a node: stream its output live, then download what it wrote."""
     request = submit.RunRequest(
@@ -132,118 +168,102 @@ def run(
         image=image,
         network=network,
         retries=retries,
+        priority=priority,
         no_cache=no_cache,
+        secret_names=secret or [],
+        project=project,
     )
-
+    if project:
+        os.environ["RGRID_PROJECT"] = project  # read with the settings, as --profile is
+    if estimate_cost:
+        show_estimate(script, batch_patterns, None, parallel, timeout, json_output)
+        return
     if dry_run:
         _print_dry_run(asyncio.run(submit.dry_run(settings(), request, Path.cwd())), json_output)
         return
     if batch_patterns:
-
-        async def batch_body(session: Session) -> int:
-            runs = len(expand_patterns(batch_patterns, Path.cwd()))
-            await _checks(session, request, budget, runs, parallel)
-            return await run_batch(
-                session,
-                request,
-                batch_patterns,
-                parallel,
-                fail_fast,
-                flat,
-                watch,
-                output_dir,
-                remote_only,
-                detach,
-                json_output,
+        batch_options = BatchOptions(
+            parallel, fail_fast, flat, output_dir, remote_only, detach, budget
+        )
+        raise typer.Exit(
+            run_batch_command(
+                request, batch_patterns, batch_options, watch, json_output, show_output
             )
-
-        raise typer.Exit(with_session(batch_body))
+        )
+    options = RunOptions(output_dir, remote_only, detach, budget)
+    view = RunView() if not json_output else None
 
     async def body(session: Session) -> int:
-        await _checks(session, request, budget)
-        spec, report = await submit.prepare(session, request, Path.cwd())
-        cached = await submit.serve_from_cache(session, spec)
-        execution_id = cached.execution_id if cached else (await submit.start(session, spec)).id
-        if detach:
-            if json_output:
-                print_json({"id": execution_id, "status": cached.phase if cached else "queued"})
-            else:
-                out.print(execution_id)
-            return 0
-        if not json_output:
-            err.print(f"[bold]{execution_id}[/bold]")
-            if report.uploaded:
-                err.print(
-                    f"[dim]uploaded {report.uploaded} file(s), {report.uploaded_bytes} bytes; "
-                    f"{report.already_stored} already stored[/dim]"
-                )
-        if cached is None:
-            return await follow_execution(
-                session, execution_id, output_dir, remote_only, json_output, report
-            )
-        if not json_output:
-            await replay_logs(session, cached, write_record)
-        return await conclude(session, cached, output_dir, remote_only, json_output, report)
+        call = client_run.run(session, request, Path.cwd(), options, view or _Warnings())
+        return render_result(await watched(view, call), options, json_output)
 
     raise typer.Exit(with_session(body))
 
 
-async def _checks(
-    session: Session,
-    request: submit.RunRequest,
-    budget: str | None,
-    runs: int = 1,
-    parallel: int = 1,
-) -> None:
-    """Spending limits and --budget, before anything is uploaded or started."""
-    from rgrid.client import money  # loads SQLAlchemy, as the run's ledger use does anyway
-    from rgrid.money.pricing import parse_money
+class RunView:
+    """The human view of a run while it goes: its id, uploads, the script's output."""
 
-    if budget is not None:  # the control plane holds the run to it too
-        request.budget_microns = parse_money(budget).amount_microns
-    for line in await money.before_run(
-        session, request.script, budget, runs, parallel, request.timeout_s
-    ):
+    wants_output = True
+
+    def __init__(self) -> None:
+        self.execution_id: str | None = None
+        self._last_wait: str | None = None
+
+    def warning(self, line: str) -> None:
+        err.print(f"[yellow]{line}[/yellow]")
+
+    def started(self, execution_id: str, report: submit.UploadReport) -> None:
+        self.execution_id = execution_id
+        err.print(f"[bold]{execution_id}[/bold]")
+        if report.uploaded:
+            err.print(
+                f"[dim]uploaded {report.uploaded} file(s), {report.uploaded_bytes} bytes; "
+                f"{report.already_stored} already stored[/dim]"
+            )
+
+    def record(self, record: LogRecord) -> None:
+        write_record(record)
+
+    def waiting(self, report: WaitReport) -> None:
+        """Say why the run waits, each time the reason changes."""
+        line = report.line()
+        if line != self._last_wait:
+            self._last_wait = line
+            err.print(line, style="yellow", markup=False, highlight=False)
+
+
+class _Warnings(QuietEvents):
+    """--json: nothing on stdout but the result; limit notes still go to stderr."""
+
+    def warning(self, line: str) -> None:
         err.print(f"[yellow]{line}[/yellow]")
 
 
-async def follow_execution(
-    session: Session,
-    execution_id: str,
-    output_dir: Path,
-    remote_only: bool,
-    json_output: bool,
-    report: submit.UploadReport,
-) -> int:
-    """Stream an execution's output, download its outputs, summarise; the exit code."""
+async def watched(view: RunView | None, call: Awaitable[RunResult]) -> RunResult:
+    """Await a run; on Ctrl-C say that it goes on without us."""
     try:
-        status = await wait_for_result(session, execution_id, None if json_output else write_record)
+        return await call
     except asyncio.CancelledError:  # Ctrl-C: the execution is durable and goes on
-        err.print(detached_hint(execution_id))
+        if view is not None and view.execution_id is not None:
+            err.print(detached_hint(view.execution_id))
         raise
-    return await conclude(session, status, output_dir, remote_only, json_output, report)
 
 
-async def conclude(
-    session: Session,
-    status: ExecutionStatus,
-    output_dir: Path,
-    remote_only: bool,
-    json_output: bool,
-    report: submit.UploadReport,
-) -> int:
-    """Download an ended execution's outputs and summarise it; the exit code."""
-    local: list[Path] = []
-    if not remote_only and status.outputs:
-        local, refused = await download_outputs(
-            session.storage, status, output_dir, track=session.track
-        )
-        for name in refused:
-            err.print(f"[yellow]refused output {name!r}: it would leave {output_dir}[/yellow]")
+def render_result(result: RunResult, options: RunOptions, json_output: bool) -> int:
+    """Print a run's result for humans or as JSON; the process exit code."""
+    status = result.status
+    if status is None:  # detached
+        if json_output:
+            print_json({"id": result.execution_id, "status": result.detached_phase})
+        else:
+            out.print(result.execution_id)
+        return 0
+    for name in result.refused:
+        err.print(f"[yellow]refused output {name!r}: it would leave {options.output_dir}[/yellow]")
     if json_output:
-        print_json(_json_result(status, local, report))
+        print_json(_json_result(result))
     else:
-        _print_summary(status, local, output_dir, remote_only)
+        _print_summary(result, options)
     return exit_code_for(status)
 
 
@@ -275,14 +295,15 @@ def _print_dry_run(plan: submit.DryRun, json_output: bool) -> None:
     out.print("nothing was uploaded or started (--dry-run)")
 
 
-def _json_result(
-    status: ExecutionStatus, local: list[Path], report: submit.UploadReport
-) -> dict[str, object]:
+def _json_result(result: RunResult) -> dict[str, object]:
+    status = result.status
+    assert status is not None
+    report = result.report
     return {
         "id": status.execution_id,
         "status": status.phase.value,
         "exit_code": status.exit_code,
-        "outputs": [str(path) for path in local],
+        "outputs": [str(path) for path in result.local],
         "remote_outputs": [o.path for o in status.outputs],
         "cost_microns": status.cost_microns,
         "duration_s": status.duration_s,
@@ -298,9 +319,10 @@ def _json_result(
     }
 
 
-def _print_summary(
-    status: ExecutionStatus, local: list[Path], output_dir: Path, remote_only: bool
-) -> None:
+def _print_summary(result: RunResult, options: RunOptions) -> None:
+    status = result.status
+    assert status is not None
+    local = result.local
     node = f"{status.node_id or '-'} ({status.runtime})" if status.runtime else "-"
     line = f"{phase_text(status.phase)} in {duration(status)} on {node}, cost {cost(status)}"
     if status.cached:
@@ -308,11 +330,11 @@ def _print_summary(
     elif status.error and status.phase is not Phase.SUCCEEDED:
         line += f" ({status.error})"
     err.print(line)
-    if remote_only and status.outputs:
+    if options.remote_only and status.outputs:
         kept = len(status.outputs)
         err.print(f"{kept} output(s) kept in storage: `rgrid download {status.execution_id}`")
     elif local:
-        err.print(f"{len(local)} output(s) in {output_dir}/")
+        err.print(f"{len(local)} output(s) in {options.output_dir}/")
         for path in local[:20]:
             err.print(f"  {_relative(path)}", style="dim")
         if len(local) > 20:

@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import TypedDict
 
-from rgrid.paths import command_server_socket, default_home
+from rgrid.paths import (
+    command_server_socket,
+    config_file_path,
+    current_umask,
+    default_home,
+    stack_file,
+)
 
 MAX_REQUEST = 4 * 1024 * 1024  # argv and environment; far above any real command line
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -34,6 +40,9 @@ class CommandRequest(TypedDict):
     cwd: str
     streams: list[int]  # which of 0, 1, 2 the descriptors stand for, in order
     fingerprint: str
+    umask: int
+    gid: int
+    groups: list[int]
 
 
 def code_fingerprint() -> str:
@@ -49,8 +58,22 @@ def send_message(conn: socket.socket, message: dict[str, object]) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
+def nothing_to_stop() -> bool:
+    """`rgrid dev stop` with no stack to stop: answered here, before the CLI's imports
+    (seconds on a loaded machine). Only where the state dir is surely the default one."""
+    if sys.argv[1:] != ["dev", "stop"] or "RGRID_PROFILE" in os.environ:
+        return False
+    config = config_file_path()
+    if config.exists() and b"home" in config.read_bytes():  # a profile may move the home
+        return False
+    return not stack_file(default_home()).exists()
+
+
 def main() -> None:
     """Run the command through the command server if possible, else in-process."""
+    if nothing_to_stop():
+        sys.stdout.write("not running\n")
+        return
     if os.environ.get("RGRID_NO_COMMAND_SERVER") != "1":
         code = through_server(command_server_socket(default_home()))
         if code is not None:
@@ -71,6 +94,9 @@ def through_server(path: Path, answer_timeout_s: float = ANSWER_TIMEOUT_S) -> in
         "cwd": os.getcwd(),
         "streams": streams,
         "fingerprint": code_fingerprint(),
+        "umask": current_umask(),
+        "gid": os.getgid(),
+        "groups": sorted(os.getgroups()),
     }
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # The server answers at once, before the command runs: one that does not is stuck.
@@ -85,7 +111,8 @@ def through_server(path: Path, answer_timeout_s: float = ANSWER_TIMEOUT_S) -> in
         return None  # no server, a dead or stuck one, or one that went away: run it here
     if "pid" not in first:
         conn.close()
-        return None  # stale: the server runs other code than ours
+        # Stale (the server runs other code than ours), or it cannot take on our groups.
+        return None
     conn.settimeout(None)
     return _follow(conn, replies, int(first["pid"]))
 

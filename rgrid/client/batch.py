@@ -14,14 +14,16 @@ from typing import Any
 
 from temporalio.client import (
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import CancelledError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rgrid import names
-from rgrid.client import submit
+from rgrid.client import file_args, submit
 from rgrid.client.history import started_input
 from rgrid.client.outputs import download_outputs
 from rgrid.client.session import Session
@@ -35,7 +37,8 @@ from rgrid.models.batch import (
     RetryFailedInput,
     RetryFailedResult,
 )
-from rgrid.models.execution import ExecutionStatus
+from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.workflows.visibility import batch_summary
 
 UPLOAD_CONCURRENCY = 8
 
@@ -105,14 +108,14 @@ async def prepare(
     paths = expand_patterns(patterns, cwd)
     dirs = output_dirs(paths)
     for path in paths:
-        submit.check_readable(path, "batch input")
+        file_args.check_readable(path, "batch input")
     template, report = await submit.prepare(session, request, cwd)
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
 
     async def upload(path: Path) -> submit.FileRef:
         async with semaphore:
             refs, one = await submit.upload_files(
-                session.storage, {submit.staged_name(path, cwd): path}
+                session.storage, {file_args.staged_name(path, cwd): path}
             )
         report.uploaded += one.uploaded
         report.uploaded_bytes += one.uploaded_bytes
@@ -138,6 +141,7 @@ async def prepare(
         parallel=parallel,
         fail_fast=fail_fast,
         page_size=session.settings.batch_page_size,
+        patterns=patterns,
     )
     return PreparedBatch(batch_id=batch_id, spec=spec, items=items, report=report)
 
@@ -160,6 +164,7 @@ async def start(
                 SearchAttributePair(names.BATCH_ID_ATTRIBUTE, batch_id),
             ]
         ),
+        static_summary=batch_summary(spec),
     )
 
 
@@ -167,7 +172,24 @@ async def progress(session: Session, batch_id: str) -> BatchProgress:
     """The batch's progress, live while it runs and final after."""
     client = await session.temporal()
     handle = client.get_workflow_handle(batch_id, result_type=BatchProgress)
-    return await handle.query("progress", result_type=BatchProgress)
+    try:
+        return await handle.query("progress", result_type=BatchProgress)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise NotFoundError(f"no batch {batch_id!r}", "see `rgrid list --batches`") from err
+        raise
+
+
+async def failed_items(session: Session, batch_id: str, items: list[BatchItem]) -> list[BatchItem]:
+    """The items whose latest try did not succeed: what a retry runs again."""
+    latest = latest_per_item(await (await session.ledger()).of_batch(batch_id))
+    return [
+        item
+        for item in items
+        if item.index in latest
+        and latest[item.index].phase.terminal
+        and latest[item.index].phase is not Phase.SUCCEEDED
+    ]
 
 
 async def follow(
@@ -176,19 +198,55 @@ async def follow(
     on_progress: Callable[[BatchProgress], Awaitable[None]],
     poll_s: float = 0.5,
 ) -> BatchProgress:
-    """Report progress until the batch ends; its final progress."""
-    client = await session.temporal()
+    """Report progress until the batch ends; its final progress. Rides out a control
+    plane that is briefly away (session.blips)."""
+    client = await session.blips.call(session.temporal)
     handle = client.get_workflow_handle(batch_id, result_type=BatchProgress)
-    result = asyncio.create_task(handle.result())
+
+    async def until_the_end() -> BatchProgress:
+        result = asyncio.create_task(_final(handle))
+        try:
+            while not result.done():
+                await on_progress(await handle.query("progress", result_type=BatchProgress))
+                await asyncio.wait({result}, timeout=poll_s)
+            return result.result()
+        finally:
+            result.cancel()
+
+    final = await session.blips.call(until_the_end)
+    await on_progress(final)
+    return final
+
+
+async def _final(handle: WorkflowHandle[Any, BatchProgress]) -> BatchProgress:
     try:
-        while not result.done():
-            await on_progress(await handle.query("progress", result_type=BatchProgress))
-            await asyncio.wait({result}, timeout=poll_s)
-        final = result.result()
-        await on_progress(final)
-        return final
-    finally:
-        result.cancel()
+        return await handle.result()
+    except WorkflowFailureError as err:
+        if not isinstance(err.cause, CancelledError):
+            raise
+        return await cancelled_progress(handle)
+
+
+async def start_riding_out(
+    session: Session, batch_id: str, spec: BatchSpec
+) -> WorkflowHandle[Any, BatchProgress]:
+    """Start the batch, retrying while the control plane is away; a retry whose first
+    try got through finds the batch started."""
+
+    async def once() -> WorkflowHandle[Any, BatchProgress]:
+        try:
+            return await start(session, batch_id, spec)
+        except WorkflowAlreadyStartedError:
+            client = await session.temporal()
+            return client.get_workflow_handle(batch_id, result_type=BatchProgress)
+
+    return await session.blips.call(once)
+
+
+async def cancelled_progress(handle: WorkflowHandle[Any, BatchProgress]) -> BatchProgress:
+    """A cancelled batch's last progress (a query replays it to its cancellation)."""
+    final = await handle.query("progress", result_type=BatchProgress)
+    return final.model_copy(update={"cancelled": True, "done": True})
 
 
 def latest_per_item(executions: list[ExecutionStatus]) -> dict[int, ExecutionStatus]:

@@ -9,6 +9,7 @@ import structlog
 from rgrid.errors import UnsafePathError
 from rgrid.infra.storage.base import Storage, Track, output_prefix, safe_relative
 from rgrid.models.execution import ExecutionStatus
+from rgrid.paths import current_umask
 
 log = structlog.get_logger()
 
@@ -25,6 +26,7 @@ async def download_outputs(
     written: list[Path] = []
     refused: list[str] = []
     root = target.resolve()
+    mode = 0o666 & ~current_umask()
     # A run served from the cache returns the outputs its source execution stored.
     execution_id = execution.cached_from or execution.execution_id
     for output in execution.outputs:
@@ -42,6 +44,9 @@ async def download_outputs(
         await storage.get_file(
             output_prefix(execution_id) + output.path, dest, progress, sha256=output.sha256
         )
+        # Storage writes through a private temp file: the output gets the user's umask,
+        # as a file the user made would.
+        dest.chmod(mode)
         written.append(dest)
     if track is not None:
         track.close()

@@ -4,11 +4,11 @@ each opened on first use (so `rgrid list` never waits for Temporal)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 
+from rgrid.client.blips import Blips
 from rgrid.config import Settings
 from rgrid.infra.storage import open_storage
 from rgrid.infra.storage.base import Storage, Track
@@ -30,6 +30,13 @@ class Session:
         self.track: Track | None = None
         self._client: Client | None = None
         self._ledger: Ledger | None = None
+        # Set by the CLI: how to say once that the control plane is away and retried.
+        self.notice: Callable[[str], None] | None = None
+        self.blips = Blips(settings.unreachable_retry_s, self._say)
+
+    def _say(self, line: str) -> None:
+        if self.notice is not None:
+            self.notice(line)
 
     async def temporal(self) -> Client:
         """The Temporal client; starts the embedded stack first when that is the setup."""
@@ -61,8 +68,7 @@ class Session:
         """The result cache, kept in the ledger's database."""
         from rgrid.cache.service import ResultCache
 
-        retention = timedelta(days=self.settings.retention_days)
-        return ResultCache((await self.ledger()).engine, self.storage, retention)
+        return ResultCache(await self.ledger(), self.storage, self.settings.cache_retention)
 
     async def close(self) -> None:
         """Release what was opened."""

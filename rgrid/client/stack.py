@@ -5,20 +5,29 @@ Kept apart from rgrid.worker.dev so a CLI command pays none of the worker's impo
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from rgrid import paths
 from rgrid.config import Settings
 from rgrid.errors import EmbeddedStackError
+from rgrid.infra import processes
+from rgrid.models.stack import SupervisorState
 
-START_TIMEOUT_S = 60.0
+# Temporal and the control worker answer in seconds on an idle machine; a loaded one
+# (CI, a laptop building something) can take a minute or more.
+START_TIMEOUT_S = 150.0
 
 
 class StackInfo(BaseModel):
@@ -33,7 +42,53 @@ class StackInfo(BaseModel):
 
 def stack_file(settings: Settings) -> Path:
     """Where a running stack describes itself."""
-    return settings.dev_dir / "stack.json"
+    return paths.stack_file(settings.home)
+
+
+def children_file(settings: Settings) -> Path:
+    """Where the stack's supervisor records its children (pids, start times, exits)."""
+    return settings.dev_dir / "children.json"
+
+
+def make_private(settings: Settings) -> None:
+    """rgrid's data dir and the stack's dir are the user's alone (0700), and so are the
+    databases already in them (0600)."""
+    for path in (settings.home, settings.dev_dir):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+    # New files are private by the stack's umask (SQLite gives -wal and -shm files the
+    # mode of their database); these may predate it.
+    for db in (settings.home / "ledger.db", settings.dev_dir / "temporal.db"):
+        with contextlib.suppress(FileNotFoundError):
+            db.chmod(0o600)
+
+
+def read_children(settings: Settings) -> SupervisorState | None:
+    """The supervisor's record of its children, or None if there is none readable."""
+    try:
+        return SupervisorState.model_validate_json(children_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def end_recorded(path: Path) -> list[str]:
+    """End every process recorded in `path` that still runs (the same pid and start
+    time): the supervisor first, so it restarts nothing, then each child's process
+    group. The names of those ended."""
+    try:
+        state = SupervisorState.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return []
+    refs = [("supervisor", state.supervisor)]
+    refs += [(c.name, c.process) for c in state.children if c.process is not None]
+    ended = []
+    for name, ref in refs:
+        if processes.is_same(ref.pid, ref.start_ticks):
+            processes.kill_group(ref.pid)
+            processes.wait_gone(partial(processes.is_same, ref.pid, ref.start_ticks), 10)
+            ended.append(name)
+    path.unlink(missing_ok=True)
+    return ended
 
 
 def port_free(ip: str, port: int) -> bool:
@@ -75,15 +130,24 @@ def read_stack(settings: Settings) -> StackInfo | None:
     return info
 
 
-def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> StackInfo:
-    """Start the stack in the background (or return the running one) and wait until ready."""
+def start_stack(
+    settings: Settings,
+    quiet_wait: float = START_TIMEOUT_S + 15,
+    on_step: Callable[[str], None] | None = None,
+) -> StackInfo:
+    """Start the stack in the background (or return the running one) and wait until ready;
+    `on_step` hears each step the stack logs while it starts, as it happens."""
     running = read_stack(settings)
     if running is not None:
         return running
+    make_private(settings)
+    # A supervisor that was killed leaves nothing running (its children have a parent-
+    # death signal), but what its record names and still runs is ended here.
+    end_recorded(children_file(settings))
     check_ports(settings)
-    settings.dev_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.dev_dir / "stack.log"
-    with log_path.open("ab") as log_file:
+    with open(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "ab") as log_file:
+        offset = log_file.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "rgrid.worker.dev"],
             stdout=log_file,
@@ -94,6 +158,8 @@ def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> Stac
         )
     deadline = time.monotonic() + quiet_wait
     while time.monotonic() < deadline:
+        if on_step is not None:
+            offset = _report_steps(log_path, offset, on_step)
         info = read_stack(settings)
         if info is not None and info.pid == proc.pid:
             return info
@@ -109,11 +175,11 @@ def start_stack(settings: Settings, quiet_wait: float = START_TIMEOUT_S) -> Stac
     )
 
 
-def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
-    """Stop the running stack; False if none was running."""
+def stop_stack(settings: Settings, timeout_s: float = 60.0) -> bool:
+    """Stop the running stack (or end what a killed one left); False if nothing ran."""
     info = read_stack(settings)
     if info is None:
-        return False
+        return bool(end_recorded(children_file(settings)))
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -124,8 +190,27 @@ def stop_stack(settings: Settings, timeout_s: float = 30.0) -> bool:
         time.sleep(0.1)
     else:
         os.killpg(info.pid, signal.SIGKILL)
+        end_recorded(children_file(settings))
     stack_file(settings).unlink(missing_ok=True)
     return True
+
+
+def _report_steps(log_path: Path, offset: int, on_step: Callable[[str], None]) -> int:
+    """Pass on the steps logged since `offset` (JSON lines: `step`, else the event name);
+    the offset to read from next time. A line still being written waits for its end."""
+    with log_path.open("rb") as log_file:
+        log_file.seek(offset)
+        data = log_file.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    for line in complete.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        step = event.get("step") or event.get("event") if isinstance(event, dict) else None
+        if step and step != "stack_ready":  # the caller says that one itself
+            on_step(str(step).replace("_", " "))
+    return offset + len(complete)
 
 
 def _last_error(log_path: Path) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,20 +19,21 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from rgrid import names
-from rgrid.cache.key import cache_parts, default_image, has_no_cache_marker, spec_key
+from rgrid.cache.key import cache_parts, has_no_cache_marker, spec_key
+from rgrid.client.file_args import add_staged, check_readable, looks_like_path, staged_name
+from rgrid.client.secrets import seal_all, split_env
 from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.errors import RgridError, UserInputError
+from rgrid.images import check_image, default_image
 from rgrid.infra.deps import DependencySpec, detect_dependencies
-from rgrid.infra.runtime.docker import check_image
 from rgrid.infra.storage.base import Storage, Track, cas_key, sha256_file
-from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase, Resources
+from rgrid.infra.temporal import keyring_of
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Resources
 from rgrid.names import CONTROL_QUEUE
+from rgrid.workflows.visibility import run_summary
 
-# An argument "looks like a path" when it has a separator or ends in a file extension;
-# such an argument must exist, so a typo fails here instead of inside the script.
 SUPPORTED_RUNTIMES = ("auto", "process", "docker")
-_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 
 @dataclass
@@ -55,6 +54,9 @@ class RunRequest:
     retries: int = 0
     no_cache: bool = False
     budget_microns: int | None = None  # --budget: refused when the estimate is above it
+    priority: int = 3
+    secret_names: list[str] = field(default_factory=list)  # --secret: values from os.environ
+    project: str | None = None  # --project; else the settings' project
 
 
 @dataclass
@@ -64,37 +66,6 @@ class UploadReport:
     uploaded: int = 0
     uploaded_bytes: int = 0
     already_stored: int = 0
-
-
-def looks_like_path(arg: str) -> bool:
-    """True for arguments a user most likely meant as a file."""
-    if arg.startswith("-") or "://" in arg:
-        return False
-    try:
-        float(arg)
-        return False
-    except ValueError:
-        pass
-    return "/" in arg or bool(_EXTENSION.search(arg))
-
-
-def staged_name(path: Path, cwd: Path) -> str:
-    """Where a local file appears in the work dir: its relative path if it lies under the
-    current directory, else its bare name."""
-    resolved = path.resolve()
-    try:
-        return resolved.relative_to(cwd.resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
-def check_readable(path: Path, what: str) -> None:
-    if not path.exists():
-        raise UserInputError(f"{what} not found: {path}", "check the path")
-    if path.is_dir():
-        raise UserInputError(f"{what} is a directory: {path}", "pass a file")
-    if not os.access(path, os.R_OK):
-        raise UserInputError(f"{what} is not readable: {path}", "check its permissions")
 
 
 def collect_files(request: RunRequest, cwd: Path) -> tuple[Path, list[str], dict[str, Path]]:
@@ -108,24 +79,14 @@ def collect_files(request: RunRequest, cwd: Path) -> tuple[Path, list[str], dict
         if path.exists() or looks_like_path(arg):
             check_readable(path, "input file")
             name = staged_name(path, cwd)
-            _add(files, name, path)
+            add_staged(files, name, path)
             args.append(name)
         else:
             args.append(arg)
     for path in request.extra_inputs:
         check_readable(path, "input file")
-        _add(files, staged_name(path, cwd), path)
+        add_staged(files, staged_name(path, cwd), path)
     return request.script, args, files
-
-
-def _add(files: dict[str, Path], name: str, path: Path) -> None:
-    existing = files.get(name)
-    if existing is not None and existing.resolve() != path.resolve():
-        raise UserInputError(
-            f"two inputs would both be staged as {name!r}: {existing} and {path}",
-            "rename one of them",
-        )
-    files[name] = path
 
 
 async def hash_files(files: dict[str, Path]) -> list[FileRef]:
@@ -185,19 +146,13 @@ async def dry_run(settings: Settings, request: RunRequest, cwd: Path) -> DryRun:
     """Validate and detect as a real run would, and report instead of starting."""
     script, args, files, deps = gather(request, cwd)
     spec = build_spec(settings, request, script, args, await hash_files(files), deps)
-    parts = cache_parts(spec, default_image(spec, settings.python_image, settings.node_image))
     return DryRun(
         args=args,
         files={name: path.stat().st_size for name, path in files.items()},
         dependencies=deps,
-        cache_key=key_of(settings, spec),
-        cache_parts=parts,
+        cache_key=spec_key(spec),
+        cache_parts=cache_parts(spec).as_json(),
     )
-
-
-def key_of(settings: Settings, spec: ExecutionSpec) -> str | None:
-    """The spec's result cache key with these settings' default images."""
-    return spec_key(spec, settings.python_image, settings.node_image)
 
 
 def gather(
@@ -207,7 +162,7 @@ def gather(
     script, args, files = collect_files(request, cwd)
     deps = detect_dependencies(script)
     for sibling in deps.siblings:  # the script's own modules travel with it
-        _add(files, sibling, script.parent / sibling)
+        add_staged(files, sibling, script.parent / sibling)
     return script, args, files, deps
 
 
@@ -238,21 +193,27 @@ def build_spec(
     if request.image is not None:
         check_image(request.image)
     script_ref = next(ref for ref in refs if ref.name == script.name)
+    env, plain_secrets = split_env(request.env, request.secret_names, os.environ)
+    sealed, digest = seal_all(keyring_of(settings), plain_secrets)
     return ExecutionSpec(
         script=script_ref,
         args=args,
         inputs=[ref for ref in refs if ref is not script_ref],
         runtime=runtime,
         image=request.image,
+        default_image=settings_image(settings, script.name),
         network=request.network,
         requirements=deps.requirements,
-        env=request.env,
+        env=env,
+        secrets=sealed,
+        secrets_digest=digest,
         timeout_s=request.timeout_s or settings.timeout_s,
         resources=Resources(
             cpus=request.cpus or settings.cpus, memory_mb=request.memory_mb or settings.memory_mb
         ),
         tags=request.tags,
-        project=settings.project,
+        project=request.project or settings.project,
+        priority=request.priority,
         node_class=settings.node_class,
         retries=request.retries,
         max_node_attempts=settings.max_node_attempts,
@@ -265,43 +226,40 @@ def build_spec(
     )
 
 
+def with_default_image(settings: Settings, spec: ExecutionSpec) -> ExecutionSpec:
+    """The spec with its default image resolved; a spec recorded before the field existed
+    (`rgrid retry` of an old run) gets these settings' image, like a new run."""
+    if spec.default_image is not None:
+        return spec
+    return spec.model_copy(update={"default_image": settings_image(settings, spec.script.name)})
+
+
+def settings_image(settings: Settings, script: str) -> str:
+    """The image these settings give a run of `script` without --image."""
+    return default_image(script, settings.python_image, settings.node_image)
+
+
 async def serve_from_cache(session: Session, spec: ExecutionSpec) -> ExecutionStatus | None:
     """A new execution answered by a live cache entry, recorded as such; None on a miss.
     Nothing starts: no workflow, no node (and no embedded stack)."""
-    key = key_of(session.settings, spec)
-    if key is None or spec.no_cache:
+    cache = await session.result_cache()
+    found = await cache.lookup(spec)
+    if found.hit is None:
         return None
-    hit = await (await session.result_cache()).lookup(key)
-    if hit is None:
-        return None
-    now = datetime.now(UTC)
-    status = ExecutionStatus(
-        execution_id=names.new_execution_id(),
-        phase=Phase.SUCCEEDED,
-        script=spec.script.name,
-        args=spec.args,
-        tags=spec.tags,
-        project=spec.project,
-        exit_code=0,
-        created_at=now,
-        finished_at=now,
-        outputs=hit.outputs,
-        cache_key=key,
-        cached=True,
-        cached_from=hit.execution_id,
-    )
-    await (await session.ledger()).upsert(status)
-    return status
+    return await cache.serve(spec, found.hit, names.new_execution_id())
 
 
-async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, ExecutionStatus]:
+async def start(
+    session: Session, spec: ExecutionSpec, execution_id: str | None = None
+) -> WorkflowHandle[Any, ExecutionStatus]:
     """Start the ExecutionWorkflow for a prepared spec (inputs are already stored).
 
     A cacheable run gets an id derived from its cache key and the number of its key's
     runs that have ended, and joins a running workflow with that id: identical runs in
     flight (two terminals, a CLI retry after a network drop) share one execution."""
     client = await session.temporal()
-    key = None if spec.no_cache else key_of(session.settings, spec)
+    spec = with_default_image(session.settings, spec)
+    key = None if spec.no_cache else spec_key(spec)
     options: dict[str, Any] = {
         "result_type": ExecutionStatus,
         "task_queue": CONTROL_QUEUE,
@@ -311,11 +269,17 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
                 SearchAttributePair(names.SCRIPT_ATTRIBUTE, spec.script.name),
             ]
         ),
+        "static_summary": run_summary(spec),
     }
     # By name: importing the workflow module would only slow the CLI down.
     if key is None:
+        # With an id of the caller's, a start retried after a lost answer joins the first.
         return await client.start_workflow(
-            "ExecutionWorkflow", spec, id=names.new_execution_id(), **options
+            "ExecutionWorkflow",
+            spec,
+            id=execution_id or names.new_execution_id(),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            **options,
         )
     cache = await session.result_cache()
     for _ in range(DEDUP_START_TRIES):
@@ -337,3 +301,11 @@ async def start(session: Session, spec: ExecutionSpec) -> WorkflowHandle[Any, Ex
 
 
 DEDUP_START_TRIES = 5
+
+
+async def start_riding_out(session: Session, spec: ExecutionSpec) -> str:
+    """Start the run, retrying while the control plane is away; its execution id. The id
+    is chosen once, so a retry whose first try got through joins that execution."""
+    execution_id = names.new_execution_id()
+    handle = await session.blips.call(lambda: start(session, spec, execution_id))
+    return handle.id

@@ -4,46 +4,91 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
+    WorkflowHandle,
     WorkflowQueryFailedError,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rgrid.client.session import Session
+from rgrid.client.waiting import WaitReport, wait_report
 from rgrid.errors import NotFoundError, RgridError
 from rgrid.infra.logstore import LogRecord, read_new_records
 from rgrid.models.execution import ExecutionStatus, Phase
 
 POLL_S = 0.2
+WAIT_REPORT_S = 2.0  # a queued run is explained within this (and kept current)
 
 RecordSink = Callable[[LogRecord], None]
 
 
 async def wait_for_result(
-    session: Session, execution_id: str, sink: RecordSink | None = None
+    session: Session,
+    execution_id: str,
+    sink: RecordSink | None = None,
+    on_wait: Callable[[WaitReport], None] | None = None,
 ) -> ExecutionStatus:
-    """Stream logs to `sink` (if given) until the execution ends; return its final status."""
-    client = await session.temporal()
+    """Stream logs to `sink` (if given) until the execution ends; return its final status.
+
+    Rides out a control plane that is briefly away (session.blips): the logs go on from
+    the last record shown, and the result is asked again. While the run is queued,
+    `on_wait` gets a report of why every WAIT_REPORT_S."""
+    client = await session.blips.call(session.temporal)
     handle = client.get_workflow_handle(execution_id, result_type=ExecutionStatus)
-    result = asyncio.create_task(handle.result())
     seen: set[str] = set()
-    try:
-        while not result.done():
-            await asyncio.wait({result}, timeout=POLL_S)
-            if sink is not None:
-                for record in await read_new_records(session.storage, execution_id, seen):
-                    sink(record)
-        if sink is not None:  # chunks flushed just before the end
+
+    async def stream() -> None:
+        if sink is not None:
             for record in await read_new_records(session.storage, execution_id, seen):
                 sink(record)
-        status = result.result()
-        if sink is not None:
-            await replay_logs(session, status, sink)
-        return status
+
+    loop = asyncio.get_running_loop()
+    next_report = loop.time() + WAIT_REPORT_S
+
+    async def until_the_end() -> ExecutionStatus:
+        nonlocal next_report
+        result = asyncio.create_task(_outcome(session, handle, execution_id))
+        try:
+            while not result.done():
+                await asyncio.wait({result}, timeout=POLL_S)
+                await stream()
+                if on_wait is not None and loop.time() >= next_report and not result.done():
+                    next_report = loop.time() + WAIT_REPORT_S
+                    await _report_wait(session, handle, on_wait)
+            return result.result()
+        finally:
+            result.cancel()
+
+    status = await session.blips.call(until_the_end)
+    await session.blips.call(stream)  # chunks flushed just before the end
+    if sink is not None:
+        await replay_logs(session, status, sink)
+    return status
+
+
+async def _report_wait(
+    session: Session,
+    handle: WorkflowHandle[Any, ExecutionStatus],
+    on_wait: Callable[[WaitReport], None],
+) -> None:
+    try:
+        status = await handle.query("status", result_type=ExecutionStatus)
+    except WorkflowQueryFailedError:
+        return  # no worker answers queries just now; the next round asks again
+    if status.phase is Phase.QUEUED:
+        on_wait(await wait_report(session, status))
+
+
+async def _outcome(
+    session: Session, handle: WorkflowHandle[Any, ExecutionStatus], execution_id: str
+) -> ExecutionStatus:
+    try:
+        return await handle.result()
     except WorkflowFailureError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.details:
@@ -53,8 +98,6 @@ async def wait_for_result(
         if err.status == RPCStatusCode.NOT_FOUND:
             raise NotFoundError(f"no execution {execution_id!r}", "see `rgrid list`") from err
         raise
-    finally:
-        result.cancel()
 
 
 async def replay_logs(session: Session, status: ExecutionStatus, sink: RecordSink) -> None:
@@ -80,19 +123,21 @@ async def current_status(session: Session, execution_id: str) -> ExecutionStatus
 async def follow_logs(session: Session, execution_id: str, sink: RecordSink, follow: bool) -> None:
     """Everything logged so far; with follow, keep tailing until the execution ends."""
     seen: set[str] = set()
-    for record in await read_new_records(session.storage, execution_id, seen):
-        sink(record)
-    if not follow:
-        return
-    client = await session.temporal()
-    handle = client.get_workflow_handle(execution_id)
-    while True:
-        description = await handle.describe()
+
+    async def stream() -> None:
         for record in await read_new_records(session.storage, execution_id, seen):
             sink(record)
+
+    await session.blips.call(stream)
+    if not follow:
+        return
+    client = await session.blips.call(session.temporal)
+    handle = client.get_workflow_handle(execution_id)
+    while True:
+        description = await session.blips.call(handle.describe)
+        await session.blips.call(stream)
         if description.status != WorkflowExecutionStatus.RUNNING:
-            for record in await read_new_records(session.storage, execution_id, seen):
-                sink(record)
+            await session.blips.call(stream)
             return
         await asyncio.sleep(POLL_S)
 

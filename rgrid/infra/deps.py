@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from rgrid.errors import UserInputError
-from rgrid.infra.runtime.base import NODE_SUFFIXES
+from rgrid.images import NODE_SUFFIXES
 
 # The reference regex of PEP 723, verbatim.
 _PEP723 = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")

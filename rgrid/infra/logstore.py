@@ -8,13 +8,16 @@ the round trip through 'surrogateescape'.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel
 
+from rgrid.infra.codec import MASK
 from rgrid.infra.storage.base import Storage, log_prefix
 
 Stream = Literal["out", "err"]
+REDACTED = MASK.encode()  # one marker for a hidden secret, in logs and in the Web UI
 
 
 class LogRecord(BaseModel):
@@ -22,6 +25,7 @@ class LogRecord(BaseModel):
 
     stream: Stream
     data: bytes
+    attempt: int = 1  # which try of the execution wrote it (a retry or a new node)
 
 
 def chunk_key(execution_id: str, attempt: int, seq: int) -> str:
@@ -32,8 +36,12 @@ def chunk_key(execution_id: str, attempt: int, seq: int) -> str:
 class LogChunkWriter:
     """Buffers output and writes it to storage as the next chunk on flush()."""
 
-    def __init__(self, storage: Storage, execution_id: str, attempt: int) -> None:
+    def __init__(
+        self, storage: Storage, execution_id: str, attempt: int, redact: Iterable[str] = ()
+    ) -> None:
         self._storage = storage
+        # Secret values the script may print: stored logs and the tail show REDACTED instead.
+        self._redact = sorted({v.encode() for v in redact if v}, key=len, reverse=True)
         self._execution_id = execution_id
         self._attempt = attempt
         self._buffer: list[tuple[Stream, bytes]] = []
@@ -56,7 +64,8 @@ class LogChunkWriter:
         if not self._buffer:
             return
         lines = [
-            json.dumps({"s": s, "d": d.decode("utf-8", "surrogateescape")}) for s, d in self._buffer
+            json.dumps({"s": s, "d": self._hide(d).decode("utf-8", "surrogateescape")})
+            for s, d in self._buffer
         ]
         payload = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
         await self._storage.put_bytes(
@@ -68,18 +77,34 @@ class LogChunkWriter:
 
     def last_line(self, stream: Stream) -> str:
         """The last non-empty line of a stream, for failure summaries."""
-        lines = self.tail[stream].decode("utf-8", "replace").strip().splitlines()
+        lines = self._hide(self.tail[stream]).decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else ""
 
+    def _hide(self, data: bytes) -> bytes:
+        for value in self._redact:
+            data = data.replace(value, REDACTED)
+        return data
 
-def decode_chunk(payload: bytes) -> list[LogRecord]:
+
+def attempt_of(key: str) -> int:
+    """The attempt a chunk key names (see chunk_key)."""
+    name = key.rsplit("/", 1)[-1]
+    head = name.split("-", 1)[0]
+    return int(head) if head.isdigit() else 1
+
+
+def decode_chunk(payload: bytes, attempt: int = 1) -> list[LogRecord]:
     """Records of one stored chunk."""
     records = []
     for line in payload.decode("utf-8", "surrogatepass").splitlines():
         if line:
             item = json.loads(line)
             records.append(
-                LogRecord(stream=item["s"], data=item["d"].encode("utf-8", "surrogateescape"))
+                LogRecord(
+                    stream=item["s"],
+                    data=item["d"].encode("utf-8", "surrogateescape"),
+                    attempt=attempt,
+                )
             )
     return records
 
@@ -90,6 +115,6 @@ async def read_new_records(storage: Storage, execution_id: str, after: set[str])
     for info in await storage.list(log_prefix(execution_id)):
         if info.key in after:
             continue
-        records.extend(decode_chunk(await storage.get_bytes(info.key)))
+        records.extend(decode_chunk(await storage.get_bytes(info.key), attempt_of(info.key)))
         after.add(info.key)
     return records

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from rgrid.config import Settings
+from rgrid.config_parts import StorageConfig
 
 # Rule ids rgrid owns on a bucket; other rules on the bucket are left alone.
 RULE_PREFIX = "rgrid"
@@ -60,9 +60,9 @@ def expires_at(stored_at: datetime, days: int) -> datetime:
     return midnight if midnight == moment else midnight + timedelta(days=1)
 
 
-def outputs_expire_at(settings: Settings, stored_at: datetime | None) -> datetime | None:
+def outputs_expire_at(storage: StorageConfig, stored_at: datetime | None) -> datetime | None:
     """When the bucket's lifecycle rule removes outputs stored at `stored_at` (None:
     nothing expires them, or they are not stored yet)."""
-    if stored_at is None or not settings.effective_storage_url.startswith("s3://"):
+    if stored_at is None or not storage.url.startswith("s3://"):
         return None
-    return expires_at(stored_at, settings.retention_days)
+    return expires_at(stored_at, storage.retention_days)

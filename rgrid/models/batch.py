@@ -31,6 +31,7 @@ class BatchSpec(BaseModel):
     parallel: int = 10
     fail_fast: bool = False
     page_size: int = 200
+    patterns: list[str] = Field(default_factory=list)  # what --batch matched, for the summary
 
 
 class BatchState(BaseModel):
@@ -49,6 +50,7 @@ class BatchState(BaseModel):
     paused: bool = False
     stopped: bool = False  # fail-fast tripped: start nothing more
     started_at: datetime | None = None
+    cancelled: bool = False  # the batch was cancelled (its running children with it)
 
 
 class BatchInput(BaseModel):
@@ -91,6 +93,7 @@ class BatchProgress(BaseModel):
     paused: bool = False
     stopped: bool = False
     done: bool = False
+    cancelled: bool = False
     started_at: datetime | None = None
     state: BatchState | None = None  # only in the result: what a later retry resumes from
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from rgrid.models.batch import BatchItem
-from rgrid.models.execution import ExecutionSpec, ExecutionStatus, OutputFile
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, OutputFile, Phase
 from rgrid.models.node import NodeLease
 
 
@@ -30,6 +30,21 @@ class CacheHit(BaseModel):
     size_bytes: int = 0
     created_at: datetime
     hits: int = 0
+
+    def answer(self, status: ExecutionStatus, now: datetime) -> ExecutionStatus:
+        """`status` answered by this entry: succeeded at `now` with its outputs, at no
+        cost and on no node. The CLI's fast path and the workflow both end a hit here."""
+        return status.model_copy(
+            update={
+                "phase": Phase.SUCCEEDED,
+                "exit_code": 0,
+                "finished_at": now,
+                "outputs": self.outputs,
+                "cache_key": self.key,
+                "cached": True,
+                "cached_from": self.execution_id,
+            }
+        )
 
 
 class PlanResult(BaseModel):

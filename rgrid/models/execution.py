@@ -56,7 +56,11 @@ class ExecutionSpec(BaseModel):
     args: list[str] = Field(default_factory=list)
     inputs: list[FileRef] = Field(default_factory=list)
     runtime: str = "auto"
-    image: str | None = None
+    image: str | None = None  # --image: also asks for the docker runtime
+    # The image a run without --image uses, resolved by the client from its settings when
+    # it builds the spec, so the cache key and the node read one value; None in specs from
+    # before (the node then uses its own default).
+    default_image: str | None = None
     network: bool = True
     requirements: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -64,6 +68,8 @@ class ExecutionSpec(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     tags: dict[str, str] = Field(default_factory=dict)
     project: str = "default"
+    # Temporal's task-queue priority of the claim: 1 most urgent .. 5; 3 by default.
+    priority: int = 3
     node_class: str = "local"
     retries: int = 0
     max_node_attempts: int = 3
@@ -77,6 +83,9 @@ class ExecutionSpec(BaseModel):
     # --budget: the control plane refuses the run (a batch: all its runs) when the estimate
     # is above it.
     budget_microns: int | None = None
+    # Secrets by name, each sealed (rgrid.infra.codec.Keyring.seal): only a node opens them.
+    secrets: dict[str, str] = Field(default_factory=dict)
+    secrets_digest: str | None = None  # keyed hash of the plain values: part of the cache key
 
 
 class OutputFile(BaseModel):
@@ -98,6 +107,8 @@ class ExecutionStatus(BaseModel):
     project: str = "default"
     batch_id: str | None = None
     batch_item: int | None = None
+    node_class: str = "local"
+    priority: int = 3  # its claim's priority while it waits: 1 most urgent .. 5
     node_id: str | None = None
     runtime: str | None = None
     attempts: int = 0

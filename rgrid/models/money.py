@@ -67,3 +67,17 @@ class LimitAlert(BaseModel):
 class WebhookInput(BaseModel):
     url: str
     payload: dict[str, object] = Field(default_factory=dict)
+
+
+class LimitWatchInput(BaseModel):
+    """The limit watch's pace: how often it looks at spending against the limits."""
+
+    every_s: float = 30.0
+
+
+class CheckLimitsInput(BaseModel):
+    pass
+
+
+class CheckLimitsResult(BaseModel):
+    crossings: int = 0  # crossings first noticed by this check

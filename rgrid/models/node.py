@@ -92,3 +92,14 @@ class NodeLoad(BaseModel):
     slots: int
     in_use: int
     draining: bool = False
+
+
+class AgentState(BaseModel):
+    """What a running agent says about itself in `<node dir>/agent.json` (read by
+    `rgrid dev status`): the runtime it offers and why that one."""
+
+    node_id: str
+    pid: int
+    runtime: str  # "docker" or "process"
+    reason: str
+    started_at: datetime

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
-from datetime import timedelta
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import structlog
 from temporalio.client import Client
@@ -20,11 +22,14 @@ from rgrid import logs, names
 from rgrid.activities.leases import LeaseBook, LeaseBookActivities, LeaseSlotSupplier
 from rgrid.activities.node import NodeActivities, NodeIdentity
 from rgrid.config import Settings, load_settings
-from rgrid.infra.runtime.docker import DockerRuntime, docker_available
+from rgrid.errors import RgridError
+from rgrid.infra.runtime.docker import DockerRuntime, docker_problem
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.runtime.select import SelectingRuntime
 from rgrid.infra.storage import open_storage
-from rgrid.infra.temporal import connect
+from rgrid.infra.temporal import keyring_of
+from rgrid.models.node import AgentState
+from rgrid.worker.service import connect_until_up, private_umask, stop_event
 
 log = structlog.get_logger()
 
@@ -60,6 +65,8 @@ def build_workers(
         storage=open_storage(settings.effective_storage_url),
         work_root=node_dir / "leases",
         lease_ttl_s=settings.lease_ttl_s,
+        keyring=keyring_of(settings),
+        abandon_s=settings.lease_abandon_s,
     )
     control = LeaseBookActivities(node_id, book)
     fixed = FixedSizeSlotSupplier(4)
@@ -102,42 +109,86 @@ async def _reap(activities: NodeActivities) -> None:
         activities.reap_expired()
 
 
+def agent_state_file(settings: Settings, node_id: str) -> Path:
+    """Where a running agent describes itself (its runtime and why)."""
+    return settings.node_dir / node_id / "agent.json"
+
+
+async def choose_runtime() -> tuple[bool, str]:
+    """Whether this node offers docker, and why (or why not): a machine without a
+    reachable daemon is a normal node on the process runtime."""
+    problem = await docker_problem()
+    if problem is None:
+        return True, "a Docker daemon answers on the default socket"
+    return False, f"no Docker daemon ({problem})"
+
+
 async def run_agent(
     settings: Settings, node_id: str, slots: int, hourly_price_microns: int | None = None
 ) -> None:
-    """Serve until SIGTERM or SIGINT."""
-    client = await connect(settings)
-    docker = await docker_available()
+    """Serve until SIGTERM or SIGINT; a Temporal that is away is waited for."""
+    stop = stop_event()
+    docker, reason = await choose_runtime()
+    runtime = "docker" if docker else "process"
+    client = await connect_until_up(settings, stop)
+    if client is None:
+        return
     workers, activities = build_workers(
         client, settings, node_id, slots, docker, hourly_price_microns
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "agent_started", node=node_id, slots=slots, node_class=settings.node_class, docker=docker
-    )
     reaper = asyncio.create_task(_reap(activities))
+    state = agent_state_file(settings, node_id)
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
+        state.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(
+            AgentState(
+                node_id=node_id,
+                pid=os.getpid(),
+                runtime=runtime,
+                reason=reason,
+                started_at=datetime.now(UTC),
+            ).model_dump_json()
+        )
+        tmp.replace(state)
+        log.info(
+            "agent_started",
+            node=node_id,
+            slots=slots,
+            node_class=settings.node_class,
+            runtime=runtime,
+            reason=reason,
+        )
         await stop.wait()
+        log.info("agent_draining", node=node_id)
     reaper.cancel()
     await activities.close()
+    state.unlink(missing_ok=True)
     log.info("agent_stopped", node=node_id)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="rgrid node agent")
+def parser() -> argparse.ArgumentParser:
+    """`rgrid worker agent` / `python -m rgrid.worker.agent` options."""
+    parser = argparse.ArgumentParser(prog="rgrid worker agent", description="rgrid node agent")
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--slots", type=int, default=1)
     parser.add_argument(
         "--hourly-price-microns", type=int, default=None, help="the node's price, for leases"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    private_umask()
     logs.configure(json=True)
-    asyncio.run(run_agent(load_settings(), args.node_id, args.slots, args.hourly_price_microns))
+    try:
+        asyncio.run(run_agent(load_settings(), args.node_id, args.slots, args.hourly_price_microns))
+    except RgridError as exc:  # e.g. a bad setting: one line, for the supervisor's record
+        print(f"ERROR: {exc.one_line()}", file=sys.stderr, flush=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""The embedded stack: Temporal dev server, control worker and local node agents in one
-supervised process tree, so `rgrid run` works on a machine with nothing configured.
+"""The embedded stack: a supervisor of `temporal server start-dev`, one control worker
+(`rgrid worker control`), the local node agents (`rgrid worker agent`) and the command
+server, so `rgrid run` works on a machine with nothing configured.
 
-`rgrid dev start` (or the first `rgrid run`) spawns `python -m rgrid.worker.dev` detached;
-it writes `stack.json` under $RGRID_HOME/dev once every part answers.
+`rgrid dev start` (or the first `rgrid run`) spawns `python -m rgrid.worker.dev` detached.
+It restarts any child that exits (see rgrid.worker.supervisor), records them in
+$RGRID_HOME/dev/children.json (`rgrid dev status`), and writes `stack.json` once
+Temporal and the control worker answer. When every agent has spent its restart budget,
+runs waiting for a node fail at once, saying why, instead of waiting out the queue timeout.
 """
 
 from __future__ import annotations
@@ -12,38 +16,46 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
+import socket
 import sys
 import sysconfig
 import time
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+import aiohttp
 import structlog
 import yaml
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
-from ulid import ULID
+from temporalio.service import RPCError
 
 from rgrid import logs
-from rgrid.client.stack import START_TIMEOUT_S, StackInfo, check_ports, stack_file
+from rgrid.client import codec_server
+from rgrid.client.stack import (
+    START_TIMEOUT_S,
+    StackInfo,
+    check_ports,
+    children_file,
+    end_recorded,
+    make_private,
+    stack_file,
+)
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
-from rgrid.infra.ledger import Ledger
-from rgrid.infra.providers import NodeProvider
-from rgrid.infra.providers.local import LocalProvider
-from rgrid.infra.storage import open_storage
+from rgrid.infra.providers.local import agent_command
 from rgrid.infra.temporal import connect
-from rgrid.models.pool import NodeRecord, NodeState, PoolInput
-from rgrid.money.lives import LIFE_SEPARATOR, base_node_id
-from rgrid.names import CONTROL_QUEUE
+from rgrid.models.node import AgentState
+from rgrid.models.pool import NoCapacity, NodeRecord
+from rgrid.models.stack import ChildState, ChildStatus
 from rgrid.paths import command_server_socket
-from rgrid.worker.control import build_control_worker
-from rgrid.worker.limit_watch import watch_limits
+from rgrid.worker.agent import agent_state_file
+from rgrid.worker.local_nodes import close_lives, open_lives
+from rgrid.worker.service import private_umask, stop_event, temporal_answers
+from rgrid.worker.supervisor import ChildSpec, Supervisor
 
 log = structlog.get_logger()
+
+WAITING_RUNS = "WorkflowType = 'ExecutionWorkflow' AND ExecutionStatus = 'Running'"
 
 
 def temporal_binary() -> str:
@@ -82,6 +94,9 @@ def dev_server_argv(settings: Settings) -> list[str]:
         "--log-level",
         config.get("log_level", "warn"),
         "--ui-disable-news-fetch",
+        # The UI shows rgrid's encrypted payloads through rgrid's codec server (secrets masked).
+        "--ui-codec-endpoint",
+        codec_server.codec_endpoint(settings, codec_server.token_of(settings.home)),
     ]
     for key, value in config.get("sqlite_pragmas", {}).items():
         argv += ["--sqlite-pragma", f"{key}={value}"]
@@ -92,187 +107,205 @@ def dev_server_argv(settings: Settings) -> list[str]:
     return argv
 
 
+class StackProbes:
+    """How the supervisor tells each child works: Temporal answers, the control worker's
+    health port says 200, an agent has written its state file (it polls)."""
+
+    def __init__(self, settings: Settings, health_port: int) -> None:
+        self._settings = settings
+        self._health_url = f"http://127.0.0.1:{health_port}/healthz"
+        self.client: Client | None = None
+
+    async def temporal(self, _: ChildStatus) -> bool:
+        if self.client is None:
+            with contextlib.suppress(RgridError):
+                self.client = await connect(self._settings, timeout_s=2)
+            return self.client is not None
+        return await temporal_answers(self.client)
+
+    async def control(self, _: ChildStatus) -> bool:
+        try:
+            timeout = aiohttp.ClientTimeout(total=2)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(self._health_url) as response,
+            ):
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    def agent(self, node_id: str):  # type: ignore[no-untyped-def]
+        path = agent_state_file(self._settings, node_id)
+
+        async def probe(status: ChildStatus) -> bool:
+            try:
+                state = AgentState.model_validate_json(path.read_text())
+            except (OSError, ValueError):
+                return False
+            ready = status.process is not None and state.pid == status.process.pid
+            status.agent = state if ready else status.agent
+            return ready
+
+        return probe
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the control worker's health port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def local_node_ids(settings: Settings) -> list[str]:
+    """The fixed local agents (none when a node pool starts them on demand)."""
+    if settings.pool_id is not None:
+        return []
+    return [f"local-{i}" for i in range(1, settings.local_nodes + 1)]
+
+
+def stack_children(settings: Settings, probes: StackProbes, health_port: int) -> list[ChildSpec]:
+    """Every child of the embedded stack, in start order."""
+    dev = settings.dev_dir
+    env = {**os.environ, "RGRID_HOME": str(settings.home)}
+    python = sys.executable
+    specs = [
+        ChildSpec(
+            "temporal",
+            "temporal",
+            dev_server_argv(settings),
+            dev / "temporal.log",
+            probe=probes.temporal,
+        ),
+        ChildSpec(
+            "control",
+            "control",
+            [python, "-m", "rgrid.worker.control", "--health-port", str(health_port)],
+            dev / "control.log",
+            env=env,
+            probe=probes.control,
+        ),
+    ]
+    for node_id in local_node_ids(settings):
+        argv, agent_env = agent_command(settings, node_id, settings.local_slots)
+        specs.append(
+            ChildSpec(
+                f"agent-{node_id}",
+                "agent",
+                argv,
+                dev / f"agent-{node_id}.log",
+                env=agent_env,
+                probe=probes.agent(node_id),
+            )
+        )
+    socket_path = str(command_server_socket(settings.home))
+    specs.append(
+        ChildSpec(
+            "command-server",
+            "command-server",
+            [python, "-m", "rgrid.cli.command_server", socket_path],
+            dev / "command-server.log",
+            env=env,
+            spare_descendants=True,
+        )
+    )
+    return specs
+
+
 async def serve(settings: Settings) -> None:
-    """Run every part of the stack until SIGTERM; then stop them in reverse order."""
-    settings.dev_dir.mkdir(parents=True, exist_ok=True)
+    """Supervise every part of the stack until SIGTERM; then stop them in reverse order."""
+    private_umask()
+    make_private(settings)
+    ended = end_recorded(children_file(settings))
+    if ended:
+        log.warning("orphans_ended", children=ended)
     check_ports(settings)
-    server = subprocess.Popen(
-        dev_server_argv(settings),
-        stdout=(settings.dev_dir / "temporal.log").open("ab"),
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+    health_port = free_port()
+    probes = StackProbes(settings, health_port)
+    supervisor = Supervisor(
+        stack_children(settings, probes, health_port),
+        children_file(settings),
+        budget=settings.dev_restart_budget,
     )
-    provider = LocalProvider(settings, settings.dev_dir)
-    storage = open_storage(settings.effective_storage_url)
-    ledger: Ledger | None = None
-    commands = asyncio.create_task(_serve_commands(settings))
+    node_ids = local_node_ids(settings)
+    stop = stop_event()
+    supervisor.start_all()
+    watching = asyncio.create_task(supervisor.run(stop))
+    # The Web UI's codec endpoint: payloads readable there, secret values masked.
+    codec = await codec_server.start(settings)
     lives: list[NodeRecord] = []
-    pooled: NodeProvider | None = None
     try:
-        client = await _wait_for_temporal(settings, server)
-        ledger = await Ledger.open(settings.effective_database_url)
-        # With a node pool, nodes come and go on demand; else fixed local agents.
-        pooled = pool_provider(settings, provider)
-        nodes = provider.start_nodes() if pooled is None else []
-        lives = await record_local_nodes(ledger, settings, nodes)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        async with build_control_worker(client, ledger, storage, settings, provider=pooled):
-            if pooled is not None:
-                await start_pool(client, settings)
-            watch = asyncio.create_task(watch_limits(ledger, client, settings.limit_check_s))
-            info = StackInfo(
-                pid=os.getpid(),
-                address=settings.effective_temporal_address,
-                ui_url=f"http://{settings.dev_ip}:{settings.effective_ui_port}",
-                nodes=nodes,
-                started_at=time.time(),
-            )
-            tmp = stack_file(settings).with_suffix(".tmp")
-            tmp.write_text(info.model_dump_json())
-            tmp.replace(stack_file(settings))  # readers see it whole or not at all
-            log.info("stack_ready", **info.model_dump())
-            await stop.wait()
-            watch.cancel()
+        lives = await open_lives(settings, node_ids)  # while the children start
+        await _wait_ready(settings, supervisor)
+        info = StackInfo(
+            pid=os.getpid(),
+            address=settings.effective_temporal_address,
+            ui_url=f"http://{settings.dev_ip}:{settings.effective_ui_port}",
+            nodes=node_ids,
+            started_at=time.time(),
+        )
+        tmp = stack_file(settings).with_suffix(".tmp")
+        tmp.write_text(info.model_dump_json())
+        tmp.replace(stack_file(settings))  # readers see it whole or not at all
+        log.info("stack_ready", **info.model_dump())
+        failing = asyncio.create_task(fail_waiting_runs(probes, supervisor, stop))
+        await stop.wait()
+        failing.cancel()
     finally:
+        stop.set()
+        await watching
         stack_file(settings).unlink(missing_ok=True)
-        commands.cancel()
-        if ledger is not None and pooled is not None:
-            await delete_pool_nodes(pooled, ledger, settings)
-        provider.stop_all()
-        if ledger is not None:
-            await close_local_nodes(ledger, lives)
-            await ledger.close()
-        await storage.aclose()
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        supervisor.stop_all()
+        await close_lives(settings, lives)
+        await codec.cleanup()
 
 
-def pool_provider(settings: Settings, local: LocalProvider) -> NodeProvider | None:
-    """The provider behind the node pool, or None for fixed local agents."""
-    if settings.pool_id is None:
-        return None
-    if settings.provider == "hetzner":
-        from rgrid.infra.providers.hetzner import HetznerProvider
-
-        return HetznerProvider(settings)
-    return local
-
-
-async def delete_pool_nodes(pooled: NodeProvider, ledger: Ledger, settings: Settings) -> None:
-    """On a graceful stop nothing is left to drive the pool's nodes: delete them rather
-    than let cloud servers bill with no control plane (their runs resume elsewhere when
-    a stack runs again), and close their ledger rows."""
-    try:
-        async with asyncio.timeout(60):
-            for server in await pooled.list_nodes(settings.node_class):
-                await pooled.delete_node(server.server_id)
-            now = datetime.now(UTC)
-            for node in await ledger.nodes():
-                if node.provider == pooled.name and node.node_class == settings.node_class:
-                    await ledger.save_node(
-                        node.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
-                    )
-    except (RgridError, TimeoutError) as exc:
-        log.warning("pool_nodes_left", error=str(exc), hint="`rgrid nodes` after a restart")
-
-
-async def start_pool(client: Client, settings: Settings) -> None:
-    """Start the node pool now (not only on first demand), so it deletes any orphans a
-    crash left behind; a pool that already runs is kept."""
-    assert settings.pool_id is not None
-    await client.start_workflow(
-        "NodePoolWorkflow",
-        PoolInput(config=settings.node_class_config()),
-        id=settings.pool_id,
-        task_queue=CONTROL_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-
-
-async def _serve_commands(settings: Settings) -> None:
-    """Keep a command server running (rgrid.cli.command_server): one that exits because
-    the code changed is started again, with the new code."""
-    path = command_server_socket(settings.home)
-    while True:
-        with (settings.dev_dir / "command-server.log").open("ab") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "rgrid.cli.command_server", str(path)),
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
-            )
-        try:
-            await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                await proc.wait()
-            path.unlink(missing_ok=True)
-        await asyncio.sleep(1)  # a server that cannot start must not spin
-
-
-async def _wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes]):  # type: ignore[no-untyped-def]
+async def _wait_ready(settings: Settings, supervisor: Supervisor) -> None:
+    """Until Temporal and the control worker answer; an error if either gives up."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
-        if server.poll() is not None:
-            raise EmbeddedStackError(
-                "the Temporal dev server exited at start",
-                f"see {settings.dev_dir / 'temporal.log'}",
-            )
-        with contextlib.suppress(Exception):
-            return await connect(settings, timeout_s=2)
+        vital = {c.name: c for c in supervisor.status() if c.kind in ("temporal", "control")}
+        if all(c.ready for c in vital.values()):
+            return
+        for child in vital.values():
+            if child.state is ChildState.GAVE_UP:
+                raise EmbeddedStackError(
+                    f"the {child.name} process keeps exiting: {child.last_exit_reason}",
+                    f"see {child.log}",
+                )
         if time.monotonic() > deadline:
-            raise EmbeddedStackError("the Temporal dev server did not answer in time", "")
+            raise EmbeddedStackError("the embedded stack did not answer in time", "")
         await asyncio.sleep(0.2)
 
 
-async def record_local_nodes(
-    ledger: Ledger, settings: Settings, node_ids: list[str]
-) -> list[NodeRecord]:
-    """Bill this stack's agents from now (one ledger row per life, `local-1@<life>`), after
-    closing the rows a stack that died without stopping left open."""
-    now = datetime.now(UTC)
-    for node in await ledger.nodes():
-        if node.provider == "local" and node.deleted_at is None:
-            # Its end is unknown: bill it to its last sign of life, the latest run on it.
-            runs = await ledger.runs_on({base_node_id(node.node_id)}, node.created_at, now)
-            seen = [t for r in runs if (t := r.finished_at or r.started_at)]
-            last = max([node.ready_at or node.created_at, *seen])
-            await ledger.save_node(
-                node.model_copy(update={"state": NodeState.DELETED, "deleted_at": last})
-            )
-    life = str(ULID()).lower()
-    lives = [
-        NodeRecord(
-            node_id=f"{node_id}{LIFE_SEPARATOR}{life}",
-            provider="local",
-            node_class=settings.node_class,
-            slots=settings.local_slots,
-            hourly_price_microns=settings.local_hourly_price_microns,
-            state=NodeState.READY,
-            created_at=now,
-            ready_at=now,
-        )
-        for node_id in node_ids
-    ]
-    for record in lives:
-        await ledger.save_node(record)
-    return lives
+def given_up_reason(children: list[ChildStatus]) -> str | None:
+    """Why no local node will take a run, when the supervisor has given up on every agent."""
+    agents = [c for c in children if c.kind == "agent"]
+    if not agents or any(c.state is not ChildState.GAVE_UP for c in agents):
+        return None
+    last = agents[-1]
+    return (
+        f"the local node agent keeps exiting ({last.last_exit_reason or 'no output'}; "
+        f"log {last.log}): `rgrid dev status` shows it, `rgrid dev stop` then "
+        "`rgrid dev start` tries again"
+    )
 
 
-async def close_local_nodes(ledger: Ledger, lives: list[NodeRecord]) -> None:
-    """The stack stops: its agents bill no more."""
-    now = datetime.now(UTC)
-    for record in lives:
-        await ledger.save_node(
-            record.model_copy(update={"state": NodeState.DELETED, "deleted_at": now})
-        )
+async def fail_waiting_runs(
+    probes: StackProbes, supervisor: Supervisor, stop: asyncio.Event
+) -> None:
+    """While every agent is given up, tell each running execution that no node will come
+    (the `no_capacity` signal): one waiting for a node fails at once with the reason."""
+    while not stop.is_set():
+        reason = given_up_reason(supervisor.status())
+        if reason is not None and probes.client is not None:
+            try:
+                async for run in probes.client.list_workflows(WAITING_RUNS):
+                    handle = probes.client.get_workflow_handle(run.id)
+                    with contextlib.suppress(RPCError):
+                        await handle.signal("no_capacity", NoCapacity(message=reason))
+            except RPCError as exc:
+                log.warning("could_not_fail_waiting_runs", error=str(exc))
+        await asyncio.sleep(1.0)
 
 
 def main() -> None:

@@ -3,8 +3,16 @@
 from rgrid.workflows.alert import AlertWorkflow
 from rgrid.workflows.batch import BatchWorkflow
 from rgrid.workflows.execution import ExecutionWorkflow
+from rgrid.workflows.limit_watch import LimitWatchWorkflow
 from rgrid.workflows.node_pool import NodePoolWorkflow
 
-WORKFLOWS = [AlertWorkflow, BatchWorkflow, ExecutionWorkflow, NodePoolWorkflow]
+WORKFLOWS = [AlertWorkflow, BatchWorkflow, ExecutionWorkflow, LimitWatchWorkflow, NodePoolWorkflow]
 
-__all__ = ["WORKFLOWS", "AlertWorkflow", "BatchWorkflow", "ExecutionWorkflow", "NodePoolWorkflow"]
+__all__ = [
+    "WORKFLOWS",
+    "AlertWorkflow",
+    "BatchWorkflow",
+    "ExecutionWorkflow",
+    "LimitWatchWorkflow",
+    "NodePoolWorkflow",
+]

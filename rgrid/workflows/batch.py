@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rgrid.models.control import LoadItemsInput
     from rgrid.models.execution import ExecutionSpec, Phase
+    from rgrid.workflows import visibility
     from rgrid.workflows.admission import refusal as admission_refusal
 
 
@@ -48,6 +49,7 @@ class BatchWorkflow:
         self._items: dict[int, BatchItem] = {}
         self._started_this_run = 0
         self._starts: list[asyncio.Future[None]] = []
+        self._visible = False  # children get summaries (histories from before: none)
 
     @workflow.run
     async def run(self, request: BatchInput) -> BatchProgress:
@@ -55,6 +57,9 @@ class BatchWorkflow:
         # Asked before anything else: asked after a local activity, the marker can land in
         # the next workflow task, where a replay no longer sees it (a nondeterminism error).
         concurrent_starts = workflow.patched("concurrent-child-starts")
+        self._visible = workflow.patched(visibility.VISIBLE)
+        if self._visible:
+            visibility.upsert_batch(spec)
         # A batch started (or started again to retry its failed items) is admitted once;
         # its continuations are running work, which goes on past a limit.
         admission = workflow.info().continued_run_id is None and workflow.patched("admission")
@@ -80,6 +85,8 @@ class BatchWorkflow:
                 else:
                     await start
         except asyncio.CancelledError:
+            # State only, no command: a query on the closed batch replays to here too.
+            self._state.cancelled = True
             await self._cancel_running()
             raise
         await asyncio.gather(*self._starts)
@@ -106,7 +113,8 @@ class BatchWorkflow:
             parallel=state.parallel,
             paused=state.paused,
             stopped=state.stopped,
-            done=self._finished(),
+            done=self._finished() or state.cancelled,
+            cancelled=state.cancelled,
             started_at=state.started_at,
         )
 
@@ -137,6 +145,11 @@ class BatchWorkflow:
             state.failed.append(report.index)
             if self._spec.fail_fast:
                 state.stopped = True
+        self._show()
+
+    def _show(self) -> None:
+        # Not a command: the Web UI reads it live through the workflow's metadata query.
+        workflow.set_current_details(visibility.batch_details(self.progress()))
 
     @workflow.signal(name="set_parallel")
     def set_parallel(self, request: SetParallelInput) -> None:
@@ -167,8 +180,12 @@ class BatchWorkflow:
     @retry_failed.validator
     def _validate_retry(self, request: RetryFailedInput) -> None:
         if not self._state.failed:
+            # A user's request that asking again will not change (a rejected update
+            # writes no history, so this needs no patch).
             raise ApplicationError(
-                "the batch has no failed items to retry", type=Failure.NOTHING_TO_RETRY
+                "the batch has no failed items to retry",
+                type=Failure.NOTHING_TO_RETRY,
+                non_retryable=True,
             )
 
     async def _admit(self, what: str, with_budget: bool) -> None:
@@ -220,6 +237,7 @@ class BatchWorkflow:
         )
         state.running[index] = execution_id
         self._started_this_run += 1
+        self._show()
         return self._start_child(child, execution_id)
 
     async def _start_child(self, child: ExecutionSpec, execution_id: str) -> None:
@@ -234,6 +252,7 @@ class BatchWorkflow:
                 search_attributes=TypedSearchAttributes(
                     [SearchAttributePair(names.BATCH_ID_ATTRIBUTE, workflow.info().workflow_id)]
                 ),
+                static_summary=visibility.run_summary(child) if self._visible else None,
             )
         except FailureError:
             # Already started (a retried start after a worker crash): its report will come.

@@ -65,6 +65,7 @@ def isolated_env(root: Path) -> dict[str, str]:
         XDG_CONFIG_HOME=str(root / "config"),
         RGRID_DEV_PORT=str(free_port()),
         RGRID_DEV_UI_PORT=str(free_port()),
+        RGRID_CODEC_PORT=str(free_port()),
         RGRID_LOCAL_SLOTS="2",
         RGRID_RUNTIME="process",  # docker is asked for explicitly, with the image tests build
         RGRID_PYTHON_IMAGE=PYTHON_IMAGE,

@@ -1,8 +1,7 @@
 """The result cache and in-flight dedup, through the real CLI on the embedded stack.
 
-Scripts count their own runs by knocking at the test's counter (a TCP port of 127.0.0.1:
-the sandbox hides the test's files from them, not the loopback network), so "never
-reached a node" is observed, not inferred."""
+Scripts count their own runs on a loopback endpoint the test owns (tests/run_counter.py),
+so "never reached a node" is observed, not inferred."""
 
 from __future__ import annotations
 
@@ -14,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Cli
+from tests.run_counter import RunCounter
 
 pytestmark = pytest.mark.e2e
 
 COUNTING = """
-import os, socket, sys
-socket.create_connection(("127.0.0.1", int(os.environ["RUNS_PORT"]))).close()
+import os, sys, urllib.request
+urllib.request.urlopen(os.environ["COUNTER_URL"] + "/run").read()
 text = open(sys.argv[1]).read() if len(sys.argv) > 1 else "none"
 print("input says", text.strip())
 if text.strip() == "bad":
@@ -29,46 +29,26 @@ open("out/result.txt", "w").write(text.upper())
 """
 
 
-class RunCounter:
-    """Counts the scripts' knocks: each waits in the listen backlog until counted, so a
-    count taken after the CLI returned has every run that happened."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(128)
-        self._sock.setblocking(False)
-        self.port = self._sock.getsockname()[1]
-        self._seen = 0
-
-    def runs(self) -> int:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except BlockingIOError:
-                return self._seen
-            conn.close()
-            self._seen += 1
-
-
-def counting_script(work: Path, extra: str = "") -> RunCounter:
+def counting_script(work: Path, counter: RunCounter, extra: str = "") -> RunCounter:
     (work / "job.py").write_text(textwrap.dedent(COUNTING) + extra)
-    return RunCounter()
+    return counter
 
 
 def runs(counter: RunCounter) -> int:
-    return counter.runs()
+    return counter.count("run")
 
 
-def test_an_identical_run_is_served_from_cache_without_a_node(cli: Cli, work: Path) -> None:
-    counter = counting_script(work)
+def test_an_identical_run_is_served_from_cache_without_a_node(
+    cli: Cli, work: Path, run_counter: RunCounter
+) -> None:
+    counter = counting_script(work, run_counter)
     (work / "in.txt").write_text("hello")
-    first = cli("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work)
+    first = cli("run", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt", cwd=work)
     assert first.code == 0, first.stderr
     first_id = first.stderr.splitlines()[0]
     shutil.rmtree(work / "outputs")
 
-    second = cli("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work)
+    second = cli("run", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt", cwd=work)
     assert second.code == 0, second.stderr
     second_id = second.stderr.splitlines()[0]
     assert runs(counter) == 1  # the script did not run again
@@ -87,19 +67,21 @@ def test_an_identical_run_is_served_from_cache_without_a_node(cli: Cli, work: Pa
     assert (work / "again" / "out" / "result.txt").read_text() == "HELLO"
 
     fresh = cli(
-        "run", "--no-cache", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work
+        "run", "--no-cache", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt", cwd=work
     )
     assert fresh.code == 0 and runs(counter) == 2
     assert "cached:" not in fresh.stderr
-    third = cli("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt", cwd=work)
+    third = cli("run", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt", cwd=work)
     fresh_id = fresh.stderr.splitlines()[0]
     assert runs(counter) == 2 and f"same inputs as {fresh_id}" in third.stderr  # refreshed
 
 
-def test_a_changed_input_or_a_failed_run_or_a_marker_runs_again(cli: Cli, work: Path) -> None:
-    counter = counting_script(work)
+def test_a_changed_input_or_a_failed_run_or_a_marker_runs_again(
+    cli: Cli, work: Path, run_counter: RunCounter
+) -> None:
+    counter = counting_script(work, run_counter)
     (work / "in.txt").write_text("bad")
-    args = ("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt")
+    args = ("run", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt")
     assert cli(*args, cwd=work).code == 3
     assert cli(*args, cwd=work).code == 3  # failures are not cached
     assert runs(counter) == 2
@@ -108,16 +90,18 @@ def test_a_changed_input_or_a_failed_run_or_a_marker_runs_again(cli: Cli, work: 
     assert cli(*args, cwd=work).code == 0
     assert runs(counter) == 3
 
-    counting_script(work, extra="# rgrid: no-cache\n")  # side effects: never cached
+    counting_script(work, run_counter, extra="# rgrid: no-cache\n")  # side effects: never cached
     assert cli(*args, cwd=work).code == 0
     assert cli(*args, cwd=work).code == 0
     assert runs(counter) == 5
 
 
-def test_outputs_gone_from_storage_force_a_real_run(cli: Cli, work: Path) -> None:
-    counter = counting_script(work)
+def test_outputs_gone_from_storage_force_a_real_run(
+    cli: Cli, work: Path, run_counter: RunCounter
+) -> None:
+    counter = counting_script(work, run_counter)
     (work / "in.txt").write_text("expiring")
-    args = ("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt")
+    args = ("run", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt")
     first = cli(*args, cwd=work)
     assert first.code == 0, first.stderr
     # What the retention rule does to an execution's outputs.
@@ -167,13 +151,15 @@ def test_two_identical_runs_in_flight_share_one_execution(cli: Cli, work: Path) 
     assert sum(1 for e in listed if e["execution_id"] == first_id) == 1
 
 
-def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(cli: Cli, work: Path) -> None:
-    counter = counting_script(work)
+def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(
+    cli: Cli, work: Path, run_counter: RunCounter
+) -> None:
+    counter = counting_script(work, run_counter)
     data = work / "data"
     data.mkdir()
     for name, text in {"a.txt": "alpha", "b.txt": "bad", "c.txt": "gamma"}.items():
         (data / name).write_text(text)
-    args = ("run", "--json", "-e", f"RUNS_PORT={counter.port}", "job.py", "--batch", "data/*.txt")
+    args = ("run", "--json", "-e", f"COUNTER_URL={counter.url}", "job.py", "--batch", "data/*.txt")
     first = cli(*args, cwd=work)
     assert first.code != 0 and runs(counter) == 3
     (data / "b.txt").write_text("beta")
@@ -187,10 +173,10 @@ def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(cli: Cli, work: Path
         assert (work / "outputs" / stem / "out" / "result.txt").read_text() == text
 
 
-def test_cache_ls_rm_and_clear(cli: Cli, work: Path) -> None:
-    counter = counting_script(work)
+def test_cache_ls_rm_and_clear(cli: Cli, work: Path, run_counter: RunCounter) -> None:
+    counter = counting_script(work, run_counter)
     (work / "in.txt").write_text("listed")
-    args = ("run", "-e", f"RUNS_PORT={counter.port}", "job.py", "in.txt")
+    args = ("run", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt")
     assert cli(*args, cwd=work).code == 0
     dry = cli("run", "--dry-run", "--json", *args[1:], cwd=work).json()
     assert isinstance(dry, dict)

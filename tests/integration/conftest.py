@@ -12,28 +12,36 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from ulid import ULID
 
+from rgrid.client.codec_server import build_app
 from rgrid.config import Settings
+from rgrid.infra.codec import CodecKey, Keyring
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.local import LocalStorage
-from rgrid.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
+from rgrid.infra.temporal import data_converter
+from rgrid.names import SEARCH_ATTRIBUTES
 from rgrid.worker.agent import build_workers
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
 from rgrid.workflows import WORKFLOWS
+from tests.conftest import free_port
+
+# The session's codec keys: the client, the workers and every test's settings share them.
+CODEC_KEYS = Keyring([CodecKey.generate()])
+CONVERTER = data_converter(CODEC_KEYS)
 
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
-        search_attributes=[PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE, BATCH_ID_ATTRIBUTE],
+        data_converter=CONVERTER,
+        search_attributes=list(SEARCH_ATTRIBUTES),
         ui=False,
     )
     async with env:
@@ -64,6 +72,7 @@ def settings(temporal_env: WorkflowEnvironment, shared_home: Path, tmp_path: Pat
         temporal_address=temporal_env.client.service_client.config.target_host,
         database_url=f"sqlite+aiosqlite:///{shared_home / 'ledger.db'}",
         storage_url=(shared_home / "storage").as_uri(),
+        codec_key=CODEC_KEYS.export(),
         node_class=f"test-{str(ULID()).lower()}",
         heartbeat_timeout_s=3,
         lease_ttl_s=30,
@@ -89,7 +98,7 @@ async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
     """The run's whole history replays against today's workflow code: what a worker
     restart, a cache eviction or a query on an evicted workflow does."""
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=CONVERTER)
     await replayer.replay_workflow(history)
 
 
@@ -101,6 +110,17 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
         # The workflow id goes along: workflows derive child ids from it.
         record = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
         (HISTORIES / f"{name}.json").write_text(json.dumps(record, indent=1))
+
+
+@pytest.fixture
+async def codec_endpoint() -> AsyncIterator[str]:
+    """A codec server for the session's keys (the `temporal` CLI decodes through it)."""
+    runner = web.AppRunner(build_app(CODEC_KEYS, "test-token", []))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/test-token"
+    await runner.cleanup()
 
 
 @pytest.fixture

@@ -232,7 +232,7 @@ async def temporal_cli(*args: str) -> str:
 
 
 async def test_the_temporal_cli_can_signal_and_query_a_batch(
-    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path, codec_endpoint: str
 ) -> None:
     address = ["--address", settings.effective_temporal_address]
     async with agent(client, settings, "batch-node", slots=2):
@@ -257,6 +257,9 @@ async def test_the_temporal_cli_can_signal_and_query_a_batch(
             "progress",
             "--output",
             "json",
+            # The answer is encrypted; a signal's plain JSON input is accepted as it is.
+            "--codec-endpoint",
+            codec_endpoint,
             *address,
         )
         final = await handle.result()

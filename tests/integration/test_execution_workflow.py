@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 from ulid import ULID
 
+from rgrid.cache.key import spec_key
 from rgrid.client import submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
@@ -77,6 +78,26 @@ async def test_an_identical_run_is_answered_from_the_cache_without_a_node(
     assert second.outputs == first.outputs
     assert (await control.get(handle.id)).cached
     await record_history(handle, "cached")
+
+
+async def test_the_cli_and_a_differently_configured_control_worker_agree_on_the_key(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    # The control worker runs with the default images; this client names another one.
+    # The spec carries the client's choice, so plan stores under the key the CLI reads.
+    mine = settings.model_copy(update={"python_image": "example/python:client-side"})
+    script = tmp_path / "job.py"
+    script.write_text(f"open('out.txt', 'w').write('{ULID()}')\n")
+    session = Session(mine)
+    spec, _ = await submit.prepare(session, submit.RunRequest(script=script), tmp_path)
+    assert spec.default_image == "example/python:client-side"
+    assert await submit.serve_from_cache(session, spec) is None
+    async with agent(client, mine, "node-k"):
+        first = await (await submit.start(session, spec)).result()
+    assert first.cache_key == spec_key(spec)
+    served = await submit.serve_from_cache(session, spec)
+    assert served is not None and served.cached_from == first.execution_id
+    await session.close()
 
 
 async def test_script_failure_is_not_retried_unless_asked(

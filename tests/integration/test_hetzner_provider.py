@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rgrid.config import Settings
+from rgrid.config_parts import HetznerConfig
 from rgrid.errors import (
     CapacityUnavailableError,
     ConfigError,
@@ -60,7 +61,7 @@ def create(node_id: str, server_type: str = "cx22", location: str = "nbg1") -> C
 async def test_the_hourly_price_comes_from_the_api_per_type_and_location(
     standin: tuple[HetznerStandIn, Settings],
 ) -> None:
-    provider = HetznerProvider(standin[1])
+    provider = HetznerProvider(HetznerConfig.of(standin[1]))
     small = await provider.create_node(create("n-1"))
     large = await provider.create_node(create("n-2", "cx32", "fsn1"))
     assert (small.hourly_price_microns, small.currency) == (6000, "EUR")
@@ -75,7 +76,7 @@ async def test_the_hourly_price_comes_from_the_api_per_type_and_location(
 async def test_servers_carry_rgrid_labels_and_are_listed_by_class_only(
     standin: tuple[HetznerStandIn, Settings],
 ) -> None:
-    provider = HetznerProvider(standin[1])
+    provider = HetznerProvider(HetznerConfig.of(standin[1]))
     await provider.create_node(create("n-1"))
     (server,) = await provider.list_nodes("cpu")
     assert server.labels == {
@@ -92,7 +93,7 @@ async def test_a_quota_error_says_what_to_do(standin: tuple[HetznerStandIn, Sett
     api, settings = standin
     api.server_limit = 0
     with pytest.raises(QuotaExceededError) as error:
-        await HetznerProvider(settings).create_node(create("n-1"))
+        await HetznerProvider(HetznerConfig.of(settings)).create_node(create("n-1"))
     assert "resource_limit_exceeded" in error.value.one_line()
     assert error.value.hint == "raise your Hetzner limit or lower max_nodes"
 
@@ -101,7 +102,7 @@ async def test_missing_capacity_and_unknown_choices_have_their_own_errors(
     standin: tuple[HetznerStandIn, Settings],
 ) -> None:
     api, settings = standin
-    provider = HetznerProvider(settings)
+    provider = HetznerProvider(HetznerConfig.of(settings))
     api.faults.append(Fault(code="resource_unavailable", message="no capacity", location="nbg1"))
     with pytest.raises(CapacityUnavailableError):
         await provider.create_node(create("n-1"))
@@ -117,20 +118,22 @@ async def test_a_wrong_token_or_a_dead_endpoint_is_a_clear_error(
 ) -> None:
     settings = standin[1]
     with pytest.raises(ConfigError) as error:
-        await HetznerProvider(settings.model_copy(update={"hcloud_token": "wrong"})).list_nodes("x")
+        await HetznerProvider(
+            HetznerConfig.of(settings.model_copy(update={"hcloud_token": "wrong"}))
+        ).list_nodes("x")
     assert "HCLOUD_TOKEN" in error.value.hint
     with pytest.raises(ConfigError):
-        HetznerProvider(settings.model_copy(update={"hcloud_token": None}))
+        HetznerProvider(HetznerConfig.of(settings.model_copy(update={"hcloud_token": None})))
     dead = settings.model_copy(update={"hcloud_endpoint": f"http://127.0.0.1:{free_port()}/v1"})
     with pytest.raises(ServiceUnavailableError):
-        await HetznerProvider(dead).list_nodes("x")
+        await HetznerProvider(HetznerConfig.of(dead)).list_nodes("x")
 
 
 async def test_booting_applies_the_user_data_and_deleting_kills_the_agent(
     standin: tuple[HetznerStandIn, Settings],
 ) -> None:
     api, settings = standin
-    provider = HetznerProvider(settings)
+    provider = HetznerProvider(HetznerConfig.of(settings))
     info = await provider.create_node(create("n-1"))
     server = api.servers[info.server_id]
     async with asyncio.timeout(10):

@@ -69,10 +69,15 @@ async def test_workers_starting_at_once_migrate_once(url: str) -> None:
         await asyncio.gather(*(ledger.close() for ledger in ledgers))
 
 
-def _legacy_executions(conn: Connection) -> None:
-    """The executions table as the core slice's create_all made it: no cache columns."""
-    cache_columns = {"cache_key", "cached", "cached_from"}
-    columns = [c._copy() for c in ExecutionRow.__table__.columns if c.name not in cache_columns]
+# Columns later revisions added: no ledger made by create_all had them (0003).
+LATER_COLUMNS = {"node_class", "priority"}
+
+
+def _legacy_executions(conn: Connection, without: set[str]) -> None:
+    """The executions table as create_all made it, less the columns named."""
+    columns = [
+        c._copy() for c in ExecutionRow.__table__.columns if c.name not in without | LATER_COLUMNS
+    ]
     Table("executions", MetaData(), *columns).create(conn)
 
 
@@ -84,10 +89,11 @@ async def test_a_ledger_made_before_migrations_is_adopted_with_its_rows(
     async with engine.begin() as conn:
         if made_by == "create_all before migrations":
             # The tables rgrid had when create_all still made the schema.
-            tables = [ExecutionRow.__table__, CacheEntryRow.__table__, NodeRow.__table__]
+            await conn.run_sync(_legacy_executions, set())
+            tables = [CacheEntryRow.__table__, NodeRow.__table__]
             await conn.run_sync(SQLModel.metadata.create_all, tables)
         else:  # the executions table as the core slice made it: no cache columns
-            await conn.run_sync(_legacy_executions)
+            await conn.run_sync(_legacy_executions, {"cache_key", "cached", "cached_from"})
         columns = "id, phase, script, args_json, tags_json, project, attempts, cost_microns"
         values = "'exec-old', 'succeeded', 'old.py', '[]', '{}', 'default', 1, 42"
         if made_by == "create_all before migrations":
@@ -183,7 +189,7 @@ async def test_a_late_running_event_never_reopens_a_finished_execution(ledger: L
 
 async def test_cache_entries_are_stored_found_and_dropped(ledger: Ledger, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "storage")
-    cache = ResultCache(ledger.engine, storage, timedelta(days=30))
+    cache = ResultCache(ledger, storage, timedelta(days=30))
     output = OutputFile(path="out.txt", size=2, sha256="0" * 64)
     await storage.put_bytes(output_prefix("exec-src") + "out.txt", b"ok")
     status = ExecutionStatus(
@@ -196,12 +202,12 @@ async def test_cache_entries_are_stored_found_and_dropped(ledger: Ledger, tmp_pa
     await ledger.upsert(status)
     assert await cache.store(status)
 
-    hit = await cache.lookup("key-1")
+    hit = await cache.live_entry("key-1")
     assert hit is not None and hit.execution_id == "exec-src" and hit.outputs == [output]
-    assert await cache.lookup("key-2") is None
+    assert await cache.live_entry("key-2") is None
 
     (tmp_path / "storage" / output_prefix("exec-src") / "out.txt").unlink()
-    assert await cache.lookup("key-1") is None  # its outputs expired: a miss, and dropped
+    assert await cache.live_entry("key-1") is None  # its outputs expired: a miss, and dropped
 
 
 async def test_node_rows_are_saved_and_a_deleted_node_stays_deleted(ledger: Ledger) -> None:

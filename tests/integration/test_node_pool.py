@@ -27,6 +27,7 @@ from rgrid.client import batch, submit
 from rgrid.client import nodes as nodes_client
 from rgrid.client.session import Session
 from rgrid.config import Settings
+from rgrid.config_parts import HetznerConfig
 from rgrid.errors import NotFoundError
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import node_labels
@@ -168,7 +169,7 @@ async def pool_stack(
         LocalStorage(Path(pool_settings.effective_storage_url.removeprefix("file://"))),
         pool_settings,
         task_queue=queue,
-        provider=HetznerProvider(pool_settings),
+        provider=HetznerProvider(HetznerConfig.of(pool_settings)),
     )
     stack = PoolStack(client, pool_settings, ledger, queue, tmp_path, standin)
     try:

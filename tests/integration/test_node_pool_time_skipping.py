@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
 from rgrid.config import Settings
+from rgrid.config_parts import HetznerConfig
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.storage.local import LocalStorage
@@ -71,7 +72,7 @@ async def test_an_idle_node_lives_until_five_minutes_before_its_next_hour(
         LocalStorage(tmp_path / "storage"),
         settings,
         task_queue=queue,
-        provider=HetznerProvider(settings),
+        provider=HetznerProvider(HetznerConfig.of(settings)),
     )
     try:
         async with worker:

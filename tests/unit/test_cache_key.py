@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from rgrid.cache import key as cache_key_module
-from rgrid.cache.key import has_no_cache_marker
+from rgrid.cache.key import has_no_cache_marker, spec_key
 from rgrid.client import submit
 from rgrid.config import Settings
+from rgrid.infra.runtime.base import RunRequest
+from rgrid.infra.runtime.docker import DockerRuntime
 
 
 def key_of(settings: Settings, request: submit.RunRequest, cwd: Path) -> str | None:
@@ -97,7 +99,6 @@ HITS: dict[str, Change] = {
     "tags": set_request(tags={"team": "x"}),
     "timeout": set_request(timeout_s=5),
     "retries": set_request(retries=3),
-    "a secret's value": set_request(env={"LEVEL": "1", "API_TOKEN": "rotated"}),
 }
 
 
@@ -113,6 +114,21 @@ def test_what_cannot_change_outputs_keeps_the_key(
     request.env = {"LEVEL": "1", "API_TOKEN": "original"}
     HITS[part](project, request, settings)
     assert key_of(settings, request, project) == before
+
+
+def test_a_changed_secret_value_changes_the_key_and_the_same_one_keeps_it(
+    project: Path, tmp_path: Path
+) -> None:
+    # Secrets count through a keyed hash of their values (the key shows none of them).
+    settings = Settings(home=tmp_path)
+
+    def with_token(value: str) -> str | None:
+        request = base_request(project)
+        request.env = {"LEVEL": "1", "API_TOKEN": value}
+        return key_of(settings, request, project)
+
+    assert with_token("original") == with_token("original")
+    assert with_token("original") != with_token("rotated")
 
 
 def test_the_schema_version_is_part_of_the_key(
@@ -150,3 +166,26 @@ def test_the_no_cache_marker_must_stand_on_its_own_line(text: str, marked: bool)
 def test_a_marked_script_has_no_key(project: Path, tmp_path: Path) -> None:
     (project / "job.py").write_text("# rgrid: no-cache\nprint('sends an email')\n")
     assert key_of(Settings(home=tmp_path / "home"), base_request(project), project) is None
+
+
+def test_the_node_runs_the_image_the_key_names(project: Path, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", python_image="example/python:client")
+    plan = asyncio.run(submit.dry_run(settings, base_request(project), project))
+    assert plan.cache_parts["image"] == "example/python:client"
+    node = DockerRuntime("example/python:node-own", "example/node:node-own")
+    run = RunRequest(execution_id="e", work_dir=tmp_path, tmp_dir=tmp_path, script="job.py")
+    with_spec_image = run.model_copy(update={"default_image": "example/python:client"})
+    assert node.base_image(with_spec_image) == "example/python:client"
+    assert node.base_image(run) == "example/python:node-own"  # a spec from before the field
+
+
+def test_a_spec_from_before_the_default_image_keys_like_a_new_run(
+    project: Path, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    script, args, files, deps = submit.gather(base_request(project), project)
+    refs = asyncio.run(submit.hash_files(files))
+    new = submit.build_spec(settings, base_request(project), script, args, refs, deps)
+    old = new.model_copy(update={"default_image": None})  # as an older client wrote it
+    assert spec_key(old) != spec_key(new)
+    assert spec_key(submit.with_default_image(settings, old)) == spec_key(new)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from rgrid.config import Settings
+from rgrid.config_parts import NodeJoin
 from rgrid.infra.providers.cloud_init import (
     AGENT_ENV,
     NodeBootstrap,
@@ -62,16 +63,17 @@ def test_user_data_installs_docker_and_rgrid_and_starts_the_agent_unit() -> None
     assert "--node-id gpu-3-a1b2c3 --slots 2 --hourly-price-microns 6000" in unit["content"]
 
 
-def test_the_agent_gets_temporal_and_storage_access_and_no_database_url(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_agent_gets_temporal_storage_and_codec_keys_and_no_database_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
     settings = Settings(
+        home=tmp_path,
         temporal_address="temporal.example:7233",
         database_url="postgresql+asyncpg://rgrid:pw@db/rgrid",
         storage_url="s3://bucket/rgrid",
     )
-    boot = bootstrap_from(settings, node_id="n-1", node_class="gpu", slots=2)
+    boot = bootstrap_from(NodeJoin.of(settings), node_id="n-1", node_class="gpu", slots=2)
     text = user_data(boot)
     env = next(f for f in yaml.safe_load(text)["write_files"] if f["path"] == AGENT_ENV)
     assert env["permissions"] == "0600"
@@ -79,6 +81,9 @@ def test_the_agent_gets_temporal_and_storage_access_and_no_database_url(
     assert 'RGRID_STORAGE_URL="s3://bucket/rgrid"' in env["content"]
     assert 'AWS_ACCESS_KEY_ID="AK"' in env["content"]
     assert 'RGRID_NODE_CLASS="gpu"' in env["content"]
+    # The node decrypts payloads and unseals secrets with every key of the control plane's.
+    keys = (tmp_path / "codec.keys").read_text().strip()
+    assert f'RGRID_CODEC_KEY="{keys}"' in env["content"]
     assert "DATABASE" not in text and "asyncpg" not in text and "pw@db" not in text
 
 

@@ -25,9 +25,11 @@ LAYERS: dict[str, int] = {
     "rgrid.cache": 4,
     "rgrid.infra": 3,
     "rgrid.config": 2,
+    "rgrid.config_parts": 2,
     "rgrid.models": 1,
     "rgrid.errors": 1,
     "rgrid.names": 1,
+    "rgrid.images": 1,
     "rgrid.paths": 1,
     "rgrid.logs": 1,
     "rgrid": 0,  # the package itself: __version__

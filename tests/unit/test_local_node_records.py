@@ -11,7 +11,7 @@ from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeState
-from rgrid.worker.dev import close_local_nodes, record_local_nodes
+from rgrid.worker.local_nodes import close_local_nodes, record_local_nodes
 
 
 def test_a_stack_that_died_is_closed_at_its_last_run_and_the_new_life_is_billed(

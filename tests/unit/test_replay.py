@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from rgrid.infra.codec import CodecKey, Keyring
+from rgrid.infra.temporal import data_converter
 from rgrid.workflows import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -22,11 +23,14 @@ def test_histories_exist_for_every_outcome() -> None:
     assert {"batch_after_continue_as_new", "batch_item_failed", "batch_retried"} <= names
     assert {"alert_webhook_retried"} <= names
     assert {"node_pool", "execution_with_pool", "no_capacity"} <= names
+    assert {"cancelled_while_queued", "run_step_timed_out_and_re_attached"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     record = json.loads(path.read_text())
     history = WorkflowHistory.from_json(record["workflow_id"], record["history"])
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=WORKFLOWS, data_converter=data_converter(Keyring([CodecKey.generate()]))
+    )
     await replayer.replay_workflow(history)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from rgrid.client.submit import RunRequest, collect_files, looks_like_path, staged_name
+from rgrid.client.file_args import looks_like_path, staged_name
+from rgrid.client.submit import RunRequest, collect_files
 from rgrid.errors import UserInputError
 
 

@@ -1,11 +1,13 @@
 """The ledger: rgrid's database, SQLite (default) or Postgres, and the only code that
 writes SQL. `Ledger` opens it (migrating its schema, see `migrations/`) and answers every
 query through one table family per module: executions.py, nodes.py, money.py (script
-runs, spending limits, alerts); tables.py holds the row classes they share.
+runs, spending limits, alerts), cache.py (result cache entries), browse.py (the
+console's filtered pages); tables.py holds the row classes they share.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import event
@@ -14,6 +16,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rgrid.errors import ConfigError, ServiceUnavailableError
+from rgrid.infra.ledger.browse import BrowseRows
+from rgrid.infra.ledger.cache import CacheRows
 from rgrid.infra.ledger.executions import ExecutionRows
 from rgrid.infra.ledger.migrations import head_revision, schema_revision
 from rgrid.infra.ledger.money import MoneyRows
@@ -24,7 +28,7 @@ class SchemaBehindError(ConfigError):
     """The ledger's schema is older than this rgrid and the caller may not migrate it."""
 
 
-class Ledger(ExecutionRows, NodeRows, MoneyRows):
+class Ledger(ExecutionRows, NodeRows, MoneyRows, CacheRows, BrowseRows):
     """The ledger database: each base class holds one table family's queries."""
 
     @classmethod
@@ -32,8 +36,10 @@ class Ledger(ExecutionRows, NodeRows, MoneyRows):
         """Connect; migrate the schema to the newest revision when it is behind (workers,
         `rgrid admin setup`), or with `migrate=False` refuse a schema that is behind."""
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # The user's alone, whoever opens it first (SQLite keeps an existing file's mode).
+            os.close(os.open(parsed.database, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_async_engine(url)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -57,11 +57,14 @@ class ExecutionRows(LedgerPart):
         limit: int = 20,
         phase: Phase | None = None,
         tags: dict[str, str] | None = None,
+        project: str | None = None,
     ) -> list[ExecutionStatus]:
-        """Newest executions first, filtered by phase and tags."""
+        """Newest executions first, filtered by phase, tags and project."""
         query = select(ExecutionRow).order_by(col(ExecutionRow.created_at).desc())
         if phase is not None:
             query = query.where(ExecutionRow.phase == phase.value)
+        if project is not None:
+            query = query.where(ExecutionRow.project == project)
         async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         found = []
@@ -73,6 +76,29 @@ class ExecutionRows(LedgerPart):
             if len(found) >= limit:
                 break
         return found
+
+    async def live(self) -> list[ExecutionStatus]:
+        """Executions that have not ended, oldest first."""
+        ended = [phase.value for phase in Phase if phase.terminal]
+        query = (
+            select(ExecutionRow)
+            .where(col(ExecutionRow.phase).not_in(ended))
+            .order_by(col(ExecutionRow.created_at), col(ExecutionRow.id))
+        )
+        async with AsyncSession(self.engine) as session:
+            return [row.to_status() for row in (await session.exec(query)).all()]
+
+    async def waiting(self, node_class: str | None = None) -> list[ExecutionStatus]:
+        """Executions waiting for a node (of one class), oldest first."""
+        query = (
+            select(ExecutionRow)
+            .where(ExecutionRow.phase == Phase.QUEUED.value)
+            .order_by(col(ExecutionRow.created_at), col(ExecutionRow.id))
+        )
+        if node_class is not None:
+            query = query.where(ExecutionRow.node_class == node_class)
+        async with AsyncSession(self.engine) as session:
+            return [row.to_status() for row in (await session.exec(query)).all()]
 
     async def of_batch(self, batch_id: str) -> list[ExecutionStatus]:
         """Every execution of a batch, oldest first (retries come after the first try)."""

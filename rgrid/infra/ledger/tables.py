@@ -29,6 +29,10 @@ class ExecutionRow(SQLModel, table=True):
     project: str = Field(default="default", index=True)
     batch_id: str | None = Field(default=None, sa_column=Column(String, index=True))
     batch_item: int | None = None
+    # Server defaults: rows written by an older rgrid (or adopted) waited on the one class
+    # of their day, at the default priority.
+    node_class: str = Field(default="local", sa_column_kwargs={"server_default": "local"})
+    priority: int = Field(default=3, sa_column_kwargs={"server_default": "3"})
     node_id: str | None = None
     runtime: str | None = None
     attempts: int = 0

@@ -2,8 +2,8 @@
 
 The `#cloud-config` installs Docker and Python, installs rgrid in a venv, writes the
 node-scoped agent config (Temporal address and credentials, storage access, node id and
-class) to `/etc/rgrid/agent.env`, and starts the agent as a systemd unit. It carries no
-database URL: nodes never hold ledger credentials.
+class, the payload codec's keys) to `/etc/rgrid/agent.env` (0600), and starts the agent
+as a systemd unit. It carries no database URL: nodes never hold ledger credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from rgrid import __version__
-from rgrid.config import Settings
+from rgrid.config_parts import NodeJoin
+from rgrid.infra.codec import load_keyring
 
 AGENT_ENV = "/etc/rgrid/agent.env"
 AGENT_UNIT = "/etc/systemd/system/rgrid-agent.service"
@@ -25,8 +26,6 @@ NODE_HOME = "/var/lib/rgrid"
 TLS_CERT = "/etc/rgrid/temporal-client.crt"
 TLS_KEY = "/etc/rgrid/temporal-client.key"
 
-# Settings of how runs run, which nodes share with the control plane (paths do not apply).
-RUN_SETTINGS = ("runtime", "python_image", "node_image", "lease_ttl_s")
 # Storage credentials and endpoint travel in the standard AWS variables (S3Storage reads them).
 STORAGE_ENV = (
     "AWS_ACCESS_KEY_ID",
@@ -52,27 +51,30 @@ class NodeBootstrap(BaseModel):
     temporal_tls_cert: str | None = None  # PEM text, written to the node
     temporal_tls_key: str | None = None
     storage_url: str
+    codec_key: str | None = None  # every codec key: the node decrypts payloads, unseals secrets
     storage_env: dict[str, str] = Field(default_factory=dict)
-    run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of RUN_SETTINGS
+    run_env: dict[str, str] = Field(default_factory=dict)  # RGRID_* of config.RUN_SETTINGS
     package: str = f"rgrid=={__version__}"  # what pip installs on the node
     heartbeat_timeout_s: int = 30
 
 
-def bootstrap_from(settings: Settings, **node: object) -> NodeBootstrap:
-    """The node-scoped part of the control plane's settings, plus the node's identity."""
-    cert = settings.temporal_tls_cert.read_text() if settings.temporal_tls_cert else None
-    key = settings.temporal_tls_key.read_text() if settings.temporal_tls_key else None
+def bootstrap_from(join: NodeJoin, **node: object) -> NodeBootstrap:
+    """What the control plane hands a node (its TLS and key files read now), plus its
+    identity."""
+    cert = join.temporal_tls_cert.read_text() if join.temporal_tls_cert else None
+    key = join.temporal_tls_key.read_text() if join.temporal_tls_key else None
     return NodeBootstrap(
-        temporal_address=settings.effective_temporal_address,
-        temporal_namespace=settings.temporal_namespace,
-        temporal_api_key=settings.temporal_api_key,
+        temporal_address=join.temporal_address,
+        temporal_namespace=join.temporal_namespace,
+        temporal_api_key=join.temporal_api_key,
         temporal_tls_cert=cert,
         temporal_tls_key=key,
-        storage_url=settings.effective_storage_url,
+        storage_url=join.storage_url,
+        codec_key=load_keyring(join.home, join.codec_key).export(),
         storage_env={k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)},
-        run_env={f"RGRID_{k.upper()}": str(getattr(settings, k)) for k in RUN_SETTINGS},
-        package=settings.node_package,
-        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        run_env=join.run_env,
+        package=join.package,
+        heartbeat_timeout_s=join.heartbeat_timeout_s,
         **node,  # type: ignore[arg-type]
     )
 
@@ -90,6 +92,8 @@ def agent_env(boot: NodeBootstrap) -> dict[str, str]:
         "RGRID_HEARTBEAT_TIMEOUT_S": str(boot.heartbeat_timeout_s),
         **boot.storage_env,
     }
+    if boot.codec_key:
+        env["RGRID_CODEC_KEY"] = boot.codec_key
     if boot.temporal_api_key:
         env["RGRID_TEMPORAL_API_KEY"] = boot.temporal_api_key
     if boot.temporal_tls_cert and boot.temporal_tls_key:

@@ -20,7 +20,7 @@ from hcloud.locations import Location
 from hcloud.servers import BoundServer, Server
 from hcloud.ssh_keys import SSHKey
 
-from rgrid.config import Settings
+from rgrid.config_parts import HetznerConfig
 from rgrid.errors import (
     CapacityUnavailableError,
     ConfigError,
@@ -70,21 +70,21 @@ class HetznerProvider:
 
     name = "hetzner"
 
-    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+    def __init__(self, config: HetznerConfig, client: Client | None = None) -> None:
         if client is None:
-            if not settings.hcloud_token:
+            if not config.token:
                 raise ConfigError(
                     "RGRID_PROVIDER=hetzner needs an API token",
                     "set HCLOUD_TOKEN (Hetzner Console: project -> Security -> API tokens)",
                 )
             client = Client(
-                token=settings.hcloud_token,
-                api_endpoint=settings.hcloud_endpoint,
+                token=config.token,
+                api_endpoint=config.endpoint,
                 application_name="rgrid",
                 timeout=30,
             )
         self._client = client
-        self._settings = settings
+        self._join = config.join
         self._currency_code: str | None = None
 
     async def create_node(self, request: CreateNode) -> ServerInfo:
@@ -113,7 +113,7 @@ class HetznerProvider:
                 )
             price, currency = self._hourly_price(server_type.prices or [], choice)
             boot: NodeBootstrap = bootstrap_from(
-                self._settings,
+                self._join,
                 node_id=request.node_id,
                 node_class=request.node_class,
                 slots=request.slots,

@@ -1,8 +1,8 @@
 """The local provider: node agents as subprocesses of this machine.
 
-Two ways to use it: a fixed set of nodes started with the embedded stack (`start_nodes`,
-the default), or, with RGRID_LOCAL_NODES=0, as the NodeProvider behind a node pool
-(`pool-local-<class>`), which starts and retires agents as work comes and goes.
+Two ways to run local agents: a fixed set, run by the embedded stack's supervisor with
+`agent_command` (the default), or, with RGRID_LOCAL_NODES=0, this NodeProvider behind a
+node pool (`pool-local-<class>`), which starts and retires agents as work comes and goes.
 """
 
 from __future__ import annotations
@@ -16,8 +16,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rgrid.config import Settings, node_environment
+from rgrid.infra.processes import die_with_parent
 from rgrid.infra.providers import CreateNode, node_labels
 from rgrid.models.pool import ServerInfo
+
+
+def agent_command(
+    settings: Settings, node_id: str, slots: int, node_class: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a local agent, pointed at this stack's
+    Temporal and storage only."""
+    # Storage credentials (AWS_*) pass through; rgrid's own settings are set from this
+    # stack's, without the database URL: nodes never hold database credentials (nor
+    # the cloud provider's token).
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("RGRID_", "HCLOUD_"))}
+    env = {
+        **inherited,
+        **node_environment(settings),
+        "RGRID_NODE_CLASS": node_class or settings.node_class,
+    }
+    argv = [sys.executable, "-m", "rgrid.worker.agent", "--node-id", node_id]
+    return [*argv, "--slots", str(slots)], env
 
 
 @dataclass
@@ -38,41 +57,28 @@ class LocalProvider:
         self._log_dir = log_dir
         self._agents: dict[str, _Agent] = {}
 
-    def start_nodes(self) -> list[str]:
-        """Start the configured number of nodes; returns their ids."""
-        for index in range(1, self._settings.local_nodes + 1):
-            self.start_node(f"local-{index}", self._settings.local_slots)
-        return list(self._agents)
-
     def start_node(self, node_id: str, slots: int, node_class: str | None = None) -> None:
         """Start one agent, pointed at this stack's Temporal and storage only."""
-        node_class = node_class or self._settings.node_class
-        # Storage credentials (AWS_*) pass through; rgrid's own settings are set from this
-        # stack's, without the database URL: nodes never hold database credentials (nor
-        # the cloud provider's token).
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("RGRID_", "HCLOUD_"))}
-        env = {**inherited, **node_environment(self._settings), "RGRID_NODE_CLASS": node_class}
+        argv, env = agent_command(self._settings, node_id, slots, node_class)
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"agent-{node_id}.log").open("ab")
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rgrid.worker.agent",
-                "--node-id",
-                node_id,
-                "--slots",
-                str(slots),
-            ],
+            argv,
             env=env,
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # a pool's agents end with the worker that runs them
         )
         log.close()
+        node_class = node_class or self._settings.node_class
         self._agents[node_id] = _Agent(
             process, node_class, datetime.now(UTC), node_labels(node_class, node_id)
         )
+
+    def pid(self, node_id: str) -> int:
+        """The agent process of a node started here."""
+        return self._agents[node_id].process.pid
 
     def kill_node(self, node_id: str) -> None:
         """Kill an agent abruptly, as a dying machine would."""

@@ -10,8 +10,6 @@ from pydantic import BaseModel, Field
 
 from rgrid.models.execution import Resources
 
-NODE_SUFFIXES = (".js", ".mjs", ".cjs")  # scripts run with node; everything else with python
-
 OutputSink = Callable[[Literal["out", "err"], bytes], None]
 
 
@@ -29,6 +27,7 @@ class RunRequest(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     runtime: str = "auto"  # auto | process | docker
     image: str | None = None
+    default_image: str | None = None  # the spec's; None: the node's own setting
     network: bool = True
     rebuild: bool = False  # --no-cache: build the dependency layer again, fresh from the index
     batch_id: str | None = None  # a --no-cache batch rebuilds each layer once per node

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,8 +23,9 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.images import NODE_SUFFIXES, check_image
 from rgrid.infra.deps import layer_key
-from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
 from rgrid.infra.runtime.layers import LayerStore
 
 log = structlog.get_logger()
@@ -34,10 +34,6 @@ NOBODY = "65534:65534"
 PIDS_LIMIT = 256
 LAYER_REPOSITORY = "rgrid-layer"
 VENV = "/opt/rgrid/venv"
-# Docker's own reference grammar, simplified: refuse anything else before the API sees it.
-IMAGE_REFERENCE = re.compile(
-    r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?"
-)
 # Run as root in the throwaway build container only. Nothing the user wrote is part of
 # these strings: requirements arrive as a file (pip) or as "$@" arguments (npm).
 _PIP_BUILD = (
@@ -53,21 +49,20 @@ _NPM_BUILD = (
 )
 
 
-def check_image(reference: str) -> str:
-    """A valid image reference, or UserInputError."""
-    if not IMAGE_REFERENCE.fullmatch(reference):
-        raise UserInputError(f"bad image name {reference!r}", "use e.g. python:3.11-slim")
-    return reference
+async def docker_problem() -> str | None:
+    """None when a Docker daemon answers on the default socket, else why it does not."""
+    try:
+        async with aiodocker.Docker() as docker:
+            await docker.version()
+    # Any failure means no daemon: with no socket at all aiodocker raises AssertionError.
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".rstrip(": ")
+    return None
 
 
 async def docker_available() -> bool:
     """True when a Docker daemon answers on the default socket."""
-    try:
-        async with aiodocker.Docker() as docker:
-            await docker.version()
-        return True
-    except (aiodocker.DockerError, OSError, ValueError):
-        return False
+    return await docker_problem() is None
 
 
 class DockerRuntime:
@@ -99,6 +94,8 @@ class DockerRuntime:
         """The image a request runs on before its dependency layer."""
         if request.image:
             return check_image(request.image)
+        if request.default_image:  # resolved by the client: what the cache key names
+            return check_image(request.default_image)
         language = "node" if request.script.endswith(NODE_SUFFIXES) else "python"
         return self._images[language]
 

@@ -23,9 +23,10 @@ import structlog
 from uv import find_uv_bin
 
 from rgrid.errors import EnvironmentBroken, UserInputError
+from rgrid.images import NODE_SUFFIXES
 from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime import bounds, child
-from rgrid.infra.runtime.base import NODE_SUFFIXES, OutputSink, RunOutcome, RunRequest
+from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
 from rgrid.infra.runtime.child import ALLOW_UNSANDBOXED, PIDS_LIMIT
 from rgrid.infra.runtime.layers import LayerStore
 from rgrid.infra.runtime.sandbox import NOBODY, WORK, probe_bwrap, sandbox_argv

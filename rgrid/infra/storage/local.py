@@ -26,7 +26,7 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)  # files inside are 0600 (mkstemp)
 
     def _path(self, key: str) -> Path:
         return self.root / safe_relative(key)

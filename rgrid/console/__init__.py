@@ -1,0 +1,1 @@
+"""The web console (`rgrid console`): server-rendered pages with htmx, token-protected."""
