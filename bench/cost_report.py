@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from rgrid.client.costs import cost_of_execution, cost_report, limit_statuses
+from rgrid.activities.costs import cost_of_execution, cost_report, limit_statuses
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.money import SpendingLimit

@@ -40,6 +40,8 @@ class Failure(StrEnum):
     QUOTA_EXCEEDED = "QuotaExceededError"
     CAPACITY_UNAVAILABLE = "CapacityUnavailableError"
     UNKNOWN_SERVER_CHOICE = "UnknownServerChoiceError"
+    LIMIT_EXCEEDED = "LimitExceededError"
+    BUDGET_EXCEEDED = "BudgetExceededError"
     ENVIRONMENT_BROKEN = "EnvironmentBroken"
 
 

@@ -13,6 +13,7 @@ PLAN = "plan"
 RECORD = "record"
 COMPUTE_COST = "compute_cost"
 LOAD_ITEMS = "load_items"
+ADMIT = "admit"
 SEND_WEBHOOK = "send_webhook"
 
 CLAIM_NODE = "claim_node"

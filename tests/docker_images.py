@@ -5,6 +5,7 @@ under ~/.cache/rgrid-test-images, keyed by the package list."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,7 +42,9 @@ def ensure_image(tag: str, packages: list[str]) -> str | None:
     name = tag.split("/")[-1].replace(":", "-")
     tarball = cache / f"{name}-{key}.tar"
     if not tarball.exists():
-        partial = tarball.with_suffix(".partial")
+        # Two runs of the suite may build it at once: each writes its own partial file and
+        # the rename (atomic) keeps one whole tarball.
+        partial = tarball.with_suffix(f".partial-{os.getpid()}")
         subprocess.run(
             [
                 mmdebstrap,

@@ -9,12 +9,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-from rgrid.client import costs
+from rgrid.activities import costs
 from rgrid.client.session import Session
-from rgrid.errors import BudgetExceededError, LimitExceededError, UserInputError
+from rgrid.errors import UserInputError
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.base import sha256_file
 from rgrid.models.money import ALL_PROJECTS, LimitAlert, SpendingLimit
+from rgrid.money import admission
+from rgrid.money.admission import describe as describe  # the CLI names limits with it
 from rgrid.money.estimate import Estimate
 from rgrid.money.limits import LimitStatus
 from rgrid.money.pricing import format_microns, parse_money
@@ -139,12 +141,9 @@ async def enforce_budget(
 ) -> Estimate:
     """Raise BudgetExceededError when the estimate is above the budget."""
     found = await estimate_script(session, script, runs, parallel, timeout_s)
-    if found.expected_microns > budget_microns:
-        raise BudgetExceededError(
-            f"not started: the estimate {format_microns(found.expected_microns)} for {runs} "
-            f"run(s) is above the budget {format_microns(budget_microns)}",
-            f"see `rgrid estimate {script}` for how it was derived, or raise --budget",
-        )
+    refusal = admission.budget_refusal(found, budget_microns, str(script))
+    if refusal is not None:
+        raise refusal
     return found
 
 
@@ -202,12 +201,6 @@ async def _unshown(ledger: Ledger) -> list[str]:
 # What a limit and its crossings say to the user.
 
 
-def describe(limit: SpendingLimit) -> str:
-    """A limit for humans: `€50.00/month for project geo`."""
-    scope = "for all projects" if limit.project == ALL_PROJECTS else f"for project {limit.project}"
-    return f"{format_microns(limit.amount_microns)}/{limit.period} {scope}"
-
-
 def alert_text(alert: LimitAlert) -> str:
     """One line about a crossing."""
     scope = "all projects" if alert.project == ALL_PROJECTS else f"project {alert.project}"
@@ -220,13 +213,6 @@ def alert_text(alert: LimitAlert) -> str:
 
 def refuse_if_exceeded(found: list[LimitStatus], what: str = "new runs") -> None:
     """Raise LimitExceededError when a limit that binds this run is used up."""
-    for status in found:
-        if status.exceeded:
-            limit = status.limit
-            option = "" if limit.project == ALL_PROJECTS else f" --project {limit.project}"
-            raise LimitExceededError(
-                f"{what} refused: the spending limit {describe(limit)} is used up "
-                f"({format_microns(status.spent_microns)} spent this month)",
-                f'raise it with `rgrid cost set-limit "€…/month"{option}` or drop it with '
-                f"`rgrid cost remove-limit{option}`; running work goes on",
-            )
+    refusal = admission.limit_refusal(found, what)
+    if refusal is not None:
+        raise refusal

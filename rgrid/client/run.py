@@ -92,6 +92,7 @@ async def before_run(
         money,  # loads SQLAlchemy, as the run's ledger use does anyway
         queue,
     )
+    from rgrid.money.pricing import parse_money
 
     # A batch keeps at most `parallel` items waiting for a node, not its whole list.
     await queue.check_room(session, session.settings.project, min(runs, parallel))
@@ -100,6 +101,8 @@ async def before_run(
         session, request.script, budget, runs, parallel, request.timeout_s
     ):
         warn(line)
+    if budget is not None:  # the control plane holds the run (or batch) to it too
+        request.budget_microns = parse_money(budget).amount_microns
 
 
 async def run(

@@ -53,6 +53,7 @@ class RunRequest:
     network: bool = True
     retries: int = 0
     no_cache: bool = False
+    budget_microns: int | None = None  # --budget: refused when the estimate is above it
     priority: int = 3
     secret_names: list[str] = field(default_factory=list)  # --secret: values from os.environ
     project: str | None = None  # --project; else the settings' project
@@ -221,6 +222,7 @@ def build_spec(
         cacheable=not has_no_cache_marker(script.read_text(errors="replace")),
         no_cache=request.no_cache,
         pool_id=settings.pool_id,
+        budget_microns=request.budget_microns,
     )
 
 

@@ -78,3 +78,25 @@ class LoadItemsInput(BaseModel):
 
 class LoadItemsResult(BaseModel):
     items: list[BatchItem]
+
+
+class AdmitInput(BaseModel):
+    """New work the control plane must let through or refuse: a run, a batch, a retry."""
+
+    project: str
+    what: str = "new runs"  # how the refusal names the work: "new runs", "retries"
+    # With a budget: the estimate of `runs` runs of the script must be within it.
+    budget_microns: int | None = None
+    script_sha256: str = ""
+    script_name: str = ""
+    runs: int = 1
+    parallel: int = 1
+    timeout_s: int = 3600
+    node_class: str = "local"
+
+
+class AdmitResult(BaseModel):
+    """Empty when admitted; else the refusal's Failure type name and its one line."""
+
+    refused: str | None = None
+    message: str = ""

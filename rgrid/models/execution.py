@@ -80,6 +80,9 @@ class ExecutionSpec(BaseModel):
     cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
     no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
     pool_id: str | None = None  # the NodePoolWorkflow to wake while waiting for a slot
+    # --budget: the control plane refuses the run (a batch: all its runs) when the estimate
+    # is above it.
+    budget_microns: int | None = None
     # Secrets by name, each sealed (rgrid.infra.codec.Keyring.seal): only a node opens them.
     secrets: dict[str, str] = Field(default_factory=dict)
     secrets_digest: str | None = None  # keyed hash of the plain values: part of the cache key

@@ -24,6 +24,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from rgrid import logs
+from rgrid.activities.admission import AdmissionActivities
 from rgrid.activities.alerts import AlertActivities
 from rgrid.activities.control import ControlActivities
 from rgrid.activities.limits import LimitActivities
@@ -67,6 +68,7 @@ def build_control_worker(
     alerts = AlertActivities()
     limits = LimitActivities(lambda: check_limits_once(ledger, client, task_queue))
     activities: list[Callable[..., Any]] = [
+        AdmissionActivities(ledger, settings).admit,
         control.plan,
         control.record,
         control.compute_cost,

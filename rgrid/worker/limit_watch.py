@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from rgrid.client.costs import limit_statuses, record_crossings
+from rgrid.activities.costs import limit_statuses, record_crossings
 from rgrid.infra.ledger import Ledger
 from rgrid.models.money import LimitAlert
 from rgrid.names import CONTROL_QUEUE, alert_workflow_id

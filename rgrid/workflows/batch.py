@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from rgrid.models.control import LoadItemsInput
     from rgrid.models.execution import ExecutionSpec, Phase
     from rgrid.workflows import visibility
+    from rgrid.workflows.admission import refusal as admission_refusal
 
 
 @workflow.defn(name="BatchWorkflow")
@@ -59,8 +60,14 @@ class BatchWorkflow:
         self._visible = workflow.patched(visibility.VISIBLE)
         if self._visible:
             visibility.upsert_batch(spec)
+        # A batch started (or started again to retry its failed items) is admitted once;
+        # its continuations are running work, which goes on past a limit.
+        admission = workflow.info().continued_run_id is None and workflow.patched("admission")
         if self._state.started_at is None:
             self._state.started_at = workflow.now()
+        if admission:
+            fresh = not (self._state.retry_queue or self._state.next_index)
+            await self._admit("new runs" if fresh else "retries", fresh)
         try:
             while True:
                 await workflow.wait_condition(lambda: self._can_start() or self._finished())
@@ -158,7 +165,11 @@ class BatchWorkflow:
         self._state.paused = False
 
     @workflow.update(name="retry_failed")
-    def retry_failed(self, request: RetryFailedInput) -> RetryFailedResult:
+    async def retry_failed(self, request: RetryFailedInput) -> RetryFailedResult:
+        # However the update was sent (rgrid retry, the temporal CLI), a used-up limit
+        # refuses it: the update fails and nothing is requeued.
+        if workflow.patched("retry-admission"):
+            await self._admit("retries", with_budget=False)
         state = self._state
         requeued = list(state.failed)
         state.retry_queue.extend(requeued)
@@ -176,6 +187,16 @@ class BatchWorkflow:
                 type=Failure.NOTHING_TO_RETRY,
                 non_retryable=True,
             )
+
+    async def _admit(self, what: str, with_budget: bool) -> None:
+        """Raise (failing the batch, or the update) when the project's spending limit is
+        used up or, for a new batch, the estimate of all its runs is above its budget."""
+        spec = self._spec
+        refused = await admission_refusal(
+            spec.template, what, spec.total, spec.parallel, with_budget
+        )
+        if refused is not None:
+            raise refused
 
     def _pending(self) -> bool:
         return bool(self._state.retry_queue) or self._state.next_index < self._spec.total

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rgrid.models.pool import NoCapacity
     from rgrid.workflows import visibility
+    from rgrid.workflows.admission import refusal as admission_refusal
     from rgrid.workflows.execution_claim import ClaimSteps
     from rgrid.workflows.execution_reports import LOCAL_RETRY, LOCAL_TIMEOUT, ExecutionReports
     from rgrid.workflows.node_steps import (
@@ -121,7 +122,18 @@ class ExecutionWorkflow(ClaimSteps, ExecutionReports):
         self._cancel_is_cancel = workflow.patched("cancelled-claim-is-cancel")
         # Fixed nodes: the embedded stack's supervisor says (no_capacity) when it gave up.
         self._no_node_fails = spec.pool_id is None and workflow.patched("no-node-fails-fast")
+        # A batch's items were admitted with their batch (running work goes on past a limit).
+        admission = spec.batch_id is None and workflow.patched("admission")
         await self._record()
+        if admission and (refused := await admission_refusal(spec)) is not None:
+            # Refused by a spending limit or the budget: recorded as failed, nothing claimed.
+            self._status.phase = Phase.FAILED
+            self._status.error = refused.message
+            self._status.finished_at = workflow.now()
+            await self._record()
+            raise ApplicationError(
+                refused.message, self._status, type=refused.type, non_retryable=True
+            )
         plan = await workflow.execute_local_activity_method(
             ControlActivities.plan,
             PlanInput(execution_id=info.workflow_id, spec=spec),

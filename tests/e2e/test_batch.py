@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,11 @@ def test_outputs_land_per_input_and_failures_are_summarised(cli: Cli, work: Path
     assert not (work / "outputs" / "b").exists()
     assert "2 ok · 1 failed" in result.stderr
     summary = result.stderr[result.stderr.index("1 failed\n") :]
-    assert "data/b.txt" in summary and "5" in summary and "cannot shout at" in summary
+    # The failures table: the input, its exit code and its last stderr line, on one row.
+    row = next(line for line in summary.splitlines() if "data/b.txt" in line)
+    cells = [cell.strip() for cell in re.split(r"[│┃|]", row) if cell.strip()]
+    assert cells[:2] == ["data/b.txt", "5"], row
+    assert cells[2].startswith("cannot shout at"), row
 
 
 def test_flat_prefixes_outputs_with_the_input_stem(cli: Cli, work: Path) -> None:

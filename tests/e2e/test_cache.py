@@ -5,8 +5,8 @@ so "never reached a node" is observed, not inferred."""
 
 from __future__ import annotations
 
-import json
 import shutil
+import socket
 import textwrap
 from pathlib import Path
 
@@ -112,20 +112,43 @@ def test_outputs_gone_from_storage_force_a_real_run(
     assert (work / "outputs" / "out" / "result.txt").read_text() == "EXPIRING"
 
 
-def test_two_identical_runs_in_flight_share_one_execution(
-    cli: Cli, work: Path, run_counter: RunCounter
-) -> None:
-    counter = counting_script(work, run_counter, extra="import time; time.sleep(3)\n")
+# Holds its run until the test lets it go: it connects to the test's gate and waits.
+HELD = """
+import os, socket
+with socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"]))) as gate:
+    gate.recv(2)
+os.makedirs("out", exist_ok=True)
+open("out/result.txt", "w").write(open("in.txt").read().upper())
+"""
+
+
+def test_two_identical_runs_in_flight_share_one_execution(cli: Cli, work: Path) -> None:
+    (work / "job.py").write_text(HELD)
     (work / "in.txt").write_text("shared")
-    args = ("run", "--json", "-e", f"COUNTER_URL={counter.url}", "job.py", "in.txt")
-    first, second = cli.popen(*args, cwd=work), cli.popen(*args, cwd=work)
-    results = [json.loads(proc.communicate(timeout=120)[0]) for proc in (first, second)]
-    assert [r["status"] for r in results] == ["succeeded", "succeeded"]
-    assert results[0]["id"] == results[1]["id"]
-    assert runs(counter) == 1
+    with socket.socket() as gate:
+        gate.bind(("127.0.0.1", 0))
+        gate.listen()
+        gate.settimeout(120)
+        args = ("run", "-e", f"GATE_PORT={gate.getsockname()[1]}", "job.py", "in.txt")
+        first = cli.popen(*args, cwd=work)
+        held, _ = gate.accept()  # the first run's script is running, and waits
+        second = cli.popen(*args, cwd=work)
+        assert first.stderr is not None and second.stderr is not None
+        # Each client names its execution before it waits: the second joined the first.
+        first_id, second_id = first.stderr.readline().strip(), second.stderr.readline().strip()
+        assert first_id.startswith("exec-") and second_id == first_id
+        held.sendall(b"go")
+        held.close()
+        for proc in (first, second):
+            proc.communicate(timeout=120)
+            assert proc.returncode == 0
+        gate.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            gate.accept()  # the script ran once: no second run ever knocked
+    assert (work / "outputs" / "out" / "result.txt").read_text() == "SHARED"
     listed = cli("list", "--json", "-n", "50").json()
     assert isinstance(listed, list)
-    assert sum(1 for e in listed if e["execution_id"] == results[0]["id"]) == 1
+    assert sum(1 for e in listed if e["execution_id"] == first_id) == 1
 
 
 def test_a_batch_rerun_after_a_fix_runs_only_the_fixed_item(

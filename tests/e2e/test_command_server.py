@@ -19,13 +19,17 @@ from tests.e2e.conftest import Cli
 pytestmark = pytest.mark.e2e
 
 
-def server_processes() -> list[int]:
+def server_processes(home: Path) -> list[int]:
+    """The command server of this test's stack and its forked children, by the socket on
+    their command line: another stack on the machine (another run of the suite) has its own."""
+    mine = ["rgrid.cli.command_server", str(command_server_socket(home))]
     found = []
     for proc in Path("/proc").iterdir():
         try:
             if (
                 proc.name.isdigit()
-                and b"rgrid.cli.command_server" in (proc / "cmdline").read_bytes()
+                and (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")[-3:-1]
+                == mine
             ):
                 found.append(int(proc.name))
         except OSError:
@@ -63,7 +67,7 @@ def test_a_client_of_other_code_is_turned_away_and_a_fresh_server_takes_over(
     cli: Cli, work: Path
 ) -> None:
     path = command_server_socket(cli.home)
-    (old,) = server_processes()
+    (old,) = server_processes(cli.home)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(str(path))
         request = {
@@ -75,7 +79,7 @@ def test_a_client_of_other_code_is_turned_away_and_a_fresh_server_takes_over(
         }
         conn.sendall(json.dumps(request).encode())
         assert json.loads(conn.makefile().readline()) == {"stale": True}
-    wait_for(lambda: server_processes() not in ([], [old]))
+    wait_for(lambda: server_processes(cli.home) not in ([], [old]))
     wait_for(path.exists)
     assert cli("version").stdout.startswith("rgrid ")
 
@@ -93,12 +97,12 @@ def test_killing_the_client_ends_the_command_it_was_running(cli: Cli, work: Path
     )
     started = cli("run", "--detach", "long.py", cwd=work)
     execution_id = started.stdout.strip()
-    (server,) = server_processes()
+    (server,) = server_processes(cli.home)
     follower = cli.popen("logs", "-f", execution_id)
     assert follower.stdout is not None
     assert follower.stdout.readline() == "up\n"
-    assert len(server_processes()) == 2  # the server and the child running `logs -f`
+    assert len(server_processes(cli.home)) == 2  # the server and the child running `logs -f`
     os.kill(follower.pid, signal.SIGKILL)
     follower.wait()
-    wait_for(lambda: server_processes() == [server])
+    wait_for(lambda: server_processes(cli.home) == [server])
     assert cli("cancel", execution_id).code == 0

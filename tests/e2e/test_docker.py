@@ -48,7 +48,12 @@ def test_a_hostile_script_leaves_nothing_outside_its_outputs(cli: Cli, work: Pat
     assert [Path(p).relative_to(work / "outputs").as_posix() for p in payload["outputs"]] == [
         "sub/real.txt"
     ]
-    assert not (work / "escaped.txt").exists() and not (work / "escaped2.txt").exists()
+    # Each escape the script tried was refused inside the container, as it reports itself,
+    # and nothing of it reached the node's disk (its runs live under the stack's home).
+    said = cli("logs", payload["id"], "--stdout-only").stdout.splitlines()
+    targets = ["/etc/evil", "../escaped.txt", "/work/../escaped2.txt"]
+    assert [line.split(" ", 2)[:2] for line in said] == [["refused", t] for t in targets]
+    assert list(cli.home.rglob("escaped*")) == []
 
 
 def test_a_pep723_script_gets_its_packages_in_a_container(cli: Cli, work: Path) -> None:

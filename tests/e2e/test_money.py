@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from rgrid.money.pricing import format_microns
 from tests.e2e.conftest import Cli, isolated_env
 from tests.e2e.test_errors import one_clear_line
 
@@ -28,6 +30,16 @@ def priced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     assert started.code == 0, started.stderr
     yield runner
     runner("dev", "stop", timeout=60)
+
+
+def table_rows(text: str) -> dict[str, str]:
+    """A borderless two-column table as label -> value (the value's first line)."""
+    rows = {}
+    for line in text.splitlines():
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if len(parts) == 2:
+            rows[parts[0]] = parts[1]
+    return rows
 
 
 def test_a_run_is_priced_and_the_cost_report_reconciles_with_the_node_bill(
@@ -52,7 +64,10 @@ def test_a_run_is_priced_and_the_cost_report_reconciles_with_the_node_bill(
 
     breakdown = priced("cost", result["id"], cwd=work)
     assert breakdown.code == 0, breakdown.stderr
-    assert "runtime share" in breakdown.stdout and "node hours" in breakdown.stdout
+    rows = table_rows(breakdown.stdout)
+    # The figures the user reads: the same share the run reported, its node, one hour.
+    assert rows["runtime share"] == format_microns(result["cost_microns"])
+    assert rows["node"] == result["node"] and rows["node hours"] == "1"
 
     # The run is history now: an estimate for the same script says it came from it.
     estimate = priced("estimate", "job.py", "--files", "50", "--json", cwd=work).json()

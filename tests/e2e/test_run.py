@@ -197,8 +197,12 @@ def test_status_logs_and_list_after_the_run(cli: Cli, work: Path) -> None:
     assert [row["execution_id"] for row in listed.json()] == [execution_id]
     newest = cli("list", "-n", "1", "--json").json()
     assert newest[0]["execution_id"] == execution_id
+    (work / "fails.py").write_text("raise SystemExit(3)\n# rgrid: no-cache\n")
+    failing = cli("run", "fails.py", "--json", cwd=work).json()["id"]
     failed_only = cli("list", "-s", "failed", "--json").json()
-    assert all(row["phase"] == "failed" for row in failed_only)
+    ids = [row["execution_id"] for row in failed_only]
+    assert failing in ids and execution_id not in ids  # the failure listed, the success not
+    assert {row["phase"] for row in failed_only} == {"failed"}
 
 
 def test_logs_follow_tails_a_running_execution_to_its_end(cli: Cli, work: Path) -> None:

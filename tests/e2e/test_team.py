@@ -7,6 +7,8 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 
 import pytest
@@ -84,7 +86,14 @@ def test_a_run_on_s3_and_postgres_round_trips_and_a_rerun_uploads_nothing(
 
     status = team_cli("status", "--json", result["id"])
     assert status.code == 0, status.stderr
-    assert status.json()["outputs_expire_at"] is not None  # type: ignore[index]
+    shown = status.json()
+    assert isinstance(shown, dict)
+    # The bucket's lifecycle rule removes them 30 days (the default retention) after they
+    # were stored, at the next midnight UTC, as S3 counts.
+    finished = datetime.fromisoformat(shown["finished_at"])
+    expires = datetime.fromisoformat(shown["outputs_expire_at"])
+    assert expires.utcoffset() == timedelta(0) and expires.time() == dt_time(0)
+    assert timedelta(days=30) <= expires - finished < timedelta(days=31)
 
     rows = team_cli("list", "--json", "-n", "5")
     assert {row["execution_id"] for row in rows.json()} >= {result["id"], rerun["id"]}  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rgrid.client.costs import cost_of_execution, cost_report, limit_statuses, record_crossings
+from rgrid.activities.costs import cost_of_execution, cost_report, limit_statuses, record_crossings
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.money import SpendingLimit

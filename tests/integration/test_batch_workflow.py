@@ -6,6 +6,7 @@ import asyncio
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -54,14 +55,44 @@ async def start_batch(
     return session, await batch.start(session, prepared.batch_id, prepared.spec)
 
 
-async def peak_running(handle: WorkflowHandle[object, BatchProgress], seconds: float) -> int:
-    peak = 0
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        progress = await handle.query("progress", result_type=BatchProgress)
-        peak = max(peak, progress.running)
-        await asyncio.sleep(0.1)
-    return peak
+async def wait_progress(handle: WorkflowHandle[object, BatchProgress], done: Any) -> BatchProgress:
+    async with asyncio.timeout(120):
+        while not done(progress := await handle.query("progress", result_type=BatchProgress)):
+            await asyncio.sleep(0.1)
+    return progress
+
+
+async def batch_events(handle: WorkflowHandle[object, BatchProgress]) -> list[tuple[str, object]]:
+    """The batch's history as the events that decide its window, in order: ("start", None)
+    for each child started, ("ended", index) when an item's script ended or it was done,
+    and ("signal", name) for the user's signals."""
+    found: list[tuple[str, object]] = []
+    for event in (await handle.fetch_history()).events:
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            found.append(("start", None))
+        elif event.HasField("workflow_execution_signaled_event_attributes"):
+            signaled = event.workflow_execution_signaled_event_attributes
+            if signaled.signal_name in ("item_script_done", "item_done"):
+                index = json.loads(signaled.input.payloads[0].data)["index"]
+                found.append(("ended", index))
+            else:
+                found.append(("signal", signaled.signal_name))
+    return found
+
+
+def running_at_each_start(events: list[tuple[str, object]]) -> list[tuple[int, list[str]]]:
+    """For each child start: how many items ran with it, and the user's signals before it."""
+    started, ended, signals = 0, set(), []
+    found = []
+    for kind, value in events:
+        if kind == "start":
+            started += 1
+            found.append((started - len(ended), list(signals)))
+        elif kind == "ended":
+            ended.add(value)
+        else:
+            signals.append(str(value))
+    return found
 
 
 async def test_a_failing_item_does_not_stop_the_others(
@@ -104,12 +135,18 @@ async def test_set_parallel_changes_concurrency_live(
     client: Client, control: Ledger, settings: Settings, tmp_path: Path
 ) -> None:
     async with agent(client, settings, "batch-node", slots=3):
-        _, handle = await start_batch(settings, tmp_path, ["1.5"] * 6, parallel=1)
-        assert await peak_running(handle, 1.0) == 1
+        _, handle = await start_batch(settings, tmp_path, ["2"] * 6, parallel=1)
+        await wait_progress(handle, lambda p: p.running == 1)
         await handle.signal("set_parallel", SetParallelInput(parallel=3))
-        assert await peak_running(handle, 2.0) == 3
         final = await handle.result()
     assert final.succeeded == 6 and final.parallel == 3
+    # Judged by the order of events in the batch's history, not by a watch over time:
+    # one at a time before the signal, up to three (and three reached) after it.
+    window = running_at_each_start(await batch_events(handle))
+    before = [running for running, signals in window if "set_parallel" not in signals]
+    after = [running for running, signals in window if "set_parallel" in signals]
+    assert before and max(before) == 1
+    assert after and max(after) == 3
     await assert_replays(handle)
 
 
@@ -119,13 +156,15 @@ async def test_pause_holds_new_items_until_resume(
     async with agent(client, settings, "batch-node", slots=2):
         _, handle = await start_batch(settings, tmp_path, ["0.5"] * 4, parallel=1)
         await handle.signal("pause")
-        await asyncio.sleep(2)  # the running item ends; nothing new starts
-        paused = await handle.query("progress", result_type=BatchProgress)
-        assert paused.paused and paused.running == 0
+        # The running item ends; the batch stays paused with items left.
+        paused = await wait_progress(handle, lambda p: p.paused and p.running == 0)
         assert paused.succeeded + paused.failed < 4
         await handle.signal("resume")
         final = await handle.result()
     assert final.succeeded == 4 and not final.paused
+    # No child started between the pause and the resume.
+    starts = [signals for _, signals in running_at_each_start(await batch_events(handle))]
+    assert all(signals.count("pause") == signals.count("resume") for signals in starts)
     await assert_replays(handle)
 
 
@@ -134,10 +173,9 @@ async def test_cancel_cancels_running_children_and_starts_no_more(
 ) -> None:
     async with agent(client, settings, "batch-node", slots=2):
         _, handle = await start_batch(settings, tmp_path, ["30"] * 5, parallel=2)
-        async with asyncio.timeout(30):
-            while (await handle.query("progress", result_type=BatchProgress)).running < 2:
+        async with asyncio.timeout(60):  # both scripts are running
+            while [r.phase for r in await control.of_batch(handle.id)] != [Phase.RUNNING] * 2:
                 await asyncio.sleep(0.1)
-            await asyncio.sleep(1)  # let the scripts start
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()

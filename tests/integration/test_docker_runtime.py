@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiodocker
@@ -44,7 +46,7 @@ async def run(
     err: list[bytes] = []
     outcome = await runtime.run(
         RunRequest(
-            execution_id=f"exec-test-{tmp_path.name[-12:]}",
+            execution_id=execution_id(tmp_path),
             work_dir=work,
             tmp_dir=tmp_path,
             script=script,
@@ -55,9 +57,17 @@ async def run(
     return outcome, b"".join(out).decode(), b"".join(err).decode()
 
 
-async def rgrid_containers() -> list[dict[str, object]]:
+def execution_id(tmp_path: Path) -> str:
+    """The test's own execution id: its tmp dir is unique to this run of the suite, so
+    another run sharing the daemon never owns (or counts) the same containers."""
+    return f"exec-test-{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:16]}"
+
+
+async def rgrid_containers(tmp_path: Path) -> list[dict[str, object]]:
+    """The containers of this test's runs, and no one else's."""
+    label = f"rgrid.execution={execution_id(tmp_path)}"
     async with aiodocker.Docker() as docker:
-        return await docker.containers.list(all=True, filters={"label": ["rgrid.execution"]})  # type: ignore[return-value]
+        return await docker.containers.list(all=True, filters={"label": [label]})  # type: ignore[return-value]
 
 
 async def test_the_container_is_hardened_and_removed(
@@ -80,7 +90,7 @@ async def test_the_container_is_hardened_and_removed(
         run(runtime, tmp_path, body, resources=Resources(cpus=0.5, memory_mb=128), network=False)
     )
     async with asyncio.timeout(30):
-        while not (containers := await rgrid_containers()):
+        while not (containers := await rgrid_containers(tmp_path)):
             await asyncio.sleep(0.1)
     async with aiodocker.Docker() as docker:
         inspected = await docker.containers.get(containers[0]["Id"])  # type: ignore[index]
@@ -97,7 +107,7 @@ async def test_the_container_is_hardened_and_removed(
     assert outcome.exit_code == 0 and outcome.runtime == "docker"
     assert "uid 65534" in out and "WROTE" not in out
     assert (tmp_path / "work" / "result.txt").read_text() == "work dir is writable"
-    assert await rgrid_containers() == []
+    assert await rgrid_containers(tmp_path) == []
 
 
 async def test_a_fork_bomb_is_contained(runtime: DockerRuntime, tmp_path: Path) -> None:
@@ -116,7 +126,7 @@ async def test_a_fork_bomb_is_contained(runtime: DockerRuntime, tmp_path: Path) 
     outcome, out, _ = await run(runtime, tmp_path, body, timeout_s=60)
     assert outcome.exit_code == 3
     assert int(out.split()[-2]) < 256
-    assert await rgrid_containers() == []
+    assert await rgrid_containers(tmp_path) == []
 
 
 async def test_a_memory_bomb_is_killed_at_the_limit(runtime: DockerRuntime, tmp_path: Path) -> None:
@@ -134,42 +144,64 @@ async def test_timeout_and_cancel_kill_and_remove_the_container(
 ) -> None:
     outcome, _, _ = await run(runtime, tmp_path, "import time; time.sleep(60)\n", timeout_s=2)
     assert outcome.timed_out and outcome.exit_code is None
-    assert await rgrid_containers() == []
+    assert await rgrid_containers(tmp_path) == []
 
     task = asyncio.create_task(run(runtime, tmp_path, "import time; time.sleep(60)\n"))
     async with asyncio.timeout(30):
-        while not await rgrid_containers():
+        while not await rgrid_containers(tmp_path):
             await asyncio.sleep(0.1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     async with asyncio.timeout(10):
-        while await rgrid_containers():
+        while await rgrid_containers(tmp_path):
             await asyncio.sleep(0.1)
 
 
-async def layers() -> set[str]:
+def own_requirements(tmp_path: Path) -> list[str]:
+    """six, under a marker that is always true and names this test's run: the layer it
+    builds is this test's own, so no other run's layer is counted, reused or removed."""
+    return [f'six==1.16.0; platform_system != "{execution_id(tmp_path)}"']
+
+
+async def layer_of(runtime: DockerRuntime, requirements: list[str], script: str = "job.py") -> str:
     async with aiodocker.Docker() as docker:
-        images = await docker.images.list()
-    tags = {tag for image in images for tag in image.get("RepoTags") or []}
-    return {tag for tag in tags if tag.startswith(f"{LAYER_REPOSITORY}:")}
+        base_id = (await docker.images.inspect(runtime.base_image(request_for(script))))["Id"]
+    return f"{LAYER_REPOSITORY}:{layer_key(requirements, base_id)[:24]}"
+
+
+async def image_id(tag: str) -> str | None:
+    async with aiodocker.Docker() as docker:
+        try:
+            return str((await docker.images.inspect(tag))["Id"])
+        except aiodocker.DockerError:
+            return None
+
+
+@pytest.fixture
+async def own_layer(runtime: DockerRuntime, tmp_path: Path) -> AsyncIterator[tuple[list[str], str]]:
+    """This test's requirements and the tag of the layer they build; removed afterwards."""
+    requirements = own_requirements(tmp_path)
+    tag = await layer_of(runtime, requirements)
+    yield requirements, tag
+    if await image_id(tag) is not None:
+        async with aiodocker.Docker() as docker:
+            await docker.images.delete(tag, force=True)
 
 
 async def test_dependencies_build_one_layer_that_later_runs_reuse(
-    runtime: DockerRuntime, tmp_path: Path
+    runtime: DockerRuntime, tmp_path: Path, own_layer: tuple[list[str], str]
 ) -> None:
+    requirements, tag = own_layer
     body = "import six\nprint('six', six.__version__)\n"
-    async with aiodocker.Docker() as docker:  # start from no layers: earlier runs built some
-        for tag in await layers():
-            await docker.images.delete(tag, force=True)
-    before = await layers()
-    first, out, err = await run(runtime, tmp_path, body, requirements=["six==1.16.0"])
+    assert await image_id(tag) is None
+    first, out, err = await run(runtime, tmp_path, body, requirements=requirements)
     assert first.exit_code == 0 and "six 1.16.0" in out, err
-    built = await layers() - before
-    assert len(built) == 1
-    second, out, _ = await run(runtime, tmp_path, body, requirements=["six==1.16.0"])
+    built = await image_id(tag)
+    assert built is not None
+    second, out, _ = await run(runtime, tmp_path, body, requirements=requirements)
     assert second.exit_code == 0 and "six 1.16.0" in out
-    assert await layers() - before == built
+    assert await image_id(tag) == built  # reused, not built again
 
 
 async def test_a_failed_install_names_the_package(runtime: DockerRuntime, tmp_path: Path) -> None:
@@ -182,18 +214,17 @@ async def test_a_missing_image_is_a_clear_error(runtime: DockerRuntime, tmp_path
         await run(runtime, tmp_path, "print(1)\n", image="rgrid-test/absent:never")
 
 
-async def test_rebuild_builds_the_layer_again(runtime: DockerRuntime, tmp_path: Path) -> None:
+async def test_rebuild_builds_the_layer_again(
+    runtime: DockerRuntime, tmp_path: Path, own_layer: tuple[list[str], str]
+) -> None:
+    requirements, tag = own_layer
     body = "import six\nprint('six', six.__version__)\n"
-    await run(runtime, tmp_path, body, requirements=["six==1.16.0"])
-    async with aiodocker.Docker() as docker:
-        base_id = (await docker.images.inspect(runtime.base_image(request_for("job.py"))))["Id"]
-        layer = f"{LAYER_REPOSITORY}:{layer_key(['six==1.16.0'], base_id)[:24]}"
-        first_id = (await docker.images.inspect(layer))["Id"]
-        again, out, err = await run(
-            runtime, tmp_path, body, requirements=["six==1.16.0"], rebuild=True
-        )
-        assert again.exit_code == 0 and "six 1.16.0" in out, err
-        assert (await docker.images.inspect(layer))["Id"] != first_id
+    await run(runtime, tmp_path, body, requirements=requirements)
+    first_id = await image_id(tag)
+    assert first_id is not None
+    again, out, err = await run(runtime, tmp_path, body, requirements=requirements, rebuild=True)
+    assert again.exit_code == 0 and "six 1.16.0" in out, err
+    assert await image_id(tag) not in (None, first_id)
 
 
 @pytest.fixture(scope="module")
@@ -208,17 +239,19 @@ async def test_package_json_dependencies_become_one_npm_layer(
     node_image: str, tmp_path: Path
 ) -> None:
     runtime = DockerRuntime(node_image, node_image, Path("/etc/ssl/certs/ca-certificates.crt"))
+    # The npm layer may be shared with another run of the suite: it is never removed here,
+    # and only its own tag is looked at (a concurrent build of it yields the same layer).
     needs = {"requirements": ["is-number@^7.0.0"]}
-    before = await layers()
+    tag = await layer_of(runtime, needs["requirements"], "job.js")
     cjs = "const isNumber = require('is-number');\nconsole.log('cjs', isNumber(7));\n"
     first, out, err = await run(runtime, tmp_path, cjs, script="job.js", **needs)
     assert first.exit_code == 0 and "cjs true" in out, err
-    built = await layers() - before
-    assert len(built) == 1
+    built = await image_id(tag)
+    assert built is not None
     esm = "import isNumber from 'is-number';\nconsole.log('esm', isNumber('no'));\n"
     second, out, err = await run(runtime, tmp_path, esm, script="job.mjs", **needs)
     assert second.exit_code == 0 and "esm false" in out, err
-    assert await layers() - before == built
+    assert await image_id(tag) == built
 
 
 def request_for(script: str) -> RunRequest:

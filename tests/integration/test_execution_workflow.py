@@ -200,3 +200,36 @@ async def test_a_node_runs_no_more_executions_than_it_has_slots(
         )
     assert results[0].finished_at and results[1].started_at
     assert results[1].started_at >= results[0].finished_at
+
+
+async def test_a_run_that_loses_every_node_it_may_try_fails_naming_the_losses(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"max_node_attempts": 2})
+    provider = LocalProvider(settings, tmp_path)
+    settings.node_dir.mkdir(parents=True, exist_ok=True)
+    provider.start_node("doomed-1", 1)
+    provider.start_node("doomed-2", 1)
+    try:
+        handle = await start(settings, tmp_path, "import time; time.sleep(300)\n")
+        killed = []
+        for _ in range(2):  # kill -9 the node it runs on, each time it starts somewhere new
+            async with asyncio.timeout(60):
+                while True:
+                    status = await wait_for_phase(handle, Phase.RUNNING)
+                    if status.node_id not in killed:
+                        break
+                    await asyncio.sleep(0.1)
+            assert status.node_id is not None
+            provider.kill_node(status.node_id)
+            killed.append(status.node_id)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    finally:
+        provider.stop_all()
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "NodesLost"
+    assert cause.message.startswith("gave up after 2 lost nodes")
+    assert sorted(killed) == ["doomed-1", "doomed-2"]
+    row = await control.get(handle.id)
+    assert row.phase is Phase.FAILED and row.attempts == 2

@@ -4,6 +4,7 @@ until a real local HTTP server takes it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from ulid import ULID
 
 from rgrid.infra.ledger import Ledger
@@ -28,10 +30,12 @@ pytestmark = pytest.mark.integration
 
 
 class FlakyWebhook:
-    """Answers 503 to the first `failures` POSTs, then 200; keeps what it was sent."""
+    """Answers `status` (503) to the first `failures` POSTs, then 200; keeps what it was
+    sent."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, status: int = 503) -> None:
         self.failures = failures
+        self.status = status
         self.attempts = 0
         self.delivered: list[dict[str, Any]] = []
 
@@ -39,22 +43,30 @@ class FlakyWebhook:
         self.attempts += 1
         payload = await request.json()
         if self.attempts <= self.failures:
-            return web.Response(status=503)
+            return web.Response(status=self.status)
         self.delivered.append(payload)
         return web.Response(status=204)
 
 
-@pytest.fixture
-async def webhook() -> AsyncIterator[tuple[str, FlakyWebhook]]:
-    receiver = FlakyWebhook(failures=2)
+@contextlib.asynccontextmanager
+async def serving(receiver: FlakyWebhook) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/hook", receiver
-    await runner.cleanup()
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[str, FlakyWebhook]]:
+    receiver = FlakyWebhook(failures=2)
+    async with serving(receiver) as url:
+        yield url, receiver
 
 
 async def spend(ledger: Ledger, project: str, node_id: str, start: datetime, minutes: int) -> None:
@@ -128,3 +140,39 @@ async def test_each_crossing_alerts_once_and_a_failing_webhook_is_retried_by_the
     assert [a.threshold_percent for a in shown] == [50, 100]
     assert [a for a in await control.take_unshown_alerts() if a.project == project] == []
     await wait_for(lambda: len(receiver.delivered) == 2)
+
+
+async def test_a_webhook_that_answers_4xx_is_not_asked_again(
+    client: Client, control: Ledger
+) -> None:
+    receiver = FlakyWebhook(failures=10, status=400)
+    project = f"p-{str(ULID()).lower()}"
+    now = datetime.now(UTC)
+    created = max(now - timedelta(minutes=30), month_start(now))
+    node_id = f"n-{str(ULID()).lower()}"
+    await control.save_node(
+        NodeRecord(
+            node_id=node_id,
+            slots=1,
+            hourly_price_microns=3_600_000,
+            state=NodeState.READY,
+            created_at=created,
+            ready_at=created,
+        )
+    )
+    await spend(control, project, node_id, created, 10)  # €0.60 of a €1.00 limit
+    async with serving(receiver) as url:
+        await control.set_limit(
+            SpendingLimit(
+                project=project, amount_microns=1_000_000, alert_at_percent=50, webhook=url
+            )
+        )
+        (alert,) = [a for a in await check_limits_once(control, client) if a.project == project]
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.get_workflow_handle(alert_workflow_id(alert.key)).result()
+    cause = failed.value.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "WebhookRejected"
+    assert "answered 400" in cause.message
+    assert receiver.attempts == 1  # refused: the engine did not ask again

@@ -11,7 +11,7 @@ from typing import TypeVar
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rgrid.client.costs import cost_of_execution, cost_report
+from rgrid.activities.costs import cost_of_execution, cost_report
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.pool import NodeRecord, NodeState

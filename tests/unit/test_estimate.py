@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rgrid.client.costs import cost_report, estimate_runs
+from rgrid.activities.costs import cost_report, estimate_runs
 from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rgrid.client.costs import cost_of_execution
+from rgrid.activities.costs import cost_of_execution
 from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.models.execution import ExecutionStatus, Phase

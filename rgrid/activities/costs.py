@@ -1,6 +1,7 @@
 """Money read from the ledger: each function reads the records a computation of the pure
-money package needs (through the ledger's queries) and hands them over. The CLI's
-commands (client/money.py), the control worker's limit watch and the tests use these.
+money package needs (through the ledger's queries) and hands them over. The control
+plane's admission (activities/admission.py), the CLI's commands (client/money.py), the
+control worker's limit watch and the tests use these.
 """
 
 from __future__ import annotations

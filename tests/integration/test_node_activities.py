@@ -1,0 +1,125 @@
+"""The node's run_container activity under temporalio's ActivityEnvironment, on the real
+process runtime and real local storage: it heartbeats while the script runs, a cancel
+kills the script, and a lease reaped under a live run ends it with LeaseLost."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+from ulid import ULID
+
+from rgrid.activities.leases import LeaseBook
+from rgrid.activities.node import NodeActivities, NodeIdentity
+from rgrid.errors import Failure
+from rgrid.infra.runtime.process import ProcessRuntime
+from rgrid.infra.storage.base import cas_key
+from rgrid.infra.storage.local import LocalStorage
+from rgrid.models.execution import ExecutionSpec, FileRef
+from rgrid.models.node import ClaimNodeInput, NodeLease, RunContainerInput, StageInputsInput
+
+pytestmark = pytest.mark.integration
+
+
+class Node:
+    """One node's activities, a claimed lease and a staged script."""
+
+    def __init__(self, tmp_path: Path, lease_ttl_s: int = 120) -> None:
+        self.storage = LocalStorage(tmp_path / "storage")
+        self.activities = NodeActivities(
+            node=NodeIdentity(node_id="activity-node"),
+            book=LeaseBook(1),
+            runtime=ProcessRuntime(cache_dir=tmp_path / "cache"),
+            storage=self.storage,
+            work_root=tmp_path / "leases",
+            lease_ttl_s=lease_ttl_s,
+        )
+        self.lease_ttl_s = lease_ttl_s
+        self.execution_id = f"exec-{str(ULID()).lower()}"
+        # A mark in the script's environment names its processes, and no one else's.
+        self.marker = f"RGRID_TEST_RUN={self.execution_id}"
+        self.beats: list[Any] = []
+        self.beat = asyncio.Event()
+        self.env = ActivityEnvironment()
+        self.env.on_heartbeat = self._on_heartbeat
+
+    def _on_heartbeat(self, *details: Any) -> None:
+        self.beats.append(details[0] if details else None)
+        self.beat.set()
+
+    async def stage(self, body: str) -> RunContainerInput:
+        data = body.encode()
+        script = FileRef(name="job.py", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        await self.storage.put_bytes(cas_key(script.sha256), data)
+        lease: NodeLease = await self.env.run(
+            self.activities.claim_node,
+            ClaimNodeInput(execution_id=self.execution_id, attempt=1, lease_ttl_s=self.lease_ttl_s),
+        )
+        await self.env.run(
+            self.activities.stage_inputs,
+            StageInputsInput(lease=lease, execution_id=self.execution_id, script=script),
+        )
+        key, value = self.marker.split("=")
+        spec = ExecutionSpec(script=script, runtime="process", env={key: value}, timeout_s=300)
+        return RunContainerInput(lease=lease, execution_id=self.execution_id, spec=spec)
+
+    def processes(self) -> list[int]:
+        """Processes of this test's script still alive on the machine."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and self.marker.encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+        return found
+
+
+async def test_run_container_heartbeats_its_log_progress_while_the_script_runs(
+    tmp_path: Path,
+) -> None:
+    node = Node(tmp_path)
+    request = await node.stage(
+        "import time\nfor i in range(4):\n    print('line', i, flush=True)\n    time.sleep(0.4)\n"
+    )
+    result = await node.env.run(node.activities.run_container, request)
+    assert result.exit_code == 0 and result.runtime in ("process", "process-unsandboxed")
+    assert node.beats, "no heartbeat while the script ran"
+    assert node.beats == sorted(node.beats)  # the log offset only moves forward
+    assert node.beats[-1] >= 1  # and it moved: the lines were written as chunks
+
+
+async def test_cancelling_run_container_kills_the_script(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    request = await node.stage("import time\nprint('up', flush=True)\ntime.sleep(300)\n")
+    task = asyncio.create_task(node.env.run(node.activities.run_container, request))
+    async with asyncio.timeout(60):
+        while not node.processes():  # the script is running
+            await asyncio.sleep(0.1)
+        await node.beat.wait()
+    node.env.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert node.processes() == []  # killed, not left running on the node
+
+
+async def test_a_lease_reaped_under_a_live_run_ends_it_with_lease_lost(tmp_path: Path) -> None:
+    # A lease that lapses between renewals: the reaper takes it while the script runs.
+    node = Node(tmp_path, lease_ttl_s=0)
+    request = await node.stage("import time\nprint('up', flush=True)\ntime.sleep(300)\n")
+    task = asyncio.create_task(node.env.run(node.activities.run_container, request))
+    async with asyncio.timeout(60):
+        while not node.processes():
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # let the lease lapse past its (zero) ttl
+    assert node.activities.reap_expired() == [request.lease.lease_id]
+    with pytest.raises(ApplicationError) as lost:
+        await task
+    assert lost.value.type == Failure.LEASE_LOST
+    assert request.lease.lease_id in lost.value.message
+    assert node.processes() == []  # the slot went back; the script does not run on in it
