@@ -41,7 +41,7 @@ def test_outputs_land_per_input_and_failures_are_summarised(cli: Cli, work: Path
     summary = result.stderr[result.stderr.index("1 failed\n") :]
     # The failures table: the input, its exit code and its last stderr line, on one row.
     row = next(line for line in summary.splitlines() if "data/b.txt" in line)
-    cells = [cell.strip() for cell in re.split(r"[│┃|]", row) if cell.strip()]
+    cells = [cell.strip() for cell in re.split(r"[│┃|]|\s{2,}", row) if cell.strip()]
     assert cells[:2] == ["data/b.txt", "5"], row
     assert cells[2].startswith("cannot shout at"), row
 
