@@ -24,22 +24,24 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
 from rgrid.client import bulk_cancel, queue, submit
 from rgrid.client.session import Session
 from rgrid.config import Settings
+from rgrid.infra.codec import CodecKey, Keyring
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.local import LocalStorage
+from rgrid.infra.temporal import data_converter
 from rgrid.models.execution import Phase
-from rgrid.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
+from rgrid.names import SEARCH_ATTRIBUTES
 from rgrid.worker.agent import build_workers
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
 
 WEIGHTS = {"a": 3.0, "b": 2.0, "c": 1.0}
+KEYS = Keyring([CodecKey.generate()])  # the payload codec every part of a deployment shares
 SCRIPT = "print('ok')\n"
 
 
@@ -57,9 +59,9 @@ def dynamic_config(fair: bool) -> list[str]:
 async def deployment(fair: bool, root: Path, slots: int) -> AsyncIterator[Settings]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(KEYS),
         dev_server_extra_args=dynamic_config(fair),
-        search_attributes=[PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE, BATCH_ID_ATTRIBUTE],
+        search_attributes=list(SEARCH_ATTRIBUTES),
         ui=False,
     )
     settings = Settings(
@@ -68,6 +70,7 @@ async def deployment(fair: bool, root: Path, slots: int) -> AsyncIterator[Settin
         database_url=f"sqlite+aiosqlite:///{root / 'ledger.db'}",
         storage_url=(root / "storage").as_uri(),
         node_class=f"bench-{str(ULID()).lower()}",
+        codec_key=KEYS.export(),
     )
     ledger = await Ledger.open(settings.effective_database_url)
     async with (

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from aiohttp import web
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from ulid import ULID
 
@@ -31,10 +30,10 @@ from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.infra.task_queues import describe_queue
 from rgrid.models.execution import ExecutionStatus, Phase
-from rgrid.names import BATCH_ID_ATTRIBUTE, PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE
+from rgrid.names import SEARCH_ATTRIBUTES
 from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
-from tests.integration.conftest import agent
+from tests.integration.conftest import CODEC_KEYS, CONVERTER, agent
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +50,9 @@ def shipped_dynamic_config() -> list[str]:
 async def fair_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_extra_args=shipped_dynamic_config(),
-        search_attributes=[PROJECT_ATTRIBUTE, SCRIPT_ATTRIBUTE, BATCH_ID_ATTRIBUTE],
+        search_attributes=list(SEARCH_ATTRIBUTES),
         ui=False,
     )
     async with env:
@@ -65,7 +64,10 @@ async def home(fair_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathF
     root = tmp_path_factory.mktemp("fair-home")
     ledger = await Ledger.open(f"sqlite+aiosqlite:///{root / 'ledger.db'}")
     async with build_control_worker(
-        fair_env.client, ledger, LocalStorage(root / "storage"), Settings(home=root)
+        fair_env.client,
+        ledger,
+        LocalStorage(root / "storage"),
+        Settings(home=root, codec_key=CODEC_KEYS.export()),
     ):
         yield root
     await ledger.close()
@@ -80,6 +82,7 @@ def settings(fair_env: WorkflowEnvironment, home: Path, tmp_path: Path) -> Setti
         storage_url=(home / "storage").as_uri(),
         node_class=f"fair-{str(ULID()).lower()}",
         heartbeat_timeout_s=5,
+        codec_key=CODEC_KEYS.export(),
     )
 
 
