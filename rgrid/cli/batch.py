@@ -109,7 +109,8 @@ def _last(execution: ExecutionStatus) -> str:
 
 FAILURE_COLUMNS = [
     Column("input", priority=4),
-    Column("exit", priority=2, justify="right"),
+    # The exit code is narrow and says most: it stays; the stderr line wraps.
+    Column("exit", priority=5, justify="right"),
     Column("last stderr line", priority=3),
     Column("id", whole=True),
 ]

@@ -39,14 +39,11 @@ def test_outputs_land_per_input_and_failures_are_summarised(cli: Cli, work: Path
     assert not (work / "outputs" / "b").exists()
     assert "2 ok · 1 failed" in result.stderr
     summary = result.stderr[result.stderr.index("1 failed\n") :]
-    # The failures table: the input, its last stderr line and the execution to look at,
-    # whose status says the exit code.
+    # The failures table: the input, its exit code and its last stderr line, on one row.
     row = next(line for line in summary.splitlines() if "data/b.txt" in line)
-    cells = re.split(r"\s{2,}|[│┃]", row.strip())
-    cells = [cell.strip() for cell in cells if cell.strip()]
-    assert cells[0] == "data/b.txt" and cells[1] == "cannot shout at data/b.txt", row
-    status = cli("status", cells[2], "--json").json()
-    assert isinstance(status, dict) and status["exit_code"] == 5
+    cells = [cell.strip() for cell in re.split(r"[│┃|]|\s{2,}", row) if cell.strip()]
+    assert cells[:2] == ["data/b.txt", "5"], row
+    assert cells[2].startswith("cannot shout at"), row
 
 
 def test_flat_prefixes_outputs_with_the_input_stem(cli: Cli, work: Path) -> None:

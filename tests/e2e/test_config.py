@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Cli, isolated_env
-from tests.e2e.test_errors import _closed_port, one_clear_line
+from tests.e2e.test_errors import SHORT_RIDE_OUT, _closed_port, one_clear_line, unreachable_line
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +25,9 @@ def test_init_writes_a_private_profile_that_selects_the_server(tmp_path: Path) -
     assert tomllib.loads(path.read_text())["profiles"]["team"]["temporal_address"] == address
 
     (tmp_path / "ok.py").write_text("print('ok')\n")
-    result = cli("--profile", "team", "run", "ok.py", cwd=tmp_path)
-    assert result.code == 125
-    assert f"Temporal at {address} does not answer" in one_clear_line(result.stderr)
+    result = cli("--profile", "team", "run", "ok.py", cwd=tmp_path, **SHORT_RIDE_OUT)
+    assert result.code == 75  # the profile's server was dialled, and did not answer
+    assert f"Temporal at {address} does not answer" in unreachable_line(result.stderr)
 
 
 def test_an_unknown_profile_is_one_line(tmp_path: Path) -> None:
