@@ -264,8 +264,14 @@ def test_node_scripts_run_with_node(cli: Cli, work: Path) -> None:
     assert (work / "outputs" / "from-node.txt").read_text().startswith("v")
 
 
-def venvs(cli: Cli) -> set[str]:
-    return {p.name for p in cli.home.glob("nodes/*/cache/venvs/*") if p.is_dir()}
+def layer_versions(cli: Cli, kind: str = "venv") -> set[Path]:
+    """Every complete built version of the node's dependency layers of a kind."""
+    found = cli.home.glob(f"nodes/*/cache/layers/{kind}-*/*")
+    return {version for version in found if (version / ".complete").exists()}
+
+
+def venvs(cli: Cli) -> set[Path]:
+    return layer_versions(cli, "venv")
 
 
 def test_detected_dependencies_are_installed_once_and_reused(cli: Cli, work: Path) -> None:
@@ -303,10 +309,6 @@ def test_detected_dependencies_are_installed_once_and_reused(cli: Cli, work: Pat
     assert "hello from a sibling True" in scanned.stdout
 
 
-def built_at(layer_dirs: set[Path]) -> dict[Path, int]:
-    return {d: (d / ".complete").stat().st_mtime_ns for d in layer_dirs}
-
-
 def test_no_cache_builds_the_dependency_layer_again(cli: Cli, work: Path) -> None:
     script(
         work,
@@ -320,15 +322,15 @@ def test_no_cache_builds_the_dependency_layer_again(cli: Cli, work: Path) -> Non
     """,
     )
     assert cli("run", "fresh.py", "a", cwd=work, timeout=300).code == 0
-    layer = {d for d in cli.home.glob("nodes/*/cache/venvs/*") if "building" not in d.name}
-    before = built_at(layer)
+    before = venvs(cli)
     reused = cli("run", "fresh.py", "b", cwd=work)
-    assert reused.code == 0 and built_at(layer) == before
+    assert reused.code == 0 and venvs(cli) == before
     rebuilt = cli("run", "--no-cache", "fresh.py", "b", cwd=work, timeout=300)
     assert rebuilt.code == 0, rebuilt.stderr
     assert "six 1.16.0 ['b']" in rebuilt.stdout and "cached:" not in rebuilt.stderr
-    changed = {d for d, mtime in built_at(layer).items() if mtime != before[d]}
-    assert len(changed) == 1  # only this script's layer was built again
+    # One new version of one layer, a layer that existed: only this script's, built again.
+    (new,) = venvs(cli) - before
+    assert new.parent in {version.parent for version in before}
 
 
 @pytest.mark.skipif(shutil.which("npm") is None, reason="no npm on this machine")
@@ -347,12 +349,12 @@ def test_package_json_dependencies_are_installed_once_for_node_scripts(
     first = cli("run", "check.js", cwd=work, timeout=300)
     assert first.code == 0, first.stderr
     assert "cjs true" in first.stdout
-    layers = {d for d in cli.home.glob("nodes/*/cache/npm/*") if "building" not in d.name}
+    layers = layer_versions(cli, "npm")
     assert len(layers) == 1
     esm = cli("run", "check.mjs", cwd=work)
     assert esm.code == 0, esm.stderr
     assert "esm false" in esm.stdout
-    assert {d for d in cli.home.glob("nodes/*/cache/npm/*") if "building" not in d.name} == layers
+    assert layer_versions(cli, "npm") == layers
     assert not list((work / "outputs").glob("**/node_modules"))  # not taken for an output
 
 

