@@ -149,6 +149,7 @@ async def install_npm(building: Path, requirements: list[str], refresh: bool) ->
         ],
         install_error=", ".join(requirements),
     )
+    readable_by_all(building)
     (building / ".complete").touch()
 
 
@@ -233,3 +234,16 @@ async def kill_run(
             await asyncio.sleep(0.01)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def readable_by_all(root: Path) -> None:
+    """Let every user read a layer (and enter its dirs): a sandboxed run reads it as
+    nobody, and a worker's private umask (077) would have made it root's alone."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                extra = 0o555 if path.is_dir() or mode & 0o100 else 0o444
+                path.chmod(mode | extra)
+    root.chmod(root.stat().st_mode | 0o555)

@@ -218,6 +218,7 @@ class ProcessRuntime:
                 ],
                 install_error=", ".join(requirements),
             )
+        child.readable_by_all(path)
         (path / ".complete").touch()
 
     async def _spawn(self, request: RunRequest, sink: OutputSink, command: _Command) -> RunOutcome:
