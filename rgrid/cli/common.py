@@ -32,7 +32,9 @@ def ensure_stack_for(config: Settings) -> Callable[[], None]:
                 err.print(f"[dim]  {time.monotonic() - began:4.1f}s {text}[/dim]")
 
             with err.status("starting the embedded stack (Temporal dev server, worker, nodes)…"):
-                info = start_stack(config, on_step=step)
+                # Steps are progress for a person at a terminal; a log or a script gets
+                # only the outcome (an error stays one line).
+                info = start_stack(config, on_step=step if err.is_terminal else None)
             err.print(
                 f"[dim]embedded stack ready in {time.monotonic() - began:.1f}s; "
                 f"Web UI at {info.ui_url}[/dim]"

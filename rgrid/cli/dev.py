@@ -34,7 +34,13 @@ def start() -> None:
     info = read_stack(config)
     if info is None:
         with err.status("starting the embedded stack…"):
-            info = start_stack(config, on_step=lambda step: err.print(f"[dim]  {step}[/dim]"))
+            info = start_stack(
+                config,
+                # Progress for a person at a terminal; elsewhere an error stays one line.
+                on_step=(lambda step: err.print(f"[dim]  {step}[/dim]"))
+                if err.is_terminal
+                else None,
+            )
     out.print(f"Temporal  {info.address}")
     out.print(f"Web UI    {info.ui_url}")
     out.print(f"nodes     {', '.join(info.nodes)}")
