@@ -74,7 +74,9 @@ def main() -> None:
     if nothing_to_stop():
         sys.stdout.write("not running\n")
         return
-    if os.environ.get("RGRID_NO_COMMAND_SERVER") != "1":
+    # `dev stop` ends the command server itself: it runs here, not inside what it stops.
+    stops_the_server = sys.argv[1:3] == ["dev", "stop"]
+    if os.environ.get("RGRID_NO_COMMAND_SERVER") != "1" and not stops_the_server:
         code = through_server(command_server_socket(default_home()))
         if code is not None:
             os._exit(code)

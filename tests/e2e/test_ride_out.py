@@ -213,7 +213,7 @@ async def test_a_temporal_cli_cancel_of_a_queued_run_ends_the_watching_cli_with_
     # Honest waiting: the CLI says why it waits before anything else happens.
     waiting = await cli.said(lambda line: line.startswith("waiting for a 'ghost' node"))
     assert "none is polling" in waiting
-    assert "queued before it (ledger estimate)" in waiting
+    assert "ahead of it (estimate)" in waiting
     temporal_cancel(stack, execution_id)
     code, _, err = await cli.ended()
     assert code == 130, err
