@@ -65,10 +65,10 @@ class BatchWorkflow:
         admission = workflow.info().continued_run_id is None and workflow.patched("admission")
         if self._state.started_at is None:
             self._state.started_at = workflow.now()
-        if admission:
-            fresh = not (self._state.retry_queue or self._state.next_index)
-            await self._admit("new runs" if fresh else "retries", fresh)
         try:
+            if admission:  # inside: a batch cancelled while it is admitted ends cancelled
+                fresh = not (self._state.retry_queue or self._state.next_index)
+                await self._admit("new runs" if fresh else "retries", fresh)
             while True:
                 await workflow.wait_condition(lambda: self._can_start() or self._finished())
                 if self._finished():
