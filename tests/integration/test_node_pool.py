@@ -237,7 +237,8 @@ async def retirements(stack: PoolStack) -> dict[str, datetime]:
             scheduled = event.activity_task_scheduled_event_attributes
             if scheduled.activity_type.name not in ("drain_node", "destroy_node"):
                 continue
-            text = b"".join(p.data for p in scheduled.input.payloads).decode()
+            # Payloads are encrypted (the codec): decode them as the workers do.
+            text = repr(await stack.client.data_converter.decode(scheduled.input.payloads))
             for node in await stack.nodes():
                 if node.node_id in text and task_started is not None:
                     decided[node.node_id] = min(
