@@ -6,21 +6,57 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from rgrid.client.session import Session
 from rgrid.client.waiting import POLLER_FRESH_S, WaitReport, wait_report
 from rgrid.client.watch import wait_for_result
 from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
+from rgrid.infra.storage.local import LocalStorage
 from rgrid.models.execution import ExecutionStatus, Phase
-from tests.integration.conftest import agent
+from rgrid.names import SEARCH_ATTRIBUTES
+from rgrid.worker.control import build_control_worker
+from rgrid.worker.dev import temporal_binary
+from tests.integration.conftest import CODEC_KEYS, CONVERTER, agent
 from tests.integration.test_execution_workflow import start, wait_for_phase
 
 pytestmark = pytest.mark.integration
+
+
+# A dev server and control worker of this module's own: what these tests read (pollers,
+# queued runs) must not depend on the session's server, which other modules restart.
+@pytest.fixture(scope="module")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=CONVERTER,
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        ui=False,
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("waiting-home")
+
+
+@pytest.fixture(scope="module")
+async def control(temporal_env: WorkflowEnvironment, shared_home: Path) -> AsyncIterator[Ledger]:
+    ledger = await Ledger.open(f"sqlite+aiosqlite:///{shared_home / 'ledger.db'}")
+    settings = Settings(home=shared_home, codec_key=CODEC_KEYS.export())
+    async with build_control_worker(
+        temporal_env.client, ledger, LocalStorage(shared_home / "storage"), settings
+    ):
+        yield ledger
+    await ledger.close()
 
 
 async def next_report(reports: list[WaitReport], after: int = 0) -> WaitReport:
