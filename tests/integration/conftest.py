@@ -36,15 +36,20 @@ CODEC_KEYS = Keyring([CodecKey.generate()])
 CONVERTER = data_converter(CODEC_KEYS)
 
 
-@pytest.fixture(scope="session")
-async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """A real dev server with rgrid's search attributes and the session's codec."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         data_converter=CONVERTER,
         search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_extra_args=list(extra_args),
         ui=False,
     )
-    async with env:
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await start_dev_server() as env:
         yield env
 
 

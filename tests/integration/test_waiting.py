@@ -20,10 +20,8 @@ from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.models.execution import ExecutionStatus, Phase
-from rgrid.names import SEARCH_ATTRIBUTES
 from rgrid.worker.control import build_control_worker
-from rgrid.worker.dev import temporal_binary
-from tests.integration.conftest import CODEC_KEYS, CONVERTER, agent
+from tests.integration.conftest import CODEC_KEYS, agent, start_dev_server
 from tests.integration.test_execution_workflow import start, wait_for_phase
 
 pytestmark = pytest.mark.integration
@@ -33,13 +31,7 @@ pytestmark = pytest.mark.integration
 # queued runs) must not depend on the session's server, which other modules restart.
 @pytest.fixture(scope="module")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(),
-        data_converter=CONVERTER,
-        search_attributes=list(SEARCH_ATTRIBUTES),
-        ui=False,
-    )
-    async with env:
+    async with await start_dev_server() as env:
         yield env
 
 
