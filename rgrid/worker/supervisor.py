@@ -89,12 +89,15 @@ class Supervisor:
         )
         self._last_probe = 0.0
         self._spared_sessions: set[int] = set()
+        # Children the host process had before us (a test runner's servers) are not ours.
+        self._foreign: set[int] = set()
 
     def status(self) -> list[ChildStatus]:
         """Every child as it is now."""
         return [child.status for child in self._children]
 
     def start_all(self) -> None:
+        self._foreign = set(processes.children_of(os.getpid()))
         processes.become_subreaper()
         for child in self._children:
             self._start(child)
@@ -218,7 +221,7 @@ class Supervisor:
     def _reap_orphans(self) -> None:
         """End and reap processes that became ours when their parent (a child) died; those
         of a spared child's session are only reaped once they exit by themselves."""
-        known = {c.proc.pid for c in self._children if c.proc is not None}
+        known = self._foreign | {c.proc.pid for c in self._children if c.proc is not None}
         ended = []
         for pid in processes.children_of(os.getpid()):
             if pid in known:

@@ -112,6 +112,26 @@ async def test_a_dead_childs_scripts_in_their_own_session_are_ended(tmp_path: Pa
     sup.stop_all()
 
 
+async def test_the_host_processs_own_children_are_never_taken_for_orphans(
+    tmp_path: Path,
+) -> None:
+    # A test runner's Temporal server is a child of the process the supervisor runs in.
+    server = subprocess.Popen(SLEEPER)
+    sup = Supervisor(
+        [ChildSpec("agent", "agent", SLEEPER, tmp_path / "a.log")], tmp_path / "children.json"
+    )
+    stop, task = await supervise(sup)
+    try:
+        await asyncio.sleep(3)  # several reaping rounds
+        assert server.poll() is None
+    finally:
+        stop.set()
+        await task
+        sup.stop_all()
+        server.kill()
+        server.wait()
+
+
 def test_children_die_with_a_supervisor_killed_9(tmp_path: Path) -> None:
     # The supervisor in a process of its own, so it can be killed -9.
     code = (
