@@ -1,3 +1,3 @@
-from rgrid.cli.thin import main
+from rgrid.cli.entry import main
 
 main()

@@ -10,34 +10,70 @@ from typing import Annotated
 
 import typer
 from typer import rich_utils
+from typer._click import Command, Context
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperCommand, TyperGroup
 
 from rgrid import __version__, logs
-from rgrid.cli import (
-    admin,
-    cache,
-    cancel,
-    codec,
-    config_cmd,
-    cost,
-    dev,
-    download,
-    init,
-    listing,
-    logs_cmd,
-    nodes,
-    queue,
-    retry,
-    run,
-    schema,
-    status,
-    watch,
-    worker,
-)
-from rgrid.cli.console import console
-from rgrid.cli.options import RunCommand
+from rgrid.cli.commands import COMMANDS
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
 from rgrid.errors import ControlPlaneUnreachableError, RgridError
+
+
+def load_command(name: str) -> Command:
+    """The real click command for `name`, its module imported now."""
+    import importlib
+
+    module_name, attribute, _ = COMMANDS[name]
+    found = getattr(importlib.import_module(f"rgrid.cli.{module_name}"), attribute)
+    if isinstance(found, typer.Typer):
+        group = typer.main.get_group(found)
+        group.name = name
+        return group
+    single = typer.Typer()
+    if name == "run":
+        from rgrid.cli.options import RunCommand
+
+        # Options after the script are rgrid's when rgrid knows them, else the script's;
+        # everything after `--` is the script's (the rule is RunCommand's).
+        single.command(name, cls=RunCommand, context_settings={"ignore_unknown_options": True})(
+            found
+        )
+    else:
+        single.command(name)(found)
+    return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """rgrid's top level: commands load on first use; the listing in `rgrid --help` uses
+    the one-line helps of COMMANDS instead of loading every command."""
+
+    listing = False
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            if self.listing:
+                return TyperCommand(cmd_name, help=COMMANDS[cmd_name][2])
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: Context, formatter: object) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)  # type: ignore[arg-type]
+        finally:
+            self.listing = False
+
+    def load_all(self) -> None:
+        """Every command loaded now (the command server, before it forks)."""
+        for name in COMMANDS:
+            self.get_command(Context(self), name)
+
 
 app = typer.Typer(
     name="rgrid",
@@ -45,6 +81,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    cls=LazyGroup,
 )
 
 
@@ -71,34 +108,6 @@ def _global(
         os.environ["RGRID_PROFILE"] = profile
 
 
-# Options after the script are rgrid's when rgrid knows them, else the script's;
-# everything after `--` is the script's.
-# The rule for unknown ones is rgrid.cli.options.RunCommand's.
-app.command(cls=RunCommand, context_settings={"ignore_unknown_options": True})(run.run)
-app.command()(status.status)
-app.command()(logs_cmd.logs)
-app.command("list")(listing.list_executions)
-app.command()(cancel.cancel)
-app.command()(watch.watch)
-app.command()(retry.retry)
-app.command()(download.download)
-app.command()(download.outputs)
-app.command()(config_cmd.config)
-app.command()(init.init)
-app.command()(cost.estimate)
-app.command("codec-server")(codec.codec_server_command)
-app.command("schema")(schema.schema_command)
-app.command()(console)
-app.add_typer(cache.app, name="cache")
-app.add_typer(cost.app, name="cost")
-app.add_typer(dev.app, name="dev")
-app.add_typer(admin.app, name="admin")
-app.add_typer(nodes.app, name="nodes")
-app.add_typer(queue.app, name="queue")
-app.add_typer(worker.app, name="worker")
-
-
-@app.command()
 def version() -> None:
     """Print rgrid's version."""
     out.print(f"rgrid {__version__}")

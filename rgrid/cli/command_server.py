@@ -43,6 +43,8 @@ def serve(path: Path) -> None:
     """Accept commands until the code changes under us or we are told to stop."""
     fingerprint = code_fingerprint()
     command = app.click_command()
+    assert isinstance(command, app.LazyGroup)
+    command.load_all()  # once, here: each forked command finds its module imported
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)  # the socket is the user's alone: it runs commands as them

@@ -6,14 +6,16 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from rgrid.infra.logstore import LogRecord
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.money.pricing import format_microns
+
+if TYPE_CHECKING:  # the log store pulls in the codec and storage: not for `--help`
+    from rgrid.infra.logstore import LogRecord
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
