@@ -14,4 +14,8 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 target="."
 [ -n "$extras" ] && target=".[$extras]"
-.venv/bin/uv pip install --quiet --python .venv/bin/python -e "$target"
+# Bytecode is compiled here, once: with PYTHONDONTWRITEBYTECODE=1 (as on these machines)
+# Python never caches it itself, and every command would compile its imports again
+# (seconds: SQLAlchemy, temporalio and pydantic are large).
+.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e "$target"
+.venv/bin/python -m compileall -q -j 0 rgrid >/dev/null
