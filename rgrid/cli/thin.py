@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TypedDict
 
+from rgrid.client import stack_launch
 from rgrid.paths import (
     command_server_socket,
     config_file_path,
@@ -74,6 +75,8 @@ def main() -> None:
     if nothing_to_stop():
         sys.stdout.write("not running\n")
         return
+    # A newcomer's first run: the stack starts while this process imports the CLI.
+    stack_launch.launch_early(sys.argv[1:], default_home())
     # `dev stop` ends the command server itself: it runs here, not inside what it stops.
     stops_the_server = sys.argv[1:3] == ["dev", "stop"]
     if os.environ.get("RGRID_NO_COMMAND_SERVER") != "1" and not stops_the_server:

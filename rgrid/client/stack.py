@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -20,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from rgrid import paths
+from rgrid.client import stack_launch
 from rgrid.config import Settings
 from rgrid.errors import EmbeddedStackError
 from rgrid.infra import processes
@@ -135,41 +134,39 @@ def start_stack(
     quiet_wait: float = START_TIMEOUT_S + 15,
     on_step: Callable[[str], None] | None = None,
 ) -> StackInfo:
-    """Start the stack in the background (or return the running one) and wait until ready;
-    `on_step` hears each step the stack logs while it starts, as it happens."""
+    """Start the stack in the background (or return the running one, or wait for the one
+    starting) until ready; `on_step` hears each step the stack logs while it starts."""
     running = read_stack(settings)
     if running is not None:
         return running
     make_private(settings)
-    # A supervisor that was killed leaves nothing running (its children have a parent-
-    # death signal), but what its record names and still runs is ended here.
-    end_recorded(children_file(settings))
-    check_ports(settings)
+    with stack_launch.launching(settings.home):
+        started = stack_launch.launched(settings.home)
+        if started is None and read_stack(settings) is None:
+            # A supervisor that was killed leaves nothing running (its children have a
+            # parent-death signal), but what its record names and still runs is ended here.
+            end_recorded(children_file(settings))
+            check_ports(settings)
+            started = stack_launch.launch(settings.home)
+    if started is None:  # it became ready meanwhile
+        return start_stack(settings, quiet_wait, on_step)
     log_path = settings.dev_dir / "stack.log"
-    with open(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "ab") as log_file:
-        offset = log_file.tell()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rgrid.worker.dev"],
-            stdout=log_file,
-            stderr=log_file,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the CLI that started it
-            env={**os.environ, "RGRID_HOME": str(settings.home)},
-        )
+    offset = started.log_offset
     deadline = time.monotonic() + quiet_wait
     while time.monotonic() < deadline:
         if on_step is not None:
             offset = _report_steps(log_path, offset, on_step)
         info = read_stack(settings)
-        if info is not None and info.pid == proc.pid:
+        if info is not None and info.pid == started.pid:
             return info
-        if proc.poll() is not None:
+        if not started.alive():
             raise EmbeddedStackError(
                 f"the embedded stack exited while starting: {_last_error(log_path)}",
                 f"see {log_path}",
             )
-        time.sleep(0.1)
-    proc.terminate()
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(started.pid, signal.SIGTERM)
     raise EmbeddedStackError(
         f"the embedded stack did not become ready in {quiet_wait:.0f} s", f"see {log_path}"
     )
@@ -196,8 +193,8 @@ def stop_stack(settings: Settings, timeout_s: float = 60.0) -> bool:
 
 
 def _report_steps(log_path: Path, offset: int, on_step: Callable[[str], None]) -> int:
-    """Pass on the steps logged since `offset` (JSON lines: `step`, else the event name);
-    the offset to read from next time. A line still being written waits for its end."""
+    """Pass on the steps logged since `offset` (JSON lines with a `step`); the offset to
+    read from next time. A line still being written waits for its end."""
     with log_path.open("rb") as log_file:
         log_file.seek(offset)
         data = log_file.read()
@@ -207,9 +204,9 @@ def _report_steps(log_path: Path, offset: int, on_step: Callable[[str], None]) -
             event = json.loads(line)
         except ValueError:
             continue
-        step = event.get("step") or event.get("event") if isinstance(event, dict) else None
-        if step and step != "stack_ready":  # the caller says that one itself
-            on_step(str(step).replace("_", " "))
+        step = event.get("step") if isinstance(event, dict) else None
+        if step:
+            on_step(str(step))
     return offset + len(complete)
 
 

@@ -34,6 +34,7 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 STABLE_AFTER_S = 30.0  # a child that ran this long starts its backoff from the first step
 PROBE_EVERY_S = 1.0
+PROBE_STARTING_S = 0.1  # while a child is not ready yet: a start is seen at once
 STOP_TIMEOUT_S = 15.0
 
 
@@ -109,7 +110,9 @@ class Supervisor:
             changed = False
             for child in self._children:
                 changed |= self._watch(child)
-            if time.monotonic() - self._last_probe >= PROBE_EVERY_S:
+            starting = any(not c.status.ready for c in self._children if c.proc is not None)
+            every = PROBE_STARTING_S if starting else PROBE_EVERY_S
+            if time.monotonic() - self._last_probe >= every:
                 self._last_probe = time.monotonic()
                 self._reap_orphans()
                 changed |= await self._probe()
@@ -171,7 +174,7 @@ class Supervisor:
         child.status.started_at = time.time()
         child.status.state = ChildState.RUNNING
         child.status.ready = False
-        log.info("child_started", child=spec.name, pid=child.proc.pid)
+        log.info("child_started", child=spec.name, pid=child.proc.pid, step=f"{spec.name} starting")
 
     def _watch(self, child: _Child) -> bool:
         now = time.monotonic()
@@ -216,6 +219,8 @@ class Supervisor:
             if ready != child.status.ready:
                 child.status.ready = ready
                 changed = True
+                if ready:  # a step of the stack's start, shown to the user who waits on it
+                    log.info("child_ready", child=child.spec.name, step=f"{child.spec.name} ready")
         return changed
 
     def _reap_orphans(self) -> None:

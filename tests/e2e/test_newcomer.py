@@ -254,14 +254,33 @@ def test_dev_stop_of_nothing_answers_at_once(tmp_path: Path) -> None:
     assert (result.code, result.stdout) == (0, "not running\n")
 
 
-def test_a_cold_start_says_when_the_stack_is_ready(tmp_path: Path, work: Path) -> None:
+def test_a_cold_start_shows_each_step_and_says_when_the_stack_is_ready(
+    tmp_path: Path, work: Path
+) -> None:
     cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
     (work / "ok.py").write_text("print('ok')\n")
     try:
-        result = cli("run", "ok.py", cwd=work)
-        assert result.code == 0, result.stderr
-        assert re.search(r"embedded stack ready in \d+\.\ds", result.stderr)
-        assert result.stderr.index("embedded stack ready") < result.stderr.index("exec-")
+        code, output = in_pty(cli, "run", "ok.py", cwd=work)
+        assert code == 0, output
+        ready = output.index("embedded stack ready")
+        assert re.search(r"embedded stack ready in \d+\.\ds", output)
+        for step in ("temporal starting", "temporal ready", "control ready"):
+            assert -1 < output.find(step) < ready, step
+        assert ready < output.index("exec-")
+    finally:
+        cli("dev", "stop", timeout=60)
+
+
+def test_two_first_runs_at_once_share_one_stack(tmp_path: Path, work: Path) -> None:
+    cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
+    (work / "ok.py").write_text("print('ok')\n")
+    try:
+        runs = [cli.popen("run", "ok.py", cwd=work) for _ in range(2)]
+        results = [run.communicate(timeout=240) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], results
+        assert all("ok" in stdout.splitlines() for stdout, _ in results)
+        supervisors = (cli.home / "dev" / "stack.log").read_text().count('"stack_ready"')
+        assert supervisors == 1
     finally:
         cli("dev", "stop", timeout=60)
 
