@@ -227,6 +227,26 @@ async def test_rebuild_builds_the_layer_again(
     assert await image_id(tag) not in (None, first_id)
 
 
+async def test_forty_no_cache_items_of_one_batch_build_the_layer_once(
+    runtime: DockerRuntime, tmp_path: Path, own_layer: tuple[list[str], str]
+) -> None:
+    requirements, tag = own_layer
+    body = "import six\nprint('six', six.__version__)\n"
+    items = [tmp_path / f"item-{i}" for i in range(40)]
+    for item in items:
+        item.mkdir()
+    results = await asyncio.gather(
+        *(
+            run(runtime, item, body, requirements=requirements, rebuild=True, batch_id="b-1")
+            for item in items
+        )
+    )
+    assert [outcome.exit_code for outcome, _, _ in results] == [0] * 40, results[0][2]
+    assert all("six 1.16.0" in out for _, out, _ in results)
+    assert runtime.layer_builds == 1
+    assert await image_id(tag) is not None
+
+
 @pytest.fixture(scope="module")
 async def node_image(image: str) -> str:
     built = await asyncio.to_thread(ensure_node_image)
