@@ -40,7 +40,12 @@ def first_run(root: Path) -> tuple[float, float]:
     (root / "hi.py").write_text("print('hi')\n")
     began = time.perf_counter()
     proc = subprocess.Popen(
-        [*RGRID, "run", "hi.py"], cwd=root, env=env, stdout=subprocess.PIPE, text=True
+        [*RGRID, "run", "hi.py"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     submitted = None

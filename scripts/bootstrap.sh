@@ -17,5 +17,6 @@ target="."
 # Bytecode is compiled here, once: with PYTHONDONTWRITEBYTECODE=1 (as on these machines)
 # Python never caches it itself, and every command would compile its imports again
 # (seconds: SQLAlchemy, temporalio and pydantic are large).
-.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e "$target"
-.venv/bin/python -m compileall -q -j 0 rgrid >/dev/null
+.venv/bin/uv pip install --quiet --python .venv/bin/python -e "$target"
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+.venv/bin/python -m compileall -q -j 0 "$site" rgrid >/dev/null || true

@@ -10,6 +10,7 @@ import typer
 from rgrid.cli.common import settings
 from rgrid.cli.output import err, out
 from rgrid.client import codec_server
+from rgrid.client.codec_token import codec_endpoint, token_of
 
 
 def codec_server_command(
@@ -26,12 +27,12 @@ def codec_server_command(
 ) -> None:
     """Decode payloads for the Web UI (secrets masked); requires the token it prints."""
     current = settings().model_copy(update={"codec_port": port} if port else {})
-    token = codec_server.token_of(current.home)
+    token = token_of(current.home)
     origins = ui_origin or codec_server.ui_origins(current)
 
     async def serve() -> None:
         runner = await codec_server.start(current, origins=origins, host=host)
-        endpoint = codec_server.codec_endpoint(current, token)
+        endpoint = codec_endpoint(current, token)
         if host:
             endpoint = endpoint.replace(f"//{current.dev_ip}:", f"//{host}:", 1)
         out.print(endpoint, markup=False)

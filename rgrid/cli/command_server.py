@@ -26,21 +26,27 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Everything a command may need, imported once here rather than in every command (some
-# commands import these lazily, so that they start fast when run in-process).
-import aiodocker  # noqa: F401
-import sqlmodel  # noqa: F401
-import temporalio.client  # noqa: F401
-
-from rgrid.cli import app, output
+from rgrid.cli import output
 from rgrid.cli.thin import MAX_REQUEST, CommandRequest, code_fingerprint, send_message
+from rgrid.paths import stack_file
+
+STACK_WAIT_S = 0.1
 
 
 def serve(path: Path) -> None:
     """Accept commands until the code changes under us or we are told to stop."""
+    # Everything a command may need, imported once here rather than in every command (some
+    # commands import these lazily, so that they start fast when run in-process).
+    import aiodocker  # noqa: F401
+    import sqlmodel  # noqa: F401
+    import temporalio.client  # noqa: F401
+
+    from rgrid.cli import app
+
     fingerprint = code_fingerprint()
     command = app.click_command()
     assert isinstance(command, app.LazyGroup)
@@ -133,6 +139,8 @@ def _child(
     send_message(conn, {"pid": os.getpid()})
     # A client that goes away (closed terminal, killed) takes its command with it.
     threading.Thread(target=_hang_up_with, args=(conn,), daemon=True).start()
+    from rgrid.cli import app  # imported by serve() already
+
     code = app.run_command(command)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -149,7 +157,13 @@ def _hang_up_with(conn: socket.socket) -> None:
 
 
 def main() -> None:
-    serve(Path(sys.argv[1]))
+    socket_path = Path(sys.argv[1])
+    # Importing the whole CLI takes seconds of CPU that the stack's other parts need while
+    # they start (a first `rgrid run` waits for them): begin once the stack is ready.
+    home = socket_path.parent.parent
+    while not stack_file(home).exists():
+        time.sleep(STACK_WAIT_S)
+    serve(socket_path)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import secrets as random
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -23,31 +20,13 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from rgrid.cache.key import is_secret
+from rgrid.client.codec_token import token_of
 from rgrid.config import Settings
 from rgrid.errors import ConfigError
 from rgrid.infra.codec import MASK, EncryptionCodec, Keyring, is_sealed
 from rgrid.infra.temporal import keyring_of
 
-TOKEN_FILE = "codec.token"
 _JSON = b"json/plain"
-
-
-def token_of(home: Path) -> str:
-    """The codec server's token, from a 0600 file under home made on first use."""
-    path = home / TOKEN_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{random.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(random.token_urlsafe(32))
-        try:
-            os.link(tmp, path)  # a concurrent first use keeps the one that won
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip()
 
 
 def ui_origins(settings: Settings) -> list[str]:
@@ -57,11 +36,6 @@ def ui_origins(settings: Settings) -> list[str]:
     if settings.dev_ip == "127.0.0.1":
         origins.append(f"http://localhost:{port}")
     return origins
-
-
-def codec_endpoint(settings: Settings, token: str) -> str:
-    """What the dev server's `--ui-codec-endpoint` points at."""
-    return f"http://{settings.dev_ip}:{settings.effective_codec_port}/{token}"
 
 
 def mask(value: Any, key: str = "") -> Any:

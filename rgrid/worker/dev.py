@@ -22,15 +22,13 @@ import sysconfig
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 import structlog
 import yaml
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from rgrid import logs
-from rgrid.client import codec_server
+from rgrid.client.codec_token import codec_endpoint, token_of
 from rgrid.client.stack import (
     START_TIMEOUT_S,
     StackInfo,
@@ -43,15 +41,18 @@ from rgrid.client.stack import (
 from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
 from rgrid.infra.providers.local import agent_command
-from rgrid.infra.temporal import connect
 from rgrid.models.node import AgentState
 from rgrid.models.pool import NoCapacity, NodeRecord
 from rgrid.models.stack import ChildState, ChildStatus
 from rgrid.paths import command_server_socket
-from rgrid.worker.agent import agent_state_file
-from rgrid.worker.local_nodes import close_lives, open_lives
 from rgrid.worker.service import private_umask, stop_event, temporal_answers
 from rgrid.worker.supervisor import ChildSpec, Supervisor
+
+# What the stack needs only once its children run (aiohttp, temporalio, the ledger, the
+# agent's runtime) is imported there, inside the functions: each child starts a second
+# or more sooner, and a first `rgrid run` waits for them.
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 log = structlog.get_logger()
 
@@ -96,7 +97,7 @@ def dev_server_argv(settings: Settings) -> list[str]:
         "--ui-disable-news-fetch",
         # The UI shows rgrid's encrypted payloads through rgrid's codec server (secrets masked).
         "--ui-codec-endpoint",
-        codec_server.codec_endpoint(settings, codec_server.token_of(settings.home)),
+        codec_endpoint(settings, token_of(settings.home)),
     ]
     for key, value in config.get("sqlite_pragmas", {}).items():
         argv += ["--sqlite-pragma", f"{key}={value}"]
@@ -109,7 +110,8 @@ def dev_server_argv(settings: Settings) -> list[str]:
 
 class StackProbes:
     """How the supervisor tells each child works: Temporal answers, the control worker's
-    health port says 200, an agent has written its state file (it polls)."""
+    health port says 200, an agent has written its state file (it polls), the command
+    server has made its socket."""
 
     def __init__(self, settings: Settings, health_port: int) -> None:
         self._settings = settings
@@ -118,12 +120,16 @@ class StackProbes:
 
     async def temporal(self, _: ChildStatus) -> bool:
         if self.client is None:
+            from rgrid.infra.temporal import connect
+
             with contextlib.suppress(RgridError):
                 self.client = await connect(self._settings, timeout_s=2)
             return self.client is not None
         return await temporal_answers(self.client)
 
     async def control(self, _: ChildStatus) -> bool:
+        import aiohttp
+
         try:
             timeout = aiohttp.ClientTimeout(total=2)
             async with (
@@ -134,10 +140,14 @@ class StackProbes:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def agent(self, node_id: str):  # type: ignore[no-untyped-def]
-        path = agent_state_file(self._settings, node_id)
+    async def command_server(self, _: ChildStatus) -> bool:
+        return command_server_socket(self._settings.home).exists()
 
+    def agent(self, node_id: str):  # type: ignore[no-untyped-def]
         async def probe(status: ChildStatus) -> bool:
+            from rgrid.worker.agent import agent_state_file
+
+            path = agent_state_file(self._settings, node_id)
             try:
                 state = AgentState.model_validate_json(path.read_text())
             except (OSError, ValueError):
@@ -206,6 +216,7 @@ def stack_children(settings: Settings, probes: StackProbes, health_port: int) ->
             dev / "command-server.log",
             env=env,
             spare_descendants=True,
+            probe=probes.command_server,
         )
     )
     return specs
@@ -231,6 +242,9 @@ async def serve(settings: Settings) -> None:
     supervisor.start_all()
     watching = asyncio.create_task(supervisor.run(stop))
     # The Web UI's codec endpoint: payloads readable there, secret values masked.
+    from rgrid.client import codec_server
+    from rgrid.worker.local_nodes import close_lives, open_lives
+
     codec = await codec_server.start(settings)
     lives: list[NodeRecord] = []
     try:
@@ -295,6 +309,8 @@ async def fail_waiting_runs(
 ) -> None:
     """While every agent is given up, tell each running execution that no node will come
     (the `no_capacity` signal): one waiting for a node fails at once with the reason."""
+    from temporalio.service import RPCError
+
     while not stop.is_set():
         reason = given_up_reason(supervisor.status())
         if reason is not None and probes.client is not None:

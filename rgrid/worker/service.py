@@ -8,14 +8,18 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
-from temporalio.client import Client
 
 from rgrid.config import Settings
 from rgrid.errors import ServiceUnavailableError
-from rgrid.infra.temporal import connect
+
+# aiohttp and temporalio load where they are used: the embedded stack's supervisor
+# starts its children before it needs either.
+if TYPE_CHECKING:
+    from aiohttp import web
+    from temporalio.client import Client
 
 log = structlog.get_logger()
 
@@ -39,6 +43,8 @@ def stop_event() -> asyncio.Event:
 async def connect_until_up(settings: Settings, stop: asyncio.Event) -> Client | None:
     """Connect to Temporal, retrying with backoff (and saying so in the log) while it is
     away; None if told to stop first."""
+    from rgrid.infra.temporal import connect
+
     delay = 0.5
     while not stop.is_set():
         try:
@@ -66,6 +72,7 @@ async def serve_health(
     port: int, healthy: Callable[[], Awaitable[bool]], host: str = "127.0.0.1"
 ) -> web.AppRunner:
     """GET /healthz (or /): 200 "ok" while `healthy()` says so, else 503."""
+    from aiohttp import web
 
     async def handle(_: web.Request) -> web.Response:
         if await healthy():

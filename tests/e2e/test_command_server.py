@@ -48,7 +48,8 @@ def wait_for(condition: object, seconds: float = 20) -> None:
 def test_commands_run_in_the_server_with_the_clients_env_cwd_and_exit_code(
     cli: Cli, work: Path
 ) -> None:
-    assert re.search(r"^command-server +running", cli("dev", "status").stdout, re.M)
+    # It imports the CLI once the rest of the stack is ready: "starting" until then.
+    wait_for(lambda: re.search(r"^command-server +running", cli("dev", "status").stdout, re.M))
     (work / "sub").mkdir()
     (work / "sub" / "env.py").write_text(
         "import os, sys\nprint(os.environ['GREETING'], sys.argv[1])\nsys.exit(4)\n"
