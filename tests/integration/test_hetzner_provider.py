@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from rgrid.config import Settings
 from rgrid.config_parts import HetznerConfig
@@ -148,6 +153,58 @@ async def test_booting_applies_the_user_data_and_deleting_kills_the_agent(
     await provider.delete_node(info.server_id)  # gone already: not an error
     assert process.returncode is not None
     assert await provider.list_nodes("cpu") == []
+
+
+def _client_pair(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rgrid-node")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "client.crt", directory / "client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_a_node_whose_temporal_is_away_says_so_and_retries_with_its_tls_credentials(
+    standin: tuple[HetznerStandIn, Settings], tmp_path: Path
+) -> None:
+    api, settings = standin
+    cert, key = _client_pair(tmp_path)
+    settings = settings.model_copy(update={"temporal_tls_cert": cert, "temporal_tls_key": key})
+    info = await HetznerProvider(HetznerConfig.of(settings)).create_node(create("n-tls"))
+    server = api.servers[info.server_id]
+    # systemd's LoadCredential= copies, where agent.env points the dynamic user.
+    credentials = server.root / "run/credentials/rgrid-agent.service"
+    log = server.root / "rgrid-agent.service.log"
+
+    def retries() -> int:
+        return log.read_text().count('"temporal_unreachable"') if log.exists() else 0
+
+    async with asyncio.timeout(60):
+        while retries() < 2:
+            assert server.process is None or server.process.returncode is None, log.read_text()
+            await asyncio.sleep(0.2)
+    assert (credentials / "temporal-client.crt").read_bytes() == cert.read_bytes()
+    assert (credentials / "temporal-client.key").read_bytes() == key.read_bytes()
+    assert server.process is not None and server.process.returncode is None  # still trying
+    assert "Traceback" not in log.read_text()
 
 
 def test_label_selectors_follow_hetzners_syntax() -> None:

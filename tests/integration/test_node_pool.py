@@ -31,6 +31,7 @@ from rgrid.config_parts import HetznerConfig
 from rgrid.errors import NotFoundError
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers import node_labels
+from rgrid.infra.providers.cloud_init import agent_unit
 from rgrid.infra.providers.hetzner import HetznerProvider
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.infra.storage.local import LocalStorage
@@ -393,8 +394,12 @@ async def test_the_agent_gets_no_database_url_and_its_node_scoped_config(
     assert f'RGRID_NODE_CLASS="{pool_stack.settings.node_class}"' in env
     assert "RGRID_TEMPORAL_ADDRESS" in env and "RGRID_STORAGE_URL" in env
     assert "DATABASE" not in env
+    assert 'RGRID_LOCAL_HOURLY_PRICE_MICRONS="6000"' in env  # the price its leases carry
+    # The unit rgrid ships, its ExecStart run with this node's id and slots from agent.env.
     unit = (root / "etc/systemd/system/rgrid-agent.service").read_text()
-    assert f"--node-id {result.node_id}" in unit and "--hourly-price-microns 6000" in unit
+    assert unit == agent_unit()
+    started = pool_stack.standin.servers[server["id"]].units["rgrid-agent.service"]
+    assert started.endswith(f" worker agent --node-id {result.node_id} --slots 1")
 
 
 async def test_the_pool_keeps_its_nodes_across_continue_as_new(pool_stack: PoolStack) -> None:

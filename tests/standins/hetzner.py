@@ -8,17 +8,20 @@ in Hetzner's JSON format (`{"error": {"code", "message", "details"}}`).
 "Booting" a server applies its real cloud-init user data: every `write_files` entry is
 written under the server's root dir (`<root>/server-<id>/<path>`), and each
 `systemctl enable --now UNIT` / `systemctl start UNIT` in `runcmd` starts that unit's
-`ExecStart` as a local process with the unit's `EnvironmentFile`. Only paths are
-rewritten: the venv python of ExecStart becomes this interpreter, and absolute paths in
-the environment file (but /dev/...) move under the server's root. Other runcmd lines
-(apt, pip, venv) and `packages` are logged to `<root>/server-<id>/cloud-init.log`, not
-run. Deleting a server kills its process group.
+`ExecStart` as a local process, as systemd would (tests/standins/systemd.py): with the
+unit's `Environment=` and `EnvironmentFile=` (and its drop-ins' `LoadCredential=`), its
+`${VAR}`s expanded from them. Only paths are rewritten: the node's
+`/opt/rgrid/venv/bin/rgrid` becomes this checkout's rgrid, and absolute paths in the
+environment (but /dev/...) move under the server's root. Other runcmd lines (apt, pip,
+venv) and `packages` are logged to `<root>/server-<id>/cloud-init.log`, not run. Deleting
+a server kills its process group.
 
 Test hooks live under `/_standin/` (not part of Hetzner's API): inject errors for the
 next creates (`faults`), cap the number of servers (`limit`, the account limit), fail
 every call for a while (`outage`), crash a server (`servers/<id>/crash`).
 
     rgrid dev hetzner-standin --port 4000
+    python -m tests.standins.hetzner --port 4000 --root DIR   (from a checkout)
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import itertools
 import os
 import shlex
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +41,8 @@ from typing import Any
 import structlog
 import yaml
 from aiohttp import web
+
+from tests.standins.systemd import service_command, service_section
 
 log = structlog.get_logger()
 
@@ -491,20 +495,26 @@ class HetznerStandIn:
             target.chmod(int(str(entry["permissions"]), 8))
 
     async def _start_unit(self, server: Server, unit: str) -> None:
-        unit_file = self._rooted(server, f"/etc/systemd/system/{unit}")
+        unit_dir = self._rooted(server, "/etc/systemd/system")
+        unit_file = unit_dir / unit
         if not unit_file.exists():
             raise FileNotFoundError(f"unit {unit} not written by user data")
-        service = _unit_service(unit_file.read_text())
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(server.root)}
-        if "EnvironmentFile" in service:
-            env_file = self._rooted(server, service["EnvironmentFile"])
-            for key, value in _read_env_file(env_file.read_text()).items():
-                # The one rewrite besides the interpreter: absolute paths move under the root.
-                rooted = value.startswith("/") and not value.startswith("/dev/")
-                env[key] = str(self._rooted(server, value)) if rooted else value
-        argv = shlex.split(service["ExecStart"])
-        if Path(argv[0]).name.startswith("python"):
-            argv[0] = sys.executable
+        drop_ins = sorted((unit_dir / f"{unit}.d").glob("*.conf"))
+        texts = [unit_file.read_text(), *(p.read_text() for p in drop_ins)]
+        self._load_credentials(server, unit, texts)
+
+        def place(value: str) -> str:
+            # Besides the venv's programs, the one rewrite: absolute paths move under the root.
+            rooted = value.startswith("/") and not value.startswith("/dev/")
+            return str(self._rooted(server, value)) if rooted else value
+
+        argv, env = service_command(
+            texts,
+            read=lambda path: self._rooted(server, path).read_text(),
+            base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(server.root)},
+            place=place,
+        )
+        server.units[unit] = shlex.join(argv)
         agent_log = (server.root / f"{unit}.log").open("ab")
         server.process = await asyncio.create_subprocess_exec(
             *argv,
@@ -519,6 +529,15 @@ class HetznerStandIn:
         log.info(
             "standin_unit_started", server=server.data["id"], unit=unit, pid=server.process.pid
         )
+
+    def _load_credentials(self, server: Server, unit: str, texts: list[str]) -> None:
+        """LoadCredential=NAME:PATH as systemd does it: a copy in /run/credentials/UNIT/."""
+        for entry in service_section(*texts).get("LoadCredential", []):
+            name, _, source = entry.partition(":")
+            target = self._rooted(server, f"/run/credentials/{unit}/{name}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self._rooted(server, source).read_bytes())
+            target.chmod(0o400)
 
     async def _stop(self, server: Server) -> None:
         if server.boot is not None and not server.boot.done():
@@ -575,32 +594,6 @@ def _started_unit(argv: list[str]) -> str | None:
     return unit if unit.startswith("rgrid") else None
 
 
-def _unit_service(text: str) -> dict[str, str]:
-    section = ""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-        elif section == "Service" and "=" in line:
-            key, value = line.split("=", 1)
-            values[key.strip()] = value.strip()
-    return values
-
-
-def _read_env_file(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        env[key.strip()] = value
-    return env
-
-
 async def serve(
     port: int, root: Path, token: str | None = None, boot_delay_s: float = 0.0
 ) -> tuple[web.AppRunner, HetznerStandIn]:
@@ -623,3 +616,20 @@ async def run_forever(port: int, root: Path, token: str | None, boot_delay_s: fl
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The Hetzner Cloud API stand-in.")
+    parser.add_argument("--port", type=int, default=4000)
+    parser.add_argument("--root", type=Path, required=True, help="servers' directories")
+    parser.add_argument("--token", default=os.environ.get("HCLOUD_TOKEN"))
+    parser.add_argument("--boot-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    print(f"Hetzner API stand-in on http://127.0.0.1:{args.port}/v1", flush=True)
+    asyncio.run(run_forever(args.port, args.root, args.token, args.boot_delay))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from rgrid.infra.providers.cloud_init import (
     bootstrap_from,
     user_data,
 )
+from tests.standins.systemd import local_rgrid, read_env_file, service_command
 
 BOOT = NodeBootstrap(
     node_id="gpu-3-a1b2c3",
@@ -59,8 +61,15 @@ def test_user_data_installs_docker_and_rgrid_and_starts_the_agent_unit() -> None
     commands = [" ".join(c) for c in config["runcmd"]]
     assert any("pip install" in c and "rgrid==" in c for c in commands)
     assert commands[-1] == "systemctl enable --now rgrid-agent.service"
-    unit = next(f for f in config["write_files"] if f["path"].endswith("rgrid-agent.service"))
-    assert "--node-id gpu-3-a1b2c3 --slots 2 --hourly-price-microns 6000" in unit["content"]
+    files = {f["path"]: f["content"] for f in config["write_files"]}
+    # The unit rgrid ships, byte for byte: no command line of cloud-init's own.
+    shipped = resources.files("rgrid").joinpath("deploy", "rgrid-agent.service").read_text()
+    assert files["/etc/systemd/system/rgrid-agent.service"] == shipped
+    assert "--node-id ${RGRID_NODE_ID} --slots ${RGRID_NODE_SLOTS}" in shipped
+    assert "EnvironmentFile=/etc/rgrid/agent.env" in shipped
+    env = read_env_file(files[AGENT_ENV])
+    assert (env["RGRID_NODE_ID"], env["RGRID_NODE_SLOTS"]) == ("gpu-3-a1b2c3", "2")
+    assert env["RGRID_LOCAL_HOURLY_PRICE_MICRONS"] == "6000"
 
 
 def test_the_agent_gets_temporal_storage_and_codec_keys_and_no_database_url(
@@ -92,7 +101,34 @@ def test_values_are_quoted_for_systemd_and_tls_files_are_written() -> None:
     files = {f["path"]: f["content"] for f in config["write_files"]}
     assert 'AWS_SECRET_ACCESS_KEY="se\\"cret"' in files[AGENT_ENV]
     assert files["/etc/rgrid/temporal-client.crt"] == BOOT.temporal_tls_cert
-    assert 'RGRID_TEMPORAL_TLS_CERT="/etc/rgrid/temporal-client.crt"' in files[AGENT_ENV]
+    # The agent's dynamic user reads them as systemd credentials, not from root's files.
+    drop_in = files["/etc/systemd/system/rgrid-agent.service.d/temporal-tls.conf"]
+    assert "LoadCredential=temporal-client.crt:/etc/rgrid/temporal-client.crt" in drop_in
+    assert "LoadCredential=temporal-client.key:/etc/rgrid/temporal-client.key" in drop_in
+    env = read_env_file(files[AGENT_ENV])
+    credentials = "/run/credentials/rgrid-agent.service"
+    assert env["RGRID_TEMPORAL_TLS_CERT"] == f"{credentials}/temporal-client.crt"
+    assert env["RGRID_TEMPORAL_TLS_KEY"] == f"{credentials}/temporal-client.key"
+    assert env["AWS_SECRET_ACCESS_KEY"] == 'se"cret'
+
+
+def test_without_tls_there_is_no_credentials_drop_in() -> None:
+    boot = BOOT.model_copy(update={"temporal_tls_cert": None, "temporal_tls_key": None})
+    config = yaml.safe_load(user_data(boot))
+    paths = {f["path"] for f in config["write_files"]}
+    assert paths == {AGENT_ENV, "/etc/systemd/system/rgrid-agent.service"}
+    env = read_env_file(next(f["content"] for f in config["write_files"] if f["path"] == AGENT_ENV))
+    assert not [key for key in env if "TLS" in key]
+
+
+def test_the_node_runs_the_shipped_units_command_with_its_own_id_and_slots() -> None:
+    # What systemd (and the Hetzner stand-in, through the same reading) starts on the node.
+    files = {f["path"]: f["content"] for f in yaml.safe_load(user_data(BOOT))["write_files"]}
+    unit = files["/etc/systemd/system/rgrid-agent.service"]
+    argv, env = service_command([unit], read=files.__getitem__, base_env={})
+    assert argv == [*local_rgrid(), "worker", "agent", "--node-id", "gpu-3-a1b2c3", "--slots", "2"]
+    assert env["RGRID_HOME"] == "/var/lib/rgrid" and env["RGRID_CONFIG"] == "/dev/null"
+    assert not [key for key in env if "DATABASE" in key]
 
 
 def test_user_data_fits_hetzners_32_kib_limit() -> None:

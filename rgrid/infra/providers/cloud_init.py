@@ -1,15 +1,17 @@
 """Cloud-init user data that turns a fresh server into an rgrid node.
 
 The `#cloud-config` installs Docker and Python, installs rgrid in a venv, writes the
-node-scoped agent config (Temporal address and credentials, storage access, node id and
-class, the payload codec's keys) to `/etc/rgrid/agent.env` (0600), and starts the agent
-as a systemd unit. It carries no database URL: nodes never hold ledger credentials.
+node-scoped agent config (Temporal address and credentials, storage access, node id,
+class and slots, the payload codec's keys) to `/etc/rgrid/agent.env` (0600), and installs
+and starts the unit rgrid ships (`rgrid/deploy/rgrid-agent.service`, written verbatim),
+whose ExecStart takes the node's id and slots from that file. It carries no database
+URL: nodes never hold ledger credentials.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
+from importlib import resources
 
 import yaml
 from pydantic import BaseModel, Field
@@ -25,6 +27,10 @@ VENV = "/opt/rgrid/venv"
 NODE_HOME = "/var/lib/rgrid"
 TLS_CERT = "/etc/rgrid/temporal-client.crt"
 TLS_KEY = "/etc/rgrid/temporal-client.key"
+# The unit runs as a dynamic user, who cannot read root's 0600 files: systemd hands it
+# copies as credentials (LoadCredential= in a drop-in), at this fixed place.
+TLS_DROP_IN = f"/etc/systemd/system/{AGENT_UNIT_NAME}.d/temporal-tls.conf"
+CREDENTIALS = f"/run/credentials/{AGENT_UNIT_NAME}"
 
 # Storage credentials and endpoint travel in the standard AWS variables (S3Storage reads them).
 STORAGE_ENV = (
@@ -88,7 +94,11 @@ def agent_env(boot: NodeBootstrap) -> dict[str, str]:
         "RGRID_TEMPORAL_ADDRESS": boot.temporal_address,
         "RGRID_TEMPORAL_NAMESPACE": boot.temporal_namespace,
         "RGRID_STORAGE_URL": boot.storage_url,
+        "RGRID_NODE_ID": boot.node_id,  # the shipped unit's ExecStart reads these two
+        "RGRID_NODE_SLOTS": str(boot.slots),
         "RGRID_NODE_CLASS": boot.node_class,
+        # The price this node's leases carry into the ledger's cost records.
+        "RGRID_LOCAL_HOURLY_PRICE_MICRONS": str(boot.hourly_price_microns),
         "RGRID_HEARTBEAT_TIMEOUT_S": str(boot.heartbeat_timeout_s),
         **boot.storage_env,
     }
@@ -97,8 +107,8 @@ def agent_env(boot: NodeBootstrap) -> dict[str, str]:
     if boot.temporal_api_key:
         env["RGRID_TEMPORAL_API_KEY"] = boot.temporal_api_key
     if boot.temporal_tls_cert and boot.temporal_tls_key:
-        env["RGRID_TEMPORAL_TLS_CERT"] = TLS_CERT
-        env["RGRID_TEMPORAL_TLS_KEY"] = TLS_KEY
+        env["RGRID_TEMPORAL_TLS_CERT"] = f"{CREDENTIALS}/temporal-client.crt"
+        env["RGRID_TEMPORAL_TLS_KEY"] = f"{CREDENTIALS}/temporal-client.key"
     return env
 
 
@@ -111,33 +121,16 @@ def _env_file(env: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _unit(boot: NodeBootstrap) -> str:
-    command = shlex.join(
-        [
-            f"{VENV}/bin/python",
-            "-m",
-            "rgrid.worker.agent",
-            "--node-id",
-            boot.node_id,
-            "--slots",
-            str(boot.slots),
-            "--hourly-price-microns",
-            str(boot.hourly_price_microns),
-        ]
-    )
+def agent_unit() -> str:
+    """The agent's systemd unit as rgrid ships it."""
+    return resources.files("rgrid").joinpath("deploy", AGENT_UNIT_NAME).read_text()
+
+
+def _tls_drop_in() -> str:
     return (
-        "[Unit]\n"
-        "Description=rgrid node agent\n"
-        "Wants=network-online.target docker.service\n"
-        "After=network-online.target docker.service\n\n"
         "[Service]\n"
-        f"EnvironmentFile={AGENT_ENV}\n"
-        f"ExecStart={command}\n"
-        "Restart=on-failure\n"
-        "RestartSec=5\n"
-        "KillMode=mixed\n\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
+        f"LoadCredential=temporal-client.crt:{TLS_CERT}\n"
+        f"LoadCredential=temporal-client.key:{TLS_KEY}\n"
     )
 
 
@@ -145,11 +138,12 @@ def user_data(boot: NodeBootstrap) -> str:
     """The `#cloud-config` document that makes a fresh server this node."""
     files = [
         {"path": AGENT_ENV, "permissions": "0600", "content": _env_file(agent_env(boot))},
-        {"path": AGENT_UNIT, "permissions": "0644", "content": _unit(boot)},
+        {"path": AGENT_UNIT, "permissions": "0644", "content": agent_unit()},
     ]
     if boot.temporal_tls_cert and boot.temporal_tls_key:
         files.append({"path": TLS_CERT, "permissions": "0600", "content": boot.temporal_tls_cert})
         files.append({"path": TLS_KEY, "permissions": "0600", "content": boot.temporal_tls_key})
+        files.append({"path": TLS_DROP_IN, "permissions": "0644", "content": _tls_drop_in()})
     config = {
         "package_update": True,
         "packages": ["docker.io", "python3-venv", "ca-certificates"],
@@ -158,7 +152,6 @@ def user_data(boot: NodeBootstrap) -> str:
             ["systemctl", "enable", "--now", "docker.service"],
             ["python3", "-m", "venv", VENV],
             [f"{VENV}/bin/pip", "install", "--quiet", boot.package],
-            ["mkdir", "-p", NODE_HOME],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", AGENT_UNIT_NAME],
         ],
