@@ -17,6 +17,7 @@ from typer.core import TyperCommand, TyperGroup
 from rgrid import __version__, logs
 from rgrid.cli.commands import COMMANDS
 from rgrid.cli.output import EXIT_CANCELLED, EXIT_RGRID_ERROR, EXIT_UNREACHABLE, err, out
+from rgrid.client import stack_launch
 from rgrid.errors import ControlPlaneUnreachableError, RgridError
 
 
@@ -116,6 +117,7 @@ def version() -> None:
 def main() -> None:
     """Entry point: run the app; an RgridError becomes one line on stderr, never a traceback."""
     code = run_command()
+    stack_launch.end_unclaimed()  # started early for a first run that then needed none
     # Skip interpreter finalization: temporalio's Rust runtime threads can abort a
     # short-lived client process there (temporalio/sdk-python#300). Nothing is pending.
     sys.stdout.flush()

@@ -150,6 +150,7 @@ def start_stack(
             started = stack_launch.launch(settings.home)
     if started is None:  # it became ready meanwhile
         return start_stack(settings, quiet_wait, on_step)
+    started.claimed = True
     log_path = settings.dev_dir / "stack.log"
     offset = started.log_offset
     deadline = time.monotonic() + quiet_wait

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ class Launch:
         proc: subprocess.Popen[bytes] | None = None,  # in the process that started it
     ) -> None:
         self.pid, self.start_ticks, self.log_offset, self.proc = pid, start_ticks, log_offset, proc
+        self.claimed = False  # a command of this process waits for it (start_stack)
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -101,3 +103,19 @@ def launch_early(argv: list[str], home: Path) -> None:
     with launching(home):
         if launched(home) is None:
             launch(home)
+
+
+def end_unclaimed(timeout_s: float = 30.0) -> None:
+    """Stop a stack this process started early for a command that then never needed it
+    (bad input, a refused budget, `--help`): such a command starts nothing."""
+    global _started
+    if _started is None or _started.claimed or _started.proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(_started.pid, signal.SIGTERM)  # it stops its children in order
+    try:
+        _started.proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(_started.pid, signal.SIGKILL)  # its children die with it
+    _started = None

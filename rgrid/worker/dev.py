@@ -249,7 +249,9 @@ async def serve(settings: Settings) -> None:
     lives: list[NodeRecord] = []
     try:
         lives = await open_lives(settings, node_ids)  # while the children start
-        await _wait_ready(settings, supervisor)
+        await _wait_ready(settings, supervisor, stop)
+        if stop.is_set():  # stopped while starting (a first command that needed no stack)
+            return
         info = StackInfo(
             pid=os.getpid(),
             address=settings.effective_temporal_address,
@@ -273,10 +275,10 @@ async def serve(settings: Settings) -> None:
         await codec.cleanup()
 
 
-async def _wait_ready(settings: Settings, supervisor: Supervisor) -> None:
-    """Until Temporal and the control worker answer; an error if either gives up."""
+async def _wait_ready(settings: Settings, supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Until Temporal and the control worker answer, or a stop; an error if either gives up."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
+    while not stop.is_set():
         vital = {c.name: c for c in supervisor.status() if c.kind in ("temporal", "control")}
         if all(c.ready for c in vital.values()):
             return

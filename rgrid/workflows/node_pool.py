@@ -71,6 +71,7 @@ class NodePoolWorkflow:
         self._fresh_demand = 0  # demands since the last look: the backlog stat may lag
         self._wake = False
         self._listed_at: datetime | None = None
+        self._gone_at: datetime | None = None  # when a node that took claims was last destroyed
 
     @workflow.signal(name="demand")
     def demand(self, request: Demand) -> None:
@@ -173,9 +174,8 @@ class NodePoolWorkflow:
                 if node.node_id not in self._state.drain:
                     self._state.drain.append(node.node_id)  # no new work; goes once idle
         await self._drain_asked()
-        # The backlog statistic lags matching by a second or so: a standing backlog counts
-        # once two looks agree; new demand counts at once.
-        backlog = max(min(seen.backlog, self._state.last_backlog), fresh)
+        gone = self._gone_at if workflow.patched("pool-quiet-after-destroy") else None
+        backlog = policy.backlog_to_serve(seen.backlog, self._state.last_backlog, fresh, now, gone)
         self._state.last_backlog = seen.backlog
         if backlog == 0:
             self._state.waiting.clear()  # nobody waits any more
@@ -333,6 +333,8 @@ class NodePoolWorkflow:
             retry_policy=CONTROL_RETRY,
         )
         self._state.nodes.pop(node.node_id, None)
+        if node.ready_at is not None:
+            self._gone_at = workflow.now()
 
     async def _save(self, node: PoolNode) -> None:
         await workflow.execute_activity_method(

@@ -70,6 +70,18 @@ def boot_timed_out(node: PoolNode, now: datetime, config: NodeClassConfig) -> bo
     )
 
 
+def backlog_to_serve(
+    seen: int, last_seen: int, fresh: int, now: datetime, gone_at: datetime | None
+) -> int:
+    """The waiting claims to find slots for. The backlog statistic lags matching: a
+    standing backlog counts once two looks agree, new demand (signals) at once; and just
+    after a node that took claims was destroyed the statistic still shows those claims,
+    so for BACKLOG_STATS_LAG_S only new demand counts."""
+    if gone_at is not None and (now - gone_at).total_seconds() < BACKLOG_STATS_LAG_S:
+        return fresh
+    return max(min(seen, last_seen), fresh)
+
+
 def nodes_to_create(
     backlog: int, nodes: list[PoolNode], config: NodeClassConfig, now: datetime
 ) -> int:

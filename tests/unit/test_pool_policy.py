@@ -107,3 +107,20 @@ def test_a_busy_node_that_stopped_answering_is_retired_in_its_window_though_it_r
 def test_a_node_drained_right_after_it_became_ready_still_counts_for_the_lagging_backlog() -> None:
     drained = node(NodeState.DRAINING, age_s=60, ready_at=T0 - timedelta(seconds=2), in_use=2)
     assert policy.nodes_to_create(2, [drained], CONFIG, T0) == 0
+
+
+def test_a_standing_backlog_counts_once_two_looks_agree_and_new_demand_at_once() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert policy.backlog_to_serve(3, 0, 0, now, None) == 0
+    assert policy.backlog_to_serve(3, 2, 0, now, None) == 2
+    assert policy.backlog_to_serve(0, 0, 1, now, None) == 1
+
+
+def test_just_after_a_node_that_took_claims_is_destroyed_only_new_demand_counts() -> None:
+    # The statistic still shows the claims the destroyed node took: no node for them.
+    gone = datetime(2026, 1, 1, tzinfo=UTC)
+    soon = gone + timedelta(seconds=policy.BACKLOG_STATS_LAG_S - 1)
+    assert policy.backlog_to_serve(1, 1, 0, soon, gone) == 0
+    assert policy.backlog_to_serve(1, 1, 2, soon, gone) == 2
+    later = gone + timedelta(seconds=policy.BACKLOG_STATS_LAG_S)
+    assert policy.backlog_to_serve(1, 1, 0, later, gone) == 1
