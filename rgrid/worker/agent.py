@@ -128,6 +128,10 @@ async def run_agent(
 ) -> None:
     """Serve until SIGTERM or SIGINT; a Temporal that is away is waited for."""
     stop = stop_event()
+    state = agent_state_file(settings, node_id)
+    # Before any worker polls: a node that cannot keep its files takes no work, and its
+    # log ends with why (not with the worker's shutdown chatter).
+    state.parent.mkdir(parents=True, exist_ok=True)
     docker, reason = await choose_runtime()
     runtime = "docker" if docker else "process"
     client = await connect_until_up(settings, stop)
@@ -137,11 +141,9 @@ async def run_agent(
         client, settings, node_id, slots, docker, hourly_price_microns
     )
     reaper = asyncio.create_task(_reap(activities))
-    state = agent_state_file(settings, node_id)
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
-        state.parent.mkdir(parents=True, exist_ok=True)
         tmp = state.with_suffix(".tmp")
         tmp.write_text(
             AgentState(
