@@ -135,4 +135,4 @@ def _ensure_stack(settings: Settings) -> None:
     from rgrid.client.stack import read_stack, start_stack
 
     if read_stack(settings) is None:
-        start_stack(settings)
+        start_stack(settings, workers=False)  # what is started waits for the workers

@@ -26,10 +26,15 @@ missing_parts() {
   command -v chromedriver >/dev/null || missing="$missing chromium-driver"
   echo "$missing"
 }
+# Two runs at once on one machine: one installs and starts dockerd while the other waits
+# for it (apt's own lock would fail the second), then finds it done.
+exec 9>/tmp/rgrid-test-setup.lock
+flock 9
 missing=$(missing_parts)
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      $missing >/dev/null; } || true
+  wait_lock=(-o DPkg::Lock::Timeout=600)  # another apt (not ours) may hold dpkg's lock
+  { apt-get "${wait_lock[@]}" update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get "${wait_lock[@]}" install -y -qq $missing >/dev/null; } || true
 fi
 missing=$(missing_parts)
 [ -z "$missing" ] || fail_in_ci "could not install:$missing"
@@ -38,6 +43,7 @@ if command -v dockerd >/dev/null && ! docker info >/dev/null 2>&1; then
   for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || fail_in_ci "dockerd did not start (see /tmp/rgrid-test-dockerd.log)"
 fi
+flock -u 9
 # Tests start their own services in private directories: never the user's own stack.
 unset RGRID_HOME RGRID_TEMPORAL_ADDRESS RGRID_DATABASE_URL RGRID_STORAGE_URL RGRID_PROFILE \
   RGRID_CONFIG

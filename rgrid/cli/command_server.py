@@ -161,9 +161,16 @@ def main() -> None:
     # Importing the whole CLI takes seconds of CPU that the stack's other parts need while
     # they start (a first `rgrid run` waits for them): begin once the stack is ready.
     home = socket_path.parent.parent
-    while not stack_file(home).exists():
+    while not _stack_ready(stack_file(home)):
         time.sleep(STACK_WAIT_S)
     serve(socket_path)
+
+
+def _stack_ready(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("ready", True))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 if __name__ == "__main__":

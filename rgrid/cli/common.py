@@ -33,10 +33,12 @@ def ensure_stack_for(config: Settings) -> Callable[[], None]:
 
             with err.status("starting the embedded stack (Temporal dev server, worker, nodes)…"):
                 # Steps are progress for a person at a terminal; a log or a script gets
-                # only the outcome (an error stays one line).
-                info = start_stack(config, on_step=step if err.is_terminal else None)
+                # only the outcome (an error stays one line). A command goes on once
+                # Temporal answers: what it starts waits there for the workers.
+                info = start_stack(config, on_step=step if err.is_terminal else None, workers=False)
+            starting = "" if info.ready else " (its workers are still starting)"
             err.print(
-                f"[dim]embedded stack ready in {time.monotonic() - began:.1f}s; "
+                f"[dim]embedded stack up in {time.monotonic() - began:.1f}s{starting}; "
                 f"Web UI at {info.ui_url}[/dim]"
             )
 

@@ -68,7 +68,8 @@ def status(json_output: JsonOption = False) -> None:
     if info is None:
         out.print("not running: `rgrid dev start` starts it")
         raise typer.Exit(1)
-    out.print(f"running (pid {info.pid}); Temporal {info.address}; Web UI {info.ui_url}")
+    running = "running" if info.ready else "starting"
+    out.print(f"{running} (pid {info.pid}); Temporal {info.address}; Web UI {info.ui_url}")
     if record is not None:
         out.print(children_table(record.children))
         for child in record.children:

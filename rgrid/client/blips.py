@@ -2,7 +2,8 @@
 
 A client call that fails on transport is tried again with backoff for at most
 `settings.unreachable_retry_s` in a row; the user is told once per outage, and after the
-budget one ControlPlaneUnreachableError ends the command (exit 75, EX_TEMPFAIL).
+budget one ControlPlaneUnreachableError ends the command (exit 75, EX_TEMPFAIL). An
+embedded stack that stopped (rather than restarts a part) ends it at once.
 """
 
 from __future__ import annotations
@@ -42,9 +43,17 @@ def is_transport_error(exc: BaseException) -> bool:
 class Blips:
     """Retries transport failures of one command's calls within a time budget."""
 
-    def __init__(self, budget_s: float, notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        budget_s: float,
+        notice: Callable[[str], None] | None = None,
+        gone: Callable[[], str | None] | None = None,
+    ) -> None:
         self._budget_s = budget_s
         self._notice = notice
+        # Why the control plane is away for good (the embedded stack stopped), or None:
+        # then there is nothing to wait for.
+        self._gone = gone
         self._down_since: float | None = None
 
     async def call(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -57,6 +66,10 @@ class Blips:
             except Exception as exc:
                 if not is_transport_error(exc):
                     raise
+                if self._gone is not None and (why := self._gone()) is not None:
+                    raise ControlPlaneUnreachableError(
+                        why, "`rgrid watch ID` picks up where this left off once it runs again"
+                    ) from exc
                 now = loop.time()
                 if self._down_since is None:
                     self._down_since = now

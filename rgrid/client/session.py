@@ -32,11 +32,20 @@ class Session:
         self._ledger: Ledger | None = None
         # Set by the CLI: how to say once that the control plane is away and retried.
         self.notice: Callable[[str], None] | None = None
-        self.blips = Blips(settings.unreachable_retry_s, self._say)
+        self.blips = Blips(
+            settings.unreachable_retry_s,
+            self._say,
+            gone=self._stack_gone if settings.embedded and ensure_stack is not None else None,
+        )
 
     def _say(self, line: str) -> None:
         if self.notice is not None:
             self.notice(line)
+
+    def _stack_gone(self) -> str | None:
+        from rgrid.client.stack import stopped_reason
+
+        return stopped_reason(self.settings)
 
     async def temporal(self) -> Client:
         """The Temporal client; starts the embedded stack first when that is the setup."""

@@ -37,6 +37,9 @@ class StackInfo(BaseModel):
     ui_url: str
     nodes: list[str]
     started_at: float
+    # False while only Temporal answers: a run can be submitted (it waits, durably, for the
+    # control worker and the agents that start beside it); True once they answer too.
+    ready: bool = True
 
 
 def stack_file(settings: Settings) -> Path:
@@ -133,11 +136,13 @@ def start_stack(
     settings: Settings,
     quiet_wait: float = START_TIMEOUT_S + 15,
     on_step: Callable[[str], None] | None = None,
+    workers: bool = True,
 ) -> StackInfo:
     """Start the stack in the background (or return the running one, or wait for the one
-    starting) until ready; `on_step` hears each step the stack logs while it starts."""
+    starting) until it is ready, or with `workers` False until Temporal answers; `on_step`
+    hears each step the stack logs while it starts."""
     running = read_stack(settings)
-    if running is not None:
+    if running is not None and (running.ready or not workers):
         return running
     make_private(settings)
     with stack_launch.launching(settings.home):
@@ -148,8 +153,9 @@ def start_stack(
             end_recorded(children_file(settings))
             check_ports(settings)
             started = stack_launch.launch(settings.home)
-    if started is None:  # it became ready meanwhile
-        return start_stack(settings, quiet_wait, on_step)
+    if started is None:  # it became ready meanwhile (or runs without a launch record)
+        running = read_stack(settings)
+        return running if running is not None else start_stack(settings, quiet_wait, on_step)
     started.claimed = True
     log_path = settings.dev_dir / "stack.log"
     offset = started.log_offset
@@ -158,7 +164,7 @@ def start_stack(
         if on_step is not None:
             offset = _report_steps(log_path, offset, on_step)
         info = read_stack(settings)
-        if info is not None and info.pid == started.pid:
+        if info is not None and info.pid == started.pid and (info.ready or not workers):
             return info
         if not started.alive():
             raise EmbeddedStackError(
@@ -171,6 +177,20 @@ def start_stack(
     raise EmbeddedStackError(
         f"the embedded stack did not become ready in {quiet_wait:.0f} s", f"see {log_path}"
     )
+
+
+def stopped_reason(settings: Settings) -> str | None:
+    """Why the embedded stack is gone for good (neither running nor starting), else None:
+    a client that lost it need not wait out its retry budget."""
+    if read_stack(settings) is not None or stack_launch.launched(settings.home) is not None:
+        return None
+    log_path = settings.dev_dir / "stack.log"
+    with contextlib.suppress(OSError):
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+        if lines and lines[-1].startswith("ERROR: "):  # it gave up, saying why
+            why = lines[-1].removeprefix("ERROR: ")
+            return f"the embedded stack stopped: {why} (see {log_path})"
+    return "the embedded stack stopped"
 
 
 def stop_stack(settings: Settings, timeout_s: float = 60.0) -> bool:

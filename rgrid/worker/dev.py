@@ -5,8 +5,9 @@ server, so `rgrid run` works on a machine with nothing configured.
 `rgrid dev start` (or the first `rgrid run`) spawns `python -m rgrid.worker.dev` detached.
 It restarts any child that exits (see rgrid.worker.supervisor), records them in
 $RGRID_HOME/dev/children.json (`rgrid dev status`), and writes `stack.json` once
-Temporal and the control worker answer. When every agent has spent its restart budget,
-runs waiting for a node fail at once, saying why, instead of waiting out the queue timeout.
+Temporal answers (ready false) and again once the control worker does (ready true). When
+every agent has spent its restart budget, runs waiting for a node fail at once, saying
+why, instead of waiting out the queue timeout.
 """
 
 from __future__ import annotations
@@ -249,19 +250,22 @@ async def serve(settings: Settings) -> None:
     lives: list[NodeRecord] = []
     try:
         lives = await open_lives(settings, node_ids)  # while the children start
-        await _wait_ready(settings, supervisor, stop)
-        if stop.is_set():  # stopped while starting (a first command that needed no stack)
-            return
         info = StackInfo(
             pid=os.getpid(),
             address=settings.effective_temporal_address,
             ui_url=f"http://{settings.dev_ip}:{settings.effective_ui_port}",
             nodes=node_ids,
             started_at=time.time(),
+            ready=False,
         )
-        tmp = stack_file(settings).with_suffix(".tmp")
-        tmp.write_text(info.model_dump_json())
-        tmp.replace(stack_file(settings))  # readers see it whole or not at all
+        # A first `rgrid run` submits once Temporal answers; its run waits there, durably,
+        # for the workers, which go on starting.
+        for vital, ready in ((("temporal",), False), (("temporal", "control"), True)):
+            await _wait_ready(supervisor, stop, vital)
+            if stop.is_set():  # stopped while starting (a first command that needed no stack)
+                return
+            info.ready = ready
+            _write_stack_file(settings, info)
         log.info("stack_ready", **info.model_dump())
         failing = asyncio.create_task(fail_waiting_runs(probes, supervisor, stop))
         await stop.wait()
@@ -275,11 +279,17 @@ async def serve(settings: Settings) -> None:
         await codec.cleanup()
 
 
-async def _wait_ready(settings: Settings, supervisor: Supervisor, stop: asyncio.Event) -> None:
-    """Until Temporal and the control worker answer, or a stop; an error if either gives up."""
+def _write_stack_file(settings: Settings, info: StackInfo) -> None:
+    tmp = stack_file(settings).with_suffix(".tmp")
+    tmp.write_text(info.model_dump_json())
+    tmp.replace(stack_file(settings))  # readers see it whole or not at all
+
+
+async def _wait_ready(supervisor: Supervisor, stop: asyncio.Event, kinds: tuple[str, ...]) -> None:
+    """Until the children of these kinds answer, or a stop; an error if one gives up."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while not stop.is_set():
-        vital = {c.name: c for c in supervisor.status() if c.kind in ("temporal", "control")}
+        vital = {c.name: c for c in supervisor.status() if c.kind in kinds}
         if all(c.ready for c in vital.values()):
             return
         for child in vital.values():

@@ -254,7 +254,7 @@ def test_dev_stop_of_nothing_answers_at_once(tmp_path: Path) -> None:
     assert (result.code, result.stdout) == (0, "not running\n")
 
 
-def test_a_cold_start_shows_each_step_and_says_when_the_stack_is_ready(
+def test_a_cold_start_shows_each_step_and_submits_once_temporal_answers(
     tmp_path: Path, work: Path
 ) -> None:
     cli = Cli(env=isolated_env(tmp_path), home=tmp_path / "rgrid")
@@ -262,11 +262,11 @@ def test_a_cold_start_shows_each_step_and_says_when_the_stack_is_ready(
     try:
         code, output = in_pty(cli, "run", "ok.py", cwd=work)
         assert code == 0, output
-        ready = output.index("embedded stack ready")
-        assert re.search(r"embedded stack ready in \d+\.\ds", output)
-        for step in ("temporal starting", "temporal ready", "control ready"):
-            assert -1 < output.find(step) < ready, step
-        assert ready < output.index("exec-")
+        up = output.index("embedded stack up")
+        assert re.search(r"embedded stack up in \d+\.\ds", output)
+        for step in ("temporal starting", "control starting", "temporal ready"):
+            assert -1 < output.find(step) < up, step
+        assert up < output.index("exec-")  # submitted once Temporal answers
     finally:
         cli("dev", "stop", timeout=60)
 

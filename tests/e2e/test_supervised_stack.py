@@ -141,3 +141,28 @@ def test_a_supervisor_killed_9_leaves_nothing_and_the_next_start_works(tmp_path:
         assert result.stdout == "ok\n"
     finally:
         cli("dev", "stop", timeout=120)
+
+
+def test_a_followed_run_ends_at_once_when_the_stack_is_stopped(tmp_path: Path) -> None:
+    # Nothing will answer again until the user starts it: no 120 s of "retrying…".
+    env = isolated_env(tmp_path)
+    env["RGRID_UNREACHABLE_RETRY_S"] = "3600"  # retried to the end, it would outlast the test
+    cli = Cli(env=env, home=tmp_path / "rgrid")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "slow.py").write_text(
+        "import time\nprint('started', flush=True)\ntime.sleep(300)\n# rgrid: no-cache\n"
+    )
+    try:
+        run = cli.popen("run", "slow.py", cwd=work)
+        assert run.stdout is not None
+        for line in run.stdout:
+            if line.strip() == "started":
+                break
+        assert cli("dev", "stop", timeout=120).code == 0
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 75, stderr
+        said = " ".join(stderr.split())
+        assert "error: the embedded stack stopped: `rgrid watch ID` picks up" in said, said
+    finally:
+        cli("dev", "stop", timeout=120)
