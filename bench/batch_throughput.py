@@ -9,50 +9,100 @@ side by side in one script.
 (rgrid items/s over xargs items/s; goal >= 0.85).
 `trivial`: N items that only print, parallel 8; prints rgrid's orchestration overhead
 per item: (rgrid wall time - xargs wall time) / N (goal <= 60 ms).
+Both print the CPU seconds per item of each process (the `rgrid run` CLI, the stack's
+supervisor, Temporal, the control worker, the agent; the scripts apart) and the history
+events per item (the batch's runs and its items' workflows).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
+import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rgrid.client.stack import start_stack, stop_stack
-from rgrid.config import load_settings
+from rgrid import names
+from rgrid.client.stack import read_children, read_stack, start_stack, stop_stack
+from rgrid.config import Settings, load_settings
+from rgrid.infra.temporal import connect
 
 PARALLEL = 8
 
 
-def rgrid_batch(root: Path, script: str, pattern: str) -> float:
-    began = time.perf_counter()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rgrid",
-            "run",
-            script,
-            "--batch",
-            pattern,
-            "--parallel",
-            str(PARALLEL),
-            "--no-watch",
-            "--json",
-            "--remote-only",
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - began
-    if done.returncode != 0:
-        raise SystemExit(f"rgrid batch failed: {done.stderr[-2000:]}")
-    return elapsed
+def cpu_s(pid: int) -> tuple[float, float]:
+    """A process's own CPU seconds and those of its reaped children (an agent's scripts)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def stack_pids(settings: Settings) -> dict[str, int]:
+    """The stack's processes by name: its supervisor and each child."""
+    info, record = read_stack(settings), read_children(settings)
+    assert info is not None and record is not None
+    pids = {"supervisor": info.pid}
+    pids.update({c.name: c.process.pid for c in record.children if c.process is not None})
+    return pids
+
+
+class Batch:
+    """One timed `rgrid run --batch`: wall time, CPU seconds per process, its id."""
+
+    def __init__(self, settings: Settings, root: Path, script: str, pattern: str) -> None:
+        pids = stack_pids(settings)
+        before = {name: cpu_s(pid) for name, pid in pids.items()}
+        cli_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "rgrid", "run", script, "--batch", pattern,
+             "--parallel", str(PARALLEL), "--no-watch", "--json", "--remote-only"],
+            cwd=root, capture_output=True, text=True,
+        )  # fmt: skip
+        self.wall_s = time.perf_counter() - began
+        if done.returncode != 0:
+            raise SystemExit(f"rgrid batch failed: {done.stderr[-2000:]}")
+        cli_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu = {"rgrid run": cli_after.ru_utime + cli_after.ru_stime
+                    - cli_before.ru_utime - cli_before.ru_stime}  # fmt: skip
+        self.scripts_cpu = 0.0
+        for name, pid in pids.items():
+            own, reaped = cpu_s(pid)
+            self.cpu[name] = own - before[name][0]
+            if name == "command-server":  # what it reaped: the commands it ran for the CLI
+                self.cpu[name] += reaped - before[name][1]
+            elif name.startswith("agent"):  # what it reaped: the scripts
+                self.scripts_cpu += reaped - before[name][1]
+        self.batch_id = str(json.loads(done.stdout)["batch_id"])
+
+    def report(self, settings: Settings, items: int) -> None:
+        per_item = {name: cpu / items * 1000 for name, cpu in self.cpu.items()}
+        shown = ", ".join(f"{name} {ms:.0f}" for name, ms in per_item.items())
+        print(f"  CPU ms per item: {shown}")
+        print(f"    all rgrid processes and Temporal: {sum(per_item.values()):.0f} ms"
+              f" (goal <= 50); the scripts: {self.scripts_cpu / items * 1000:.0f} ms")  # fmt: skip
+        events, largest = asyncio.run(history_events(settings, self.batch_id))
+        print(f"  history events per item: {events / items:.1f} (largest history {largest})")
+
+
+async def history_events(settings: Settings, batch_id: str) -> tuple[int, int]:
+    """Events in every history of the batch (each of its runs, each item's workflow), and
+    the largest history's size."""
+    client = await connect(settings)
+    query = f"WorkflowId = '{batch_id}' OR {names.BATCH_ID_ATTRIBUTE.name} = '{batch_id}'"
+    sizes = []
+    async for execution in client.list_workflows(query):
+        history = await client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).fetch_history()
+        sizes.append(len(history.events))
+    return sum(sizes), max(sizes, default=0)
 
 
 def xargs_batch(root: Path, python: str, script: str, files: list[Path]) -> float:
@@ -71,13 +121,17 @@ def xargs_batch(root: Path, python: str, script: str, files: list[Path]) -> floa
 
 def node_python(home: Path) -> str:
     """The interpreter the process runtime gives scripts (built by the warm-up run)."""
-    found = glob.glob(str(home / "nodes" / "*" / "cache" / "venvs" / "*" / "bin" / "python"))
+    found = glob.glob(
+        str(home / "nodes" / "*" / "cache" / "layers" / "venv-*" / "*" / "bin" / "python")
+    )
     if not found:
         raise SystemExit("no node venv found after the warm-up run")
     return found[0]
 
 
-def measure(root: Path, name: str, body: str, count: int) -> tuple[float, float]:
+def measure(
+    settings: Settings, root: Path, name: str, body: str, count: int
+) -> tuple[Batch, float]:
     data = root / name
     data.mkdir()
     files = []
@@ -86,9 +140,9 @@ def measure(root: Path, name: str, body: str, count: int) -> tuple[float, float]
         path.write_text(str(index))
         files.append(path)
     (root / f"{name}.py").write_text(body)
-    rgrid_s = rgrid_batch(root, f"{name}.py", f"{name}/*.txt")
+    batch = Batch(settings, root, f"{name}.py", f"{name}/*.txt")
     xargs_s = xargs_batch(root, node_python(root / "home"), f"{name}.py", files)
-    return rgrid_s, xargs_s
+    return batch, xargs_s
 
 
 def main() -> None:
@@ -109,21 +163,27 @@ def main() -> None:
             (root / "warm").mkdir()
             (root / "warm" / "a.txt").write_text("a")
             (root / "warm.py").write_text("print('warm')\n")
-            rgrid_batch(root, "warm.py", "warm/*.txt")  # builds the venv, warms caches
+            Batch(settings, root, "warm.py", "warm/*.txt")  # builds the venv, warms caches
             if args.only in (None, "sleep"):
-                rgrid_s, xargs_s = measure(root, "sleep", "import time; time.sleep(1)\n", 48)
+                batch, xargs_s = measure(
+                    settings, root, "sleep", "import time; time.sleep(1)\n", 48
+                )
+                rgrid_s = batch.wall_s
                 print(f"48 x 1 s items, parallel {PARALLEL}")
                 print(f"  xargs -P {PARALLEL}: {xargs_s:6.2f} s  ({48 / xargs_s:.2f} items/s)")
                 print(f"  rgrid batch:  {rgrid_s:6.2f} s  ({48 / rgrid_s:.2f} items/s)")
                 print(f"  throughput ratio rgrid/xargs: {xargs_s / rgrid_s:.2f} (goal >= 0.85)")
+                batch.report(settings, 48)
             if args.only in (None, "trivial"):
                 n = args.items
-                rgrid_s, xargs_s = measure(root, "trivial", "print('ok')\n", n)
+                batch, xargs_s = measure(settings, root, "trivial", "print('ok')\n", n)
+                rgrid_s = batch.wall_s
                 print(f"{n} trivial items, parallel {PARALLEL}")
                 print(f"  xargs -P {PARALLEL}: {xargs_s:6.2f} s")
                 print(f"  rgrid batch:  {rgrid_s:6.2f} s")
                 overhead = (rgrid_s - xargs_s) / n * 1000
                 print(f"  orchestration overhead per item: {overhead:.0f} ms (goal <= 60 ms)")
+                batch.report(settings, n)
         finally:
             stop_stack(settings)
 
