@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from rgrid.cli.output import err
 from rgrid.cli.transfer import transfer_bars
+from rgrid.client import stack_launch
 from rgrid.client.session import Session
 from rgrid.client.stack import read_stack, start_stack
 from rgrid.config import Settings, load_settings
@@ -26,20 +27,20 @@ def ensure_stack_for(config: Settings) -> Callable[[], None]:
 
     def ensure() -> None:
         if read_stack(config) is None:
-            began = time.monotonic()
 
-            def step(text: str) -> None:  # each step as the stack logs it
-                err.print(f"[dim]  {time.monotonic() - began:4.1f}s {text}[/dim]")
+            def step(text: str, after_s: float) -> None:  # each step as the stack logs it
+                err.print(f"[dim]  {after_s:4.1f}s {text}[/dim]")
 
             with err.status("starting the embedded stack (Temporal dev server, worker, nodes)…"):
                 # Steps are progress for a person at a terminal; a log or a script gets
                 # only the outcome (an error stays one line). A command goes on once
                 # Temporal answers: what it starts waits there for the workers.
                 info = start_stack(config, on_step=step if err.is_terminal else None, workers=False)
+            launch = stack_launch.launched(config.home)
+            up_s = time.time() - launch.began if launch is not None else 0.0
             starting = "" if info.ready else " (its workers are still starting)"
             err.print(
-                f"[dim]embedded stack up in {time.monotonic() - began:.1f}s{starting}; "
-                f"Web UI at {info.ui_url}[/dim]"
+                f"[dim]embedded stack up in {up_s:.1f}s{starting}; Web UI at {info.ui_url}[/dim]"
             )
 
     return ensure

@@ -37,7 +37,7 @@ def start() -> None:
             info = start_stack(
                 config,
                 # Progress for a person at a terminal; elsewhere an error stays one line.
-                on_step=(lambda step: err.print(f"[dim]  {step}[/dim]"))
+                on_step=(lambda step, after_s: err.print(f"[dim]  {after_s:4.1f}s {step}[/dim]"))
                 if err.is_terminal
                 else None,
             )

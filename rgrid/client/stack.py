@@ -12,6 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -135,12 +136,12 @@ def read_stack(settings: Settings) -> StackInfo | None:
 def start_stack(
     settings: Settings,
     quiet_wait: float = START_TIMEOUT_S + 15,
-    on_step: Callable[[str], None] | None = None,
+    on_step: Callable[[str, float], None] | None = None,
     workers: bool = True,
 ) -> StackInfo:
     """Start the stack in the background (or return the running one, or wait for the one
     starting) until it is ready, or with `workers` False until Temporal answers; `on_step`
-    hears each step the stack logs while it starts."""
+    hears each step the stack logs while it starts, with the seconds from its start."""
     running = read_stack(settings)
     if running is not None and (running.ready or not workers):
         return running
@@ -157,12 +158,13 @@ def start_stack(
         running = read_stack(settings)
         return running if running is not None else start_stack(settings, quiet_wait, on_step)
     started.claimed = True
+    began = started.began
     log_path = settings.dev_dir / "stack.log"
     offset = started.log_offset
     deadline = time.monotonic() + quiet_wait
     while time.monotonic() < deadline:
         if on_step is not None:
-            offset = _report_steps(log_path, offset, on_step)
+            offset = _report_steps(log_path, offset, lambda step, at: on_step(step, at - began))
         info = read_stack(settings)
         if info is not None and info.pid == started.pid and (info.ready or not workers):
             return info
@@ -213,9 +215,10 @@ def stop_stack(settings: Settings, timeout_s: float = 60.0) -> bool:
     return True
 
 
-def _report_steps(log_path: Path, offset: int, on_step: Callable[[str], None]) -> int:
-    """Pass on the steps logged since `offset` (JSON lines with a `step`); the offset to
-    read from next time. A line still being written waits for its end."""
+def _report_steps(log_path: Path, offset: int, on_step: Callable[[str, float], None]) -> int:
+    """Pass on the steps logged since `offset` (JSON lines with a `step`, and when it was
+    logged); the offset to read from next time. A line still being written waits for its
+    end."""
     with log_path.open("rb") as log_file:
         log_file.seek(offset)
         data = log_file.read()
@@ -227,7 +230,11 @@ def _report_steps(log_path: Path, offset: int, on_step: Callable[[str], None]) -
             continue
         step = event.get("step") if isinstance(event, dict) else None
         if step:
-            on_step(str(step))
+            try:
+                at = datetime.fromisoformat(str(event.get("timestamp"))).timestamp()
+            except ValueError:
+                at = time.time()
+            on_step(str(step), at)
     return offset + len(complete)
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +28,11 @@ class Launch:
         pid: int,
         start_ticks: int,
         log_offset: int,  # where its steps begin in stack.log
+        began: float,  # when it was started (seconds since the epoch)
         proc: subprocess.Popen[bytes] | None = None,  # in the process that started it
     ) -> None:
         self.pid, self.start_ticks, self.log_offset, self.proc = pid, start_ticks, log_offset, proc
+        self.began = began
         self.claimed = False  # a command of this process waits for it (start_stack)
 
     def alive(self) -> bool:
@@ -54,6 +57,7 @@ def launch(home: Path) -> Launch:
     log_path = dev / "stack.log"
     with open(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "ab") as log:
         offset = log.tell()
+        began = time.time()
         proc = subprocess.Popen(
             [sys.executable, "-m", "rgrid.worker.dev"],
             stdout=log,
@@ -62,8 +66,13 @@ def launch(home: Path) -> Launch:
             start_new_session=True,  # outlives the CLI that started it
             env={**os.environ, "RGRID_HOME": str(home)},
         )
-    _started = Launch(proc.pid, processes.start_ticks(proc.pid) or 0, offset, proc)
-    record = {"pid": proc.pid, "start_ticks": _started.start_ticks, "log_offset": offset}
+    _started = Launch(proc.pid, processes.start_ticks(proc.pid) or 0, offset, began, proc)
+    record = {
+        "pid": proc.pid,
+        "start_ticks": _started.start_ticks,
+        "log_offset": offset,
+        "began": began,
+    }
     tmp = launch_file(home).with_suffix(".tmp")
     tmp.write_text(json.dumps(record))
     tmp.replace(launch_file(home))
@@ -86,8 +95,13 @@ def launched(home: Path) -> Launch | None:
         return _started
     try:
         record = json.loads(launch_file(home).read_text())
-        found = Launch(int(record["pid"]), int(record["start_ticks"]), int(record["log_offset"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        found = Launch(
+            int(record["pid"]),
+            int(record["start_ticks"]),
+            int(record["log_offset"]),
+            float(record.get("began", time.time())),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return found if found.alive() else None
 
