@@ -19,7 +19,7 @@ from rgrid.errors import ConfigError, ServiceUnavailableError
 from rgrid.infra.ledger.browse import BrowseRows
 from rgrid.infra.ledger.cache import CacheRows
 from rgrid.infra.ledger.executions import ExecutionRows
-from rgrid.infra.ledger.migrations import head_revision, schema_revision
+from rgrid.infra.ledger.migrations import head_revision, schema_revision, sqlite_file_lock
 from rgrid.infra.ledger.money import MoneyRows
 from rgrid.infra.ledger.nodes import NodeRows
 
@@ -59,7 +59,7 @@ async def _ensure_schema(engine: AsyncEngine, migrate: bool) -> None:
     where = engine.url.render_as_string(hide_password=True)
     try:
         # The common case costs one query; Alembic is imported only when work is due.
-        revision = await schema_revision(engine)
+        revision = await _revision(engine)
         if revision == head_revision():
             return
         if revision is not None and revision > head_revision():  # ids are sequential
@@ -84,6 +84,15 @@ async def _ensure_schema(engine: AsyncEngine, migrate: bool) -> None:
         ) from exc
 
 
+async def _revision(engine: AsyncEngine) -> str | None:
+    if engine.url.get_backend_name() != "sqlite":
+        return await schema_revision(engine)
+    # Not while another process migrates it (the lock is released before a migration of
+    # ours, which takes it again).
+    async with sqlite_file_lock(engine.url.database):
+        return await schema_revision(engine)
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -91,7 +100,7 @@ def _first_line(exc: BaseException) -> str:
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     # WAL lets the CLI read while the worker writes; busy_timeout waits out short locks.
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA busy_timeout=5000")  # first: switching to WAL may wait too
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()

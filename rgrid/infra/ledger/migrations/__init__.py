@@ -11,8 +11,13 @@ Revision ids are sequential numbers (0001, 0002, …), the file names start with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import importlib
+import os
 import pkgutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import text
@@ -51,3 +56,22 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
 def _no_such_table(exc: DBAPIError) -> bool:
     message = str(exc.orig).lower()
     return "no such table" in message or "does not exist" in message
+
+
+@contextlib.asynccontextmanager
+async def sqlite_file_lock(database: str | None) -> AsyncIterator[None]:
+    """Held while one process looks at or migrates a SQLite ledger's schema: those that
+    open it meanwhile wait here (the kernel drops the lock if its holder dies) rather than
+    on SQLite's busy timeout, which a slow migration on a loaded machine outlasts. A
+    database of no file (in memory) is this process's alone: no lock."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock

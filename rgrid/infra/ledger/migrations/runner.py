@@ -3,10 +3,7 @@ adds a third of a second to start-up)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from rgrid.infra.ledger.migrations import sqlite_file_lock
 
 log = structlog.get_logger()
 
@@ -77,23 +76,5 @@ async def _migration_lock(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]
             await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
             yield conn
         return
-    lock_path = _sqlite_lock_path(url.database)
-    if lock_path is None:  # an in-memory database belongs to this process alone
-        async with engine.begin() as conn:
-            yield conn
-        return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        # flock waits for the process that holds it; the kernel drops it if that one dies.
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
-        async with engine.begin() as conn:
-            yield conn
-    finally:
-        os.close(fd)
-
-
-def _sqlite_lock_path(database: str | None) -> Path | None:
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).with_name(Path(database).name + ".migrate-lock")
+    async with sqlite_file_lock(url.database), engine.begin() as conn:
+        yield conn
