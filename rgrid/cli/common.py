@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,7 +25,8 @@ def ensure_stack_for(config: Settings) -> Callable[[], None]:
     """A callback that starts the embedded stack on first use, saying so."""
 
     def ensure() -> None:
-        if read_stack(config) is None:
+        # A stack this command started early is shown starting, even if it is up by now.
+        if read_stack(config) is None or stack_launch.unclaimed() is not None:
 
             def step(text: str, after_s: float) -> None:  # each step as the stack logs it
                 err.print(f"[dim]  {after_s:4.1f}s {text}[/dim]")
@@ -37,11 +37,11 @@ def ensure_stack_for(config: Settings) -> Callable[[], None]:
                 # Temporal answers: what it starts waits there for the workers.
                 info = start_stack(config, on_step=step if err.is_terminal else None, workers=False)
             launch = stack_launch.launched(config.home)
-            up_s = time.time() - launch.began if launch is not None else 0.0
+            took = ""
+            if launch is not None and info.answered_at is not None:
+                took = f" in {info.answered_at - launch.began:.1f}s"
             starting = "" if info.ready else " (its workers are still starting)"
-            err.print(
-                f"[dim]embedded stack up in {up_s:.1f}s{starting}; Web UI at {info.ui_url}[/dim]"
-            )
+            err.print(f"[dim]embedded stack up{took}{starting}; Web UI at {info.ui_url}[/dim]")
 
     return ensure
 

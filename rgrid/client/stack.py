@@ -41,6 +41,7 @@ class StackInfo(BaseModel):
     # False while only Temporal answers: a run can be submitted (it waits, durably, for the
     # control worker and the agents that start beside it); True once they answer too.
     ready: bool = True
+    answered_at: float | None = None  # when Temporal first answered (seconds since the epoch)
 
 
 def stack_file(settings: Settings) -> Path:
@@ -143,7 +144,9 @@ def start_stack(
     starting) until it is ready, or with `workers` False until Temporal answers; `on_step`
     hears each step the stack logs while it starts, with the seconds from its start."""
     running = read_stack(settings)
-    if running is not None and (running.ready or not workers):
+    up = running is not None and (running.ready or not workers)
+    if up and stack_launch.unclaimed() is None:  # (ours is shown starting, step by step)
+        assert running is not None
         return running
     make_private(settings)
     with stack_launch.launching(settings.home):

@@ -89,6 +89,12 @@ def launching(home: Path) -> Iterator[None]:
         yield
 
 
+def unclaimed() -> Launch | None:
+    """The launch this process made that no command of it has waited for yet: the one
+    whose start a first command shows, step by step, even when it is up already."""
+    return _started if _started is not None and not _started.claimed else None
+
+
 def launched(home: Path) -> Launch | None:
     """The supervisor still starting for `home`, started by this process or another."""
     if _started is not None and _started.alive():

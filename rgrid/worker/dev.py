@@ -43,7 +43,7 @@ from rgrid.config import Settings, load_settings
 from rgrid.errors import EmbeddedStackError, RgridError
 from rgrid.infra.providers.local import agent_command
 from rgrid.models.node import AgentState
-from rgrid.models.pool import NoCapacity, NodeRecord
+from rgrid.models.pool import NodeRecord
 from rgrid.models.stack import ChildState, ChildStatus
 from rgrid.paths import command_server_socket
 from rgrid.worker.service import private_umask, stop_event, temporal_answers
@@ -56,8 +56,6 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
 log = structlog.get_logger()
-
-WAITING_RUNS = "WorkflowType = 'ExecutionWorkflow' AND ExecutionStatus = 'Running'"
 
 
 def temporal_binary() -> str:
@@ -242,31 +240,39 @@ async def serve(settings: Settings) -> None:
     stop = stop_event()
     supervisor.start_all()
     watching = asyncio.create_task(supervisor.run(stop))
-    # The Web UI's codec endpoint: payloads readable there, secret values masked.
-    from rgrid.client import codec_server
-    from rgrid.worker.local_nodes import close_lives, open_lives
-
-    codec = await codec_server.start(settings)
+    info = StackInfo(
+        pid=os.getpid(),
+        address=settings.effective_temporal_address,
+        ui_url=f"http://{settings.dev_ip}:{settings.effective_ui_port}",
+        nodes=node_ids,
+        started_at=time.time(),
+        ready=False,
+    )
+    codec = None
     lives: list[NodeRecord] = []
     try:
-        lives = await open_lives(settings, node_ids)  # while the children start
-        info = StackInfo(
-            pid=os.getpid(),
-            address=settings.effective_temporal_address,
-            ui_url=f"http://{settings.dev_ip}:{settings.effective_ui_port}",
-            nodes=node_ids,
-            started_at=time.time(),
-            ready=False,
-        )
         # A first `rgrid run` submits once Temporal answers; its run waits there, durably,
         # for the workers, which go on starting.
-        for vital, ready in ((("temporal",), False), (("temporal", "control"), True)):
-            await _wait_ready(supervisor, stop, vital)
-            if stop.is_set():  # stopped while starting (a first command that needed no stack)
-                return
-            info.ready = ready
-            _write_stack_file(settings, info)
+        await _wait_ready(supervisor, stop, ("temporal",))
+        if stop.is_set():  # stopped while starting (a first command that needed no stack)
+            return
+        info.answered_at = time.time()
+        _write_stack_file(settings, info)
+        # Only now: their imports and the ledger's migration would hold up the probes
+        # (this loop) by seconds while every child starts.
+        from rgrid.client import codec_server  # the Web UI's codec endpoint
+        from rgrid.worker.local_nodes import open_lives
+
+        codec = await codec_server.start(settings)
+        lives = await open_lives(settings, node_ids)
+        await _wait_ready(supervisor, stop, ("temporal", "control"))
+        if stop.is_set():
+            return
+        info.ready = True
+        _write_stack_file(settings, info)
         log.info("stack_ready", **info.model_dump())
+        from rgrid.worker.no_local_node import fail_waiting_runs
+
         failing = asyncio.create_task(fail_waiting_runs(probes, supervisor, stop))
         await stop.wait()
         failing.cancel()
@@ -275,8 +281,12 @@ async def serve(settings: Settings) -> None:
         await watching
         stack_file(settings).unlink(missing_ok=True)
         supervisor.stop_all()
-        await close_lives(settings, lives)
-        await codec.cleanup()
+        if lives:
+            from rgrid.worker.local_nodes import close_lives
+
+            await close_lives(settings, lives)
+        if codec is not None:
+            await codec.cleanup()
 
 
 def _write_stack_file(settings: Settings, info: StackInfo) -> None:
@@ -300,40 +310,7 @@ async def _wait_ready(supervisor: Supervisor, stop: asyncio.Event, kinds: tuple[
                 )
         if time.monotonic() > deadline:
             raise EmbeddedStackError("the embedded stack did not answer in time", "")
-        await asyncio.sleep(0.2)
-
-
-def given_up_reason(children: list[ChildStatus]) -> str | None:
-    """Why no local node will take a run, when the supervisor has given up on every agent."""
-    agents = [c for c in children if c.kind == "agent"]
-    if not agents or any(c.state is not ChildState.GAVE_UP for c in agents):
-        return None
-    last = agents[-1]
-    return (
-        f"the local node agent keeps exiting ({last.last_exit_reason or 'no output'}; "
-        f"log {last.log}): `rgrid dev status` shows it, `rgrid dev stop` then "
-        "`rgrid dev start` tries again"
-    )
-
-
-async def fail_waiting_runs(
-    probes: StackProbes, supervisor: Supervisor, stop: asyncio.Event
-) -> None:
-    """While every agent is given up, tell each running execution that no node will come
-    (the `no_capacity` signal): one waiting for a node fails at once with the reason."""
-    from temporalio.service import RPCError
-
-    while not stop.is_set():
-        reason = given_up_reason(supervisor.status())
-        if reason is not None and probes.client is not None:
-            try:
-                async for run in probes.client.list_workflows(WAITING_RUNS):
-                    handle = probes.client.get_workflow_handle(run.id)
-                    with contextlib.suppress(RPCError):
-                        await handle.signal("no_capacity", NoCapacity(message=reason))
-            except RPCError as exc:
-                log.warning("could_not_fail_waiting_runs", error=str(exc))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.05)
 
 
 def main() -> None:
