@@ -72,13 +72,14 @@ class Batch:
         self.cpu = {"rgrid run": cli_after.ru_utime + cli_after.ru_stime
                     - cli_before.ru_utime - cli_before.ru_stime}  # fmt: skip
         self.scripts_cpu = 0.0
+        self.cpu["its command"] = 0.0  # what the command server forked for `rgrid run`
         for name, pid in pids.items():
             own, reaped = cpu_s(pid)
             self.cpu[name] = own - before[name][0]
-            if name == "command-server":  # what it reaped: the commands it ran for the CLI
-                self.cpu[name] += reaped - before[name][1]
-            elif name.startswith("agent"):  # what it reaped: the scripts
+            if name.startswith("agent"):  # what it reaped: the scripts
                 self.scripts_cpu += reaped - before[name][1]
+            else:  # the forked command, reaped by the command server or (as its subreaper)
+                self.cpu["its command"] += reaped - before[name][1]  # the supervisor
         self.batch_id = str(json.loads(done.stdout)["batch_id"])
 
     def report(self, settings: Settings, items: int) -> None:
