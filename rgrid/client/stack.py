@@ -145,9 +145,8 @@ def start_stack(
     hears each step the stack logs while it starts, with the seconds from its start."""
     running = read_stack(settings)
     up = running is not None and (running.ready or not workers)
-    if up and stack_launch.unclaimed() is None:  # (ours is shown starting, step by step)
-        assert running is not None
-        return running
+    if running is not None and up and stack_launch.unclaimed() is None:
+        return running  # (a stack this process launched is shown starting, step by step)
     make_private(settings)
     with stack_launch.launching(settings.home):
         started = stack_launch.launched(settings.home)
