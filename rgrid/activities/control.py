@@ -18,6 +18,7 @@ from rgrid.models.batch import BatchItem
 from rgrid.models.control import (
     CostInput,
     CostResult,
+    FinishInput,
     LoadItemsInput,
     LoadItemsResult,
     PlanInput,
@@ -42,7 +43,10 @@ class ControlActivities:
     @activity.defn(name=names.PLAN)
     async def plan(self, request: PlanInput) -> PlanResult:
         """Before a run: note which script it runs (for later estimates), then ask the
-        cache, which returns its key and the cached result when a live entry answers it."""
+        cache, which returns its key and the cached result when a live entry answers it.
+        With a status, records it first (a run's first record, in the same step)."""
+        if request.status is not None:
+            await self.record(RecordInput(status=request.status))
         await self._note_script_run(request)
         found = await self._cache.lookup(request.spec)
         if found.hit is not None:
@@ -95,6 +99,14 @@ class ControlActivities:
             usage.execution_id, None, usage, nodes, others, now, fallback=stand_in
         )
         return CostResult(cost_microns=cost.cost_microns, provisional=cost.provisional)
+
+    @activity.defn(name=names.FINISH)
+    async def finish(self, request: FinishInput) -> CostResult:
+        """Price a run that has ended and record it with its cost, in one step."""
+        cost = await self.compute_cost(request.cost)
+        status = request.status.model_copy(update={"cost_microns": cost.cost_microns})
+        await self.record(RecordInput(status=status))
+        return cost
 
     @activity.defn(name=names.LOAD_ITEMS)
     async def load_items(self, request: LoadItemsInput) -> LoadItemsResult:

@@ -1,4 +1,4 @@
-"""Activities that run ON a node: claim a slot, stage inputs, run, collect outputs.
+"""Activities that run ON a node: claim a slot; stage, run, collect, or all three (execute).
 
 Each works on one lease; a lease not renewed for `lease_ttl_s` is reaped by the agent,
 so a vanished workflow cannot hold a slot forever, unless its script has run: that lease
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,19 +21,22 @@ from temporalio.exceptions import ApplicationError
 from ulid import ULID
 
 from rgrid import names
+from rgrid.activities import node_files
+from rgrid.activities.heartbeats import heartbeating
 from rgrid.activities.leases import LeaseBook
 from rgrid.activities.runs import RunKeeper, settle
 from rgrid.errors import Failure, RgridError, as_application_error
 from rgrid.infra.codec import Keyring
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
-from rgrid.infra.storage.base import Storage, cas_key, output_prefix, safe_relative, sha256_file
-from rgrid.models.execution import ExecutionSpec, FileRef, OutputFile
+from rgrid.infra.storage.base import Storage
+from rgrid.models.execution import ExecutionSpec
 from rgrid.models.node import (
     Ack,
     ClaimNodeInput,
     CollectOutputsInput,
     CollectOutputsResult,
+    ExecuteResult,
     NodeLease,
     ReleaseNodeInput,
     RunContainerInput,
@@ -47,6 +48,7 @@ from rgrid.models.node import (
 log = structlog.get_logger()
 
 LOG_FLUSH_S = 0.5  # how stale live logs may be; also the heartbeat cadence
+STAGE_TRIES = 3  # execute's staging, on storage faults
 
 
 class NodeIdentity(BaseModel):
@@ -110,17 +112,50 @@ class NodeActivities:
             work.mkdir(parents=True)
             self.tmp_dir(request.lease).mkdir(parents=True, exist_ok=True)
             try:
-                await asyncio.gather(*(self._stage(work, ref) for ref in files))
+                await node_files.stage(self._storage, work, files)
             except RgridError as exc:
                 raise as_application_error(exc) from exc
         self._inputs[request.lease.lease_id] = {ref.name: ref.sha256 for ref in files}
         return StageInputsResult(files=len(files), bytes=sum(ref.size for ref in files))
 
-    async def _stage(self, work: Path, ref: FileRef) -> None:
-        dest = work / safe_relative(ref.name)
-        await self._storage.get_file(cas_key(ref.sha256), dest, sha256=ref.sha256)
-        if ref.executable:
-            dest.chmod(dest.stat().st_mode | stat.S_IXUSR)
+    @activity.defn(name=names.EXECUTE)
+    async def execute(self, request: RunContainerInput) -> ExecuteResult:
+        """Stage, run and collect as one task, one hop instead of three. Idempotent by
+        lease id like its parts: a repeat ask re-attaches to the run, or gets what was
+        collected, so a retry after an outage never runs the script twice."""
+        lease, spec = request.lease, request.spec
+        done = self._runs.executed(lease.lease_id)
+        if done is not None:
+            return done  # a repeat ask: the first answer was lost on its way
+        if self._runs.get(lease.lease_id) is None:
+            staging = StageInputsInput(
+                lease=lease, execution_id=request.execution_id, script=spec.script,
+                inputs=spec.inputs,
+            )  # fmt: skip
+            await heartbeating(self._stage_retried(staging), LOG_FLUSH_S)
+        run = await self.run_container(request)
+        collected = await heartbeating(
+            self.collect_outputs(
+                CollectOutputsInput(lease=lease, execution_id=request.execution_id), run
+            ),
+            LOG_FLUSH_S,
+        )
+        return ExecuteResult(run=run, outputs=collected)
+
+    async def _stage_retried(self, request: StageInputsInput) -> None:
+        """Staging, tried again on a storage fault (a user's error is not retried)."""
+        for attempt in range(1, STAGE_TRIES + 1):
+            try:
+                await self.stage_inputs(request)
+                return
+            except Exception as exc:
+                fatal = isinstance(exc, ApplicationError) and (
+                    exc.non_retryable or exc.type == Failure.LEASE_LOST
+                )
+                if fatal or attempt == STAGE_TRIES:
+                    raise
+                log.warning("stage_retried", lease=request.lease.lease_id, error=str(exc))
+                await asyncio.sleep(attempt)
 
     @activity.defn(name=names.RUN_CONTAINER)
     async def run_container(self, request: RunContainerInput) -> RunResult:
@@ -190,7 +225,7 @@ class NodeActivities:
                 await logs.flush()
             outcome = task.result()
             skipped: list[str] = []
-            await asyncio.to_thread(_walk_regular_files, run.work_dir, skipped)
+            await asyncio.to_thread(node_files.walk_regular_files, run.work_dir, skipped)
             if skipped:
                 # Said in the run's own log, so the user sees why a file did not come back.
                 listed = ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else "")
@@ -213,26 +248,19 @@ class NodeActivities:
         )
 
     @activity.defn(name=names.COLLECT_OUTPUTS)
-    async def collect_outputs(self, request: CollectOutputsInput) -> CollectOutputsResult:
+    async def collect_outputs(
+        self, request: CollectOutputsInput, run: RunResult | None = None
+    ) -> CollectOutputsResult:
         taken = self._runs.collected(request.lease.lease_id)
         if taken is not None:
             return taken  # a repeat ask: the first answer was lost on its way
         work = self.work_dir(request.lease)
         staged = self._inputs.get(request.lease.lease_id, {})
-        result = CollectOutputsResult()
         async with self._held(request.lease):
-            uploads = []
-            for path, rel in _walk_regular_files(work, result.skipped):
-                digest = await asyncio.to_thread(sha256_file, path)
-                if staged.get(rel) == digest:
-                    continue  # an input or the script, unchanged
-                key = output_prefix(request.execution_id) + rel
-                uploads.append(self._storage.put_file(key, path))
-                result.outputs.append(OutputFile(path=rel, size=path.stat().st_size, sha256=digest))
-            await asyncio.gather(*uploads)
+            result = await node_files.collect(self._storage, work, request.execution_id, staged)
         for skipped in result.skipped:
             log.warning("output_skipped", execution=request.execution_id, path=skipped)
-        self._runs.remember_collected(request.lease.lease_id, result, datetime.now(UTC))
+        self._runs.remember_collected(request.lease.lease_id, result, datetime.now(UTC), run)
         self._release(request.lease.lease_id)
         return result
 
@@ -320,24 +348,3 @@ class NodeActivities:
             shutil.rmtree(self._work_root / lease_id, ignore_errors=True)
             log.info("lease_released", lease=lease_id, free=self._book.free)
         return run
-
-
-def _walk_regular_files(root: Path, skipped: list[str]) -> list[tuple[Path, str]]:
-    """Regular files with one link under root as (path, posix relpath); symlinks, hard
-    links (a name for a file outside the run, perhaps) and specials go to skipped."""
-    found: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
-        for name in list(dirnames):
-            if (base / name).is_symlink():
-                dirnames.remove(name)
-                skipped.append((base / name).relative_to(root).as_posix())
-        for name in filenames:
-            path = base / name
-            rel = path.relative_to(root).as_posix()
-            info = path.lstat()
-            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
-                found.append((path, rel))
-            else:
-                skipped.append(rel)
-    return sorted(found, key=lambda item: item[1])

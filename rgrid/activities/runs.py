@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rgrid.infra.logstore import LogChunkWriter
-from rgrid.models.node import CollectOutputsResult, RunResult
+from rgrid.models.node import CollectOutputsResult, ExecuteResult, RunResult
 
 
 @dataclass
@@ -30,6 +30,15 @@ class KeptRun:
     attached: int = 0
 
 
+@dataclass
+class Collected:
+    """A lease's collected outputs (and, after an `execute`, its run), kept a while."""
+
+    outputs: CollectOutputsResult
+    at: datetime
+    run: RunResult | None = None
+
+
 class RunKeeper:
     """The runs of one node's leases; event-loop only (activities are async)."""
 
@@ -38,7 +47,7 @@ class RunKeeper:
         self._runs: dict[str, KeptRun] = {}
         # Collected results outlive their lease a while: a collect whose answer was lost
         # (Temporal away) is asked again and must not find the lease gone.
-        self._collected: dict[str, tuple[CollectOutputsResult, datetime]] = {}
+        self._collected: dict[str, Collected] = {}
 
     def get(self, lease_id: str) -> KeptRun | None:
         """The run of this lease, alive or finished, if the node still has it."""
@@ -79,13 +88,24 @@ class RunKeeper:
     def collected(self, lease_id: str) -> CollectOutputsResult | None:
         """What an earlier collect of this lease returned, if it happened."""
         entry = self._collected.get(lease_id)
-        return entry[0] if entry else None
+        return entry.outputs if entry else None
+
+    def executed(self, lease_id: str) -> ExecuteResult | None:
+        """What an earlier `execute` of this lease returned, if it got that far."""
+        entry = self._collected.get(lease_id)
+        if entry is None or entry.run is None:
+            return None
+        return ExecuteResult(run=entry.run, outputs=entry.outputs)
 
     def remember_collected(
-        self, lease_id: str, result: CollectOutputsResult, now: datetime
+        self,
+        lease_id: str,
+        result: CollectOutputsResult,
+        now: datetime,
+        run: RunResult | None = None,
     ) -> None:
         """The workflow has taken the run's outputs; keep the answer for a repeat ask."""
-        self._collected[lease_id] = (result, now)
+        self._collected[lease_id] = Collected(result, now, run)
 
     def drop(self, lease_id: str) -> asyncio.Task[RunResult] | None:
         """Forget the lease's run, killing it if it still runs (release, abandonment);
@@ -98,8 +118,8 @@ class RunKeeper:
 
     def forget_old_collected(self, now: datetime) -> None:
         """Collected answers older than the abandon time are of no further use."""
-        for lease_id, (_, at) in list(self._collected.items()):
-            if now - at >= self._abandon_after:
+        for lease_id, entry in list(self._collected.items()):
+            if now - entry.at >= self._abandon_after:
                 del self._collected[lease_id]
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from rgrid.models.node import NodeLease
 class PlanInput(BaseModel):
     execution_id: str
     spec: ExecutionSpec
+    status: ExecutionStatus | None = None  # recorded first: one local activity, not two
 
 
 class CacheHit(BaseModel):
@@ -69,6 +70,13 @@ class CostResult(BaseModel):
 
 class RecordInput(BaseModel):
     status: ExecutionStatus
+
+
+class FinishInput(BaseModel):
+    """A run that has ended on its node: price it, then record it with its cost."""
+
+    status: ExecutionStatus
+    cost: CostInput
 
 
 class LoadItemsInput(BaseModel):

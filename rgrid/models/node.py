@@ -73,6 +73,13 @@ class CollectOutputsResult(BaseModel):
     skipped: list[str] = Field(default_factory=list)
 
 
+class ExecuteResult(BaseModel):
+    """One `execute` step: the script's run and the outputs collected after it."""
+
+    run: RunResult
+    outputs: CollectOutputsResult
+
+
 class ReleaseNodeInput(BaseModel):
     lease: NodeLease
 

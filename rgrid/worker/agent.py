@@ -89,6 +89,7 @@ def build_workers(
             activities.stage_inputs,
             activities.run_container,
             activities.collect_outputs,
+            activities.execute,
             activities.release_node,
             control.ping_node,
             control.drain_node,

@@ -72,6 +72,7 @@ def build_control_worker(
         control.plan,
         control.record,
         control.compute_cost,
+        control.finish,
         control.load_items,
         alerts.send_webhook,
         limits.check_limits,

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -249,9 +249,8 @@ class BatchWorkflow:
                 task_queue=workflow.info().task_queue,
                 # Continue-as-new closes this run; its children must live on.
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(names.BATCH_ID_ATTRIBUTE, workflow.info().workflow_id)]
-                ),
+                # All of them: the child need not set them itself (one command less).
+                search_attributes=visibility.run_attributes(child),
                 static_summary=visibility.run_summary(child) if self._visible else None,
             )
         except FailureError:

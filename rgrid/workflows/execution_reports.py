@@ -50,6 +50,10 @@ class ExecutionReports:
     async def _finish(self) -> None:
         """Record the terminal state; a batch's child also reports it to its batch."""
         await self._record()
+        await self._report_done()
+
+    async def _report_done(self) -> None:
+        """A batch's child tells its batch how it ended (recorded already)."""
         parent = workflow.info().parent
         if parent is None or self._status.batch_item is None:
             return

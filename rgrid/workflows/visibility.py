@@ -8,8 +8,10 @@ so histories recorded before these existed replay unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
 
 with workflow.unsafe.imports_passed_through():
     from rgrid import names
@@ -25,16 +27,30 @@ def tag_list(tags: dict[str, str]) -> list[str]:
     return [f"{key}={value}" for key, value in sorted(tags.items())]
 
 
-def upsert_run(spec: ExecutionSpec) -> None:
-    """Project, script, batch and tags of an execution, as it starts."""
-    updates: list[SearchAttributeUpdate] = [
-        names.PROJECT_ATTRIBUTE.value_set(spec.project),
-        names.SCRIPT_ATTRIBUTE.value_set(spec.script.name),
-        names.TAGS_ATTRIBUTE.value_set(tag_list(spec.tags)),
+def run_attributes(spec: ExecutionSpec) -> TypedSearchAttributes:
+    """Project, script, batch and tags of an execution: what a batch gives its child at
+    the start, or what the execution sets on itself (upsert_run)."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(names.PROJECT_ATTRIBUTE, spec.project),
+        SearchAttributePair(names.SCRIPT_ATTRIBUTE, spec.script.name),
+        SearchAttributePair(names.TAGS_ATTRIBUTE, tag_list(spec.tags)),
     ]
     if spec.batch_id is not None:
-        updates.append(names.BATCH_ID_ATTRIBUTE.value_set(spec.batch_id))
+        pairs.append(SearchAttributePair(names.BATCH_ID_ATTRIBUTE, spec.batch_id))
+    return TypedSearchAttributes(pairs)
+
+
+def upsert_run(spec: ExecutionSpec) -> None:
+    """Project, script, batch and tags of an execution, as it starts."""
+    updates: list[SearchAttributeUpdate[Any]] = [
+        pair.key.value_set(pair.value) for pair in run_attributes(spec).search_attributes
+    ]
     workflow.upsert_search_attributes(updates)
+
+
+def started_with_attributes() -> bool:
+    """Whoever started this execution gave it its attributes (a batch does)."""
+    return names.SCRIPT_ATTRIBUTE in workflow.info().typed_search_attributes
 
 
 def upsert_batch(spec: BatchSpec) -> None:

@@ -107,13 +107,21 @@ async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
     await replayer.replay_workflow(history)
 
 
-async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
-    """With RGRID_RECORD_HISTORIES=1, keep the run's history for the replay tests."""
+async def record_history(
+    handle: WorkflowHandle[Any, Any], name: str, keys: Keyring = CODEC_KEYS
+) -> None:
+    """With RGRID_RECORD_HISTORIES=1, keep the run's history for the replay tests
+    (`keys`: the throwaway codec keys its stack encrypted with)."""
     if os.environ.get("RGRID_RECORD_HISTORIES") == "1":
         history = await handle.fetch_history()
         HISTORIES.mkdir(exist_ok=True)
-        # The workflow id goes along: workflows derive child ids from it.
-        record = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
+        # The workflow id goes along (workflows derive child ids from it), and the
+        # session's throwaway codec key that encrypted its payloads.
+        record = {
+            "workflow_id": handle.id,
+            "codec_key": keys.export(),
+            "history": json.loads(history.to_json()),
+        }
         (HISTORIES / f"{name}.json").write_text(json.dumps(record, indent=1))
 
 

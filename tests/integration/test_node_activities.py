@@ -1,6 +1,7 @@
-"""The node's run_container activity under temporalio's ActivityEnvironment, on the real
-process runtime and real local storage: it heartbeats while the script runs, a cancel
-kills the script, and a lease reaped under a live run ends it with LeaseLost."""
+"""The node's activities under temporalio's ActivityEnvironment, on the real process
+runtime and real local storage: run_container heartbeats while the script runs, a cancel
+kills the script, a lease reaped under a live run ends it with LeaseLost; execute stages,
+runs and collects in one step and never runs a script twice when asked again."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ class Node:
         self.beats.append(details[0] if details else None)
         self.beat.set()
 
-    async def stage(self, body: str) -> RunContainerInput:
+    async def claim(self, body: str) -> RunContainerInput:
+        """A lease for a script that is in storage, not staged yet."""
         data = body.encode()
         script = FileRef(name="job.py", sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         await self.storage.put_bytes(cas_key(script.sha256), data)
@@ -66,13 +68,19 @@ class Node:
             self.activities.claim_node,
             ClaimNodeInput(execution_id=self.execution_id, attempt=1, lease_ttl_s=self.lease_ttl_s),
         )
-        await self.env.run(
-            self.activities.stage_inputs,
-            StageInputsInput(lease=lease, execution_id=self.execution_id, script=script),
-        )
         key, value = self.marker.split("=")
         spec = ExecutionSpec(script=script, runtime="process", env={key: value}, timeout_s=300)
         return RunContainerInput(lease=lease, execution_id=self.execution_id, spec=spec)
+
+    async def stage(self, body: str) -> RunContainerInput:
+        request = await self.claim(body)
+        await self.env.run(
+            self.activities.stage_inputs,
+            StageInputsInput(
+                lease=request.lease, execution_id=self.execution_id, script=request.spec.script
+            ),
+        )
+        return request
 
     def processes(self) -> list[int]:
         """Processes of this test's script still alive on the machine."""
@@ -133,4 +141,57 @@ async def test_a_lapsed_lease_under_a_live_run_is_kept_and_a_release_ends_it_wit
         await task
     assert lost.value.type == Failure.LEASE_LOST
     assert request.lease.lease_id in lost.value.message
+    assert node.processes() == []
+
+
+def counting_script(counter: Path, body: str = "") -> str:
+    """A script that leaves `out.txt` and adds a line to `counter` (outside its work dir)
+    each time it really runs."""
+    return (
+        f"with open({str(counter)!r}, 'a') as f:\n    f.write('ran\\n')\n"
+        f"{body}open('out.txt', 'w').write('result')\n"
+    )
+
+
+async def test_execute_stages_runs_and_collects_and_a_repeat_ask_runs_nothing_again(
+    tmp_path: Path,
+) -> None:
+    node = Node(tmp_path)
+    counter = tmp_path / "ran.txt"
+    request = await node.claim(counting_script(counter))
+    first = await node.env.run(node.activities.execute, request)
+    assert first.run.exit_code == 0
+    assert [out.path for out in first.outputs.outputs] == ["out.txt"]  # not job.py
+    # The answer was lost on its way (Temporal away): asked again, the node answers the
+    # same without running the script again, though the lease is released by now.
+    again = await node.env.run(node.activities.execute, request)
+    assert again == first
+    assert counter.read_text() == "ran\n"
+
+
+async def test_a_second_execute_attempt_re_attaches_to_the_running_script(
+    tmp_path: Path,
+) -> None:
+    # The first attempt timed out while its script ran on: the retry must follow that run.
+    node = Node(tmp_path)
+    counter = tmp_path / "ran.txt"
+    request = await node.claim(counting_script(counter, "import time\ntime.sleep(1.5)\n"))
+    first = asyncio.create_task(node.env.run(node.activities.execute, request))
+    async with asyncio.timeout(60):
+        while not node.processes():
+            await asyncio.sleep(0.05)
+    second = await ActivityEnvironment().run(node.activities.execute, request)
+    assert second.run.exit_code == 0 and (await first).run.exit_code == 0
+    assert counter.read_text() == "ran\n"
+    assert [out.path for out in second.outputs.outputs] == ["out.txt"]
+
+
+async def test_execute_names_a_missing_input_and_runs_nothing(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    request = await node.claim("print('never')\n")
+    missing = FileRef(name="data.csv", sha256="0" * 64, size=3)
+    request.spec.inputs.append(missing)
+    with pytest.raises(ApplicationError) as failed:
+        await node.env.run(node.activities.execute, request)
+    assert failed.value.non_retryable and failed.value.type == Failure.NOT_FOUND
     assert node.processes() == []

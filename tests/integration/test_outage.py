@@ -23,6 +23,7 @@ from rgrid.client.session import Session
 from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
+from rgrid.infra.temporal import keyring_of
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.node import ClaimNodeInput
 from rgrid.worker.agent import REAP_EVERY_S
@@ -112,7 +113,7 @@ async def test_a_script_that_ends_while_temporal_is_down_is_not_run_again(
     assert counter.count("start", "one") == 1
     assert status.attempts == 1
     assert [o.path for o in status.outputs] == ["result.txt"]
-    await record_history(handle, "temporal_restarted_mid_run")
+    await record_history(handle, "temporal_restarted_mid_run", keyring_of(procs.settings))
 
 
 async def test_a_script_that_ends_while_the_control_worker_is_dead_is_not_run_again(
@@ -172,4 +173,4 @@ async def test_an_agent_cut_off_past_its_heartbeat_timeout_re_attaches_to_its_ru
     assert counter.count("start", "one") == 1
     assert status.attempts == 1
     assert [o.path for o in status.outputs] == ["result.txt"]
-    await record_history(handle, "run_step_timed_out_and_re_attached")
+    await record_history(handle, "run_step_timed_out_and_re_attached", keyring_of(procs.settings))

@@ -30,7 +30,8 @@ def test_histories_exist_for_every_outcome() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     record = json.loads(path.read_text())
     history = WorkflowHistory.from_json(record["workflow_id"], record["history"])
-    replayer = Replayer(
-        workflows=WORKFLOWS, data_converter=data_converter(Keyring([CodecKey.generate()]))
-    )
+    # Recorded since the codec: encrypted, with the test session's throwaway key.
+    keys = record.get("codec_key")
+    keyring = Keyring.parse(keys, path.name) if keys else Keyring([CodecKey.generate()])
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(keyring))
     await replayer.replay_workflow(history)

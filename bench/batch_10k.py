@@ -1,0 +1,162 @@
+"""A 10,000-item trivial batch on the embedded stack: it completes, the control worker's
+memory stays flat, its histories stay bounded and its progress query stays cheap.
+
+    .venv/bin/python bench/batch_10k.py                # 10,000 items, parallel 8
+    .venv/bin/python bench/batch_10k.py --items 2000   # a shorter look
+
+Prints wall time, items per second, the control worker's peak RSS (goal < 400 MB) and its
+RSS after the first tenth of the items (flat memory: the two stay close), the largest
+history (every run of the batch, and a sample of its items' workflows), and the median
+time of a `progress` query asked while the batch ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from commands import RGRID, temporary_stack
+
+from rgrid import names
+from rgrid.client.stack import read_children
+from rgrid.config import Settings, load_settings
+from rgrid.infra.temporal import connect
+
+PARALLEL = 8
+SAMPLED_ITEMS = 200  # items' histories read for the largest size (they share one shape)
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no {field} for pid {pid}")
+
+
+def control_pid(settings: Settings) -> int:
+    record = read_children(settings)
+    assert record is not None
+    for child in record.children:
+        if child.name == "control" and child.process is not None:
+            return child.process.pid
+    raise SystemExit("the stack has no control worker")
+
+
+class Watch(threading.Thread):
+    """Samples the control worker's RSS and asks the batch's progress while it runs."""
+
+    def __init__(self, settings: Settings, pid: int, items: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.pid, self.items = settings, pid, items
+        self.batch_id: str | None = None
+        self.rss_at_tenth: float | None = None
+        self.query_ms: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._watch())
+
+    async def _watch(self) -> None:
+        client = await connect(self.settings)
+        while not self.stop.is_set():
+            await asyncio.sleep(1.0)
+            if self.batch_id is None:
+                continue
+            began = time.perf_counter()
+            try:
+                progress = await client.get_workflow_handle(self.batch_id).query("progress")
+            except Exception:  # not started yet, or between runs of continue-as-new
+                continue
+            self.query_ms.append((time.perf_counter() - began) * 1000)
+            done = progress["succeeded"] + progress["cached"] + progress["failed"]
+            if self.rss_at_tenth is None and done >= self.items / 10:
+                self.rss_at_tenth = rss_mb(self.pid)
+
+
+def batch_id_of(root: Path) -> str | None:
+    """The batch id `rgrid run --batch` wrote to its log, once it has."""
+    log = root / "run.out"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if line.startswith("{"):
+            return str(json.loads(line).get("batch_id"))
+    return None
+
+
+async def largest_history(settings: Settings, batch_id: str) -> tuple[int, int, int]:
+    """(largest batch run, largest sampled item, batch runs): history sizes in events."""
+    client = await connect(settings)
+    runs, items = [], []
+    async for execution in client.list_workflows(f"WorkflowId = '{batch_id}'"):
+        runs.append(execution.run_id)
+    children = [
+        execution.id
+        async for execution in client.list_workflows(
+            f"{names.BATCH_ID_ATTRIBUTE.name} = '{batch_id}' AND WorkflowId != '{batch_id}'"
+        )
+    ]
+    batch_sizes = [
+        len((await client.get_workflow_handle(batch_id, run_id=run).fetch_history()).events)
+        for run in runs
+    ]
+    for child in random.sample(children, min(SAMPLED_ITEMS, len(children))):
+        items.append(len((await client.get_workflow_handle(child).fetch_history()).events))
+    return max(batch_sizes, default=0), max(items, default=0), len(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=10_000)
+    args = parser.parse_args()
+    with temporary_stack(27334, RGRID_LOCAL_SLOTS=str(PARALLEL)) as root:
+        settings = load_settings()
+        data = root / "data"
+        data.mkdir()
+        for index in range(args.items):
+            (data / f"item{index:05d}.txt").write_text(str(index))
+        (root / "trivial.py").write_text("print('ok')\n")
+        pid = control_pid(settings)
+        rss_before = rss_mb(pid)
+        watch = Watch(settings, pid, args.items)
+        watch.start()
+        began = time.perf_counter()
+        with (root / "run.out").open("w") as out:
+            run = subprocess.Popen(
+                [*RGRID, "run", "trivial.py", "--batch", "data/*.txt",
+                 "--parallel", str(PARALLEL), "--no-watch", "--json", "--remote-only"],
+                cwd=root, stdout=out, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            while run.poll() is None:
+                watch.batch_id = watch.batch_id or batch_id_of(root)
+                time.sleep(0.5)
+        wall_s = time.perf_counter() - began
+        watch.stop.set()
+        if run.returncode != 0:
+            raise SystemExit(f"the batch failed: {run.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+        batch_id = batch_id_of(root)
+        assert batch_id is not None
+        if control_pid(settings) != pid:
+            raise SystemExit("the control worker restarted during the batch")
+        peak = rss_mb(pid, "VmHWM")
+        batch_events, item_events, runs = asyncio.run(largest_history(settings, batch_id))
+        print(f"{args.items} trivial items, parallel {PARALLEL}")
+        print(f"  wall time {wall_s:.1f} s, {args.items / wall_s:.1f} items/s")
+        tenth = watch.rss_at_tenth or 0
+        print(f"  control worker RSS: {rss_before:.0f} MB idle, {tenth:.0f} MB at a tenth,"
+              f" peak {peak:.0f} MB (goal < 400)")  # fmt: skip
+        print(f"  largest history: {batch_events} events (the batch, {runs} runs), "
+              f"{item_events} (an item, of {SAMPLED_ITEMS} sampled)")  # fmt: skip
+        if watch.query_ms:
+            print(f"  progress query: median {statistics.median(watch.query_ms):.1f} ms "
+                  f"over {len(watch.query_ms)} asked while it ran")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
