@@ -42,13 +42,19 @@ class HoursTouched(NamedTuple):
 
 def hours_touched(slot: SlotUsage | None, nodes: list[NodeRecord]) -> HoursTouched | None:
     """The billed hours a slot ran in, on the node life that spans its start; None when
-    the ledger has no such node (nothing else shares its cost)."""
+    the ledger has no such node, or it costs nothing (nothing else shares its cost: every
+    share of a free hour is 0 whoever else ran in it)."""
     if slot is None:
         return None
     life = life_of(slot.node_id, slot.started_at, lives_of(slot.node_id, nodes))
     if life is None:
         return None
-    created = next(n for n in nodes if n.node_id == life).created_at
+    record = next(n for n in nodes if n.node_id == life)
+    if record.hourly_price_microns == 0:
+        # Not read: on a free node (the embedded default) a batch's items would each read
+        # every run before them in the hour, a 10,000-item batch 50 million rows.
+        return None
+    created = record.created_at
     # Only the hours it ran in matter: the runs that shared them, and nothing else.
     first = created + (slot.started_at - created) // HOUR * HOUR
     last = created + -(-(slot.finished_at - created) // HOUR) * HOUR

@@ -30,7 +30,10 @@ with workflow.unsafe.imports_passed_through():
 SHAPE_2 = "shape-2"
 
 
-@workflow.defn(name="ExecutionWorkflow")
+# Not sandboxed in workers: the sandbox re-imports this module for every run, a fifth of
+# the control worker's CPU per batch item. Replays in the tests run it sandboxed, so a
+# nondeterministic call still fails there (tests/unit/test_replay.py).
+@workflow.defn(name="ExecutionWorkflow", sandboxed=False)
 class ExecutionWorkflow(ClaimSteps, NodeSteps):
     def __init__(self) -> None:
         self._status = ExecutionStatus(execution_id="")
@@ -84,8 +87,7 @@ class ExecutionWorkflow(ClaimSteps, NodeSteps):
             self._same_node_first = self._cancel_is_cancel = True
             self._no_node_fails = spec.pool_id is None
             admission = spec.batch_id is None
-            if not visibility.started_with_attributes():
-                visibility.upsert_run(spec)
+            visibility.upsert_run_missing(spec)
         else:
             admission = self._patches_before_shape_2(spec)
             await self._record()  # SHAPE_2 records in plan, after admission
@@ -176,6 +178,7 @@ class ExecutionWorkflow(ClaimSteps, NodeSteps):
             finished_at=run.finished_at,
         )
         if self._one_step:
+            self._show()
             cost = await workflow.execute_local_activity_method(
                 ControlActivities.finish,
                 FinishInput(status=self._status, cost=cost_input),

@@ -48,9 +48,17 @@ def upsert_run(spec: ExecutionSpec) -> None:
     workflow.upsert_search_attributes(updates)
 
 
-def started_with_attributes() -> bool:
-    """Whoever started this execution gave it its attributes (a batch does)."""
-    return names.SCRIPT_ATTRIBUTE in workflow.info().typed_search_attributes
+def upsert_run_missing(spec: ExecutionSpec) -> None:
+    """upsert_run for only what the start did not give it (a batch gives them all, the
+    CLI project and script): no command at all when nothing is missing."""
+    have = workflow.info().typed_search_attributes
+    missing: list[SearchAttributeUpdate[Any]] = [
+        pair.key.value_set(pair.value)
+        for pair in run_attributes(spec).search_attributes
+        if have.get(pair.key) != pair.value and not (pair.value == [] and pair.key not in have)
+    ]
+    if missing:
+        workflow.upsert_search_attributes(missing)
 
 
 def upsert_batch(spec: BatchSpec) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from ulid import ULID
 
 from rgrid.client.codec_server import build_app
@@ -103,7 +104,11 @@ async def assert_replays(handle: WorkflowHandle[Any, Any]) -> None:
     """The run's whole history replays against today's workflow code: what a worker
     restart, a cache eviction or a query on an evicted workflow does."""
     history = await handle.fetch_history()
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=CONVERTER)
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=CONVERTER,
+        unsandboxed_workflow_runner=SandboxedWorkflowRunner(),  # the sandbox checks it here
+    )
     await replayer.replay_workflow(history)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from rgrid.infra.codec import CodecKey, Keyring
 from rgrid.infra.temporal import data_converter
@@ -33,5 +34,10 @@ async def test_recorded_history_replays(path: Path) -> None:
     # Recorded since the codec: encrypted, with the test session's throwaway key.
     keys = record.get("codec_key")
     keyring = Keyring.parse(keys, path.name) if keys else Keyring([CodecKey.generate()])
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter(keyring))
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=data_converter(keyring),
+        # Workers run ExecutionWorkflow unsandboxed (for speed); here the sandbox checks it.
+        unsandboxed_workflow_runner=SandboxedWorkflowRunner(),
+    )
     await replayer.replay_workflow(history)
