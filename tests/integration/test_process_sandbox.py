@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from ulid import ULID
 
-from rgrid.activities.node import _walk_regular_files
+from rgrid.activities.node_files import walk_regular_files
 from rgrid.infra.runtime.base import RunOutcome, RunRequest
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.runtime.sandbox import probe_bwrap
@@ -193,7 +193,7 @@ async def test_hard_link_is_not_collected_as_an_output(any_node: Node) -> None:
     )
     assert outcome.exit_code == 0, out
     skipped: list[str] = []
-    collected = [rel for _path, rel in _walk_regular_files(request.work_dir, skipped)]
+    collected = [rel for _path, rel in walk_regular_files(request.work_dir, skipped)]
     assert "real.txt" in collected
     assert not {"passwd", "a.txt", "b.txt", "sym"} & set(collected)
     assert {"a.txt", "b.txt", "sym"} <= set(skipped)
