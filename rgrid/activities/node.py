@@ -124,20 +124,15 @@ class NodeActivities:
         lease id like its parts: a repeat ask re-attaches to the run, or gets what was
         collected, so a retry after an outage never runs the script twice."""
         lease, spec = request.lease, request.spec
-        done = self._runs.executed(lease.lease_id)
-        if done is not None:
+        if (done := self._runs.executed(lease.lease_id)) is not None:
             return done  # a repeat ask: the first answer was lost on its way
         if self._runs.get(lease.lease_id) is None:
-            staging = StageInputsInput(
-                lease=lease, execution_id=request.execution_id, script=spec.script,
-                inputs=spec.inputs,
-            )  # fmt: skip
+            staging = StageInputsInput(lease=lease, execution_id=request.execution_id,
+                                       script=spec.script, inputs=spec.inputs)  # fmt: skip
             await heartbeating(self._stage_retried(staging), LOG_FLUSH_S)
         run = await self.run_container(request)
         collected = await heartbeating(
-            self.collect_outputs(
-                CollectOutputsInput(lease=lease, execution_id=request.execution_id), run
-            ),
+            self._collect(CollectOutputsInput(lease=lease, execution_id=request.execution_id), run),
             LOG_FLUSH_S,
         )
         return ExecuteResult(run=run, outputs=collected)
@@ -248,9 +243,13 @@ class NodeActivities:
         )
 
     @activity.defn(name=names.COLLECT_OUTPUTS)
-    async def collect_outputs(
+    async def collect_outputs(self, request: CollectOutputsInput) -> CollectOutputsResult:
+        return await self._collect(request)
+
+    async def _collect(
         self, request: CollectOutputsInput, run: RunResult | None = None
     ) -> CollectOutputsResult:
+        """Collect, keeping the answer (and execute's `run`) for a repeat ask."""
         taken = self._runs.collected(request.lease.lease_id)
         if taken is not None:
             return taken  # a repeat ask: the first answer was lost on its way

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         T,
         environment_broken,
         node_lost,
+        not_served,
         on_same_node,
     )
 
@@ -62,7 +63,14 @@ class NodeSteps(ExecutionReports):
     ) -> tuple[RunResult, CollectOutputsResult]:
         try:
             if self._one_step:
-                return await self._execute(lease, spec)
+                try:
+                    return await self._execute(lease, spec)
+                except ActivityError as err:
+                    if not not_served(err):
+                        raise
+                    # A node agent from before execute (a pool's node lives on through an
+                    # upgrade of the control plane): the three steps it does serve.
+                    workflow.logger.info("%s has no execute step: three steps", lease.node_id)
             return await self._three_steps(lease, spec, may_retry)
         except ActivityError as err:
             await self._node_failed(lease, err)

@@ -59,3 +59,13 @@ def environment_broken(err: ActivityError) -> bool:
     """rgrid's environment on the node failed before the script ran (EnvironmentBroken)."""
     cause = err.cause
     return isinstance(cause, ApplicationError) and cause.type == Failure.ENVIRONMENT_BROKEN
+
+
+def not_served(err: ActivityError) -> bool:
+    """The node's worker does not serve this activity (an agent of an older rgrid)."""
+    cause = err.cause
+    return (
+        isinstance(cause, ApplicationError)
+        and cause.type == "NotFoundError"  # the SDK's type for an unregistered activity
+        and "is not registered on this worker" in cause.message
+    )

@@ -15,14 +15,19 @@ import pytest
 from aiohttp import web
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from ulid import ULID
 
+from rgrid import names
+from rgrid.activities.leases import LeaseBook
+from rgrid.activities.node import NodeActivities, NodeIdentity
 from rgrid.client.codec_server import build_app
 from rgrid.config import Settings
 from rgrid.infra.codec import CodecKey, Keyring
 from rgrid.infra.ledger import Ledger
+from rgrid.infra.runtime.process import ProcessRuntime
+from rgrid.infra.storage import open_storage
 from rgrid.infra.storage.local import LocalStorage
 from rgrid.infra.temporal import data_converter
 from rgrid.names import SEARCH_ATTRIBUTES
@@ -95,6 +100,30 @@ async def agent(
         for worker in workers:
             await stack.enter_async_context(worker)
         yield
+
+
+@contextlib.asynccontextmanager
+async def agent_before_execute(
+    client: Client, settings: Settings, node_id: str
+) -> AsyncIterator[None]:
+    """A one-slot node agent of an older rgrid: it serves the three node steps, not
+    `execute` (its workers built by hand: build_workers registers today's)."""
+    node = NodeActivities(
+        node=NodeIdentity(node_id=node_id),
+        book=LeaseBook(1),
+        runtime=ProcessRuntime(cache_dir=settings.node_dir / node_id / "cache"),
+        storage=open_storage(settings.effective_storage_url),
+        work_root=settings.node_dir / node_id / "leases",
+    )
+    steps = [node.stage_inputs, node.run_container, node.collect_outputs, node.release_node]
+    claims = Worker(
+        client, task_queue=names.shared_node_queue(settings.node_class),
+        activities=[node.claim_node], max_concurrent_activities=1,
+    )  # fmt: skip
+    own = Worker(client, task_queue=names.node_queue(node_id), activities=steps)
+    async with claims, own:
+        yield
+    await node.close()
 
 
 HISTORIES = Path(__file__).parent.parent / "histories"

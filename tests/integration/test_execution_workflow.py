@@ -22,7 +22,12 @@ from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models.execution import ExecutionStatus, Phase
-from tests.integration.conftest import agent, record_history
+from tests.integration.conftest import (
+    agent,
+    agent_before_execute,
+    assert_replays,
+    record_history,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +65,27 @@ async def test_successful_run_is_recorded_with_outputs(
     row = await control.get(handle.id)
     assert row.phase is Phase.SUCCEEDED and row.node_id == "node-a" and row.attempts == 1
     await record_history(handle, "succeeded")
+
+
+async def test_a_node_agent_from_before_execute_still_runs_it_in_three_steps(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    # A pool's node made before an upgrade of the control plane lives on for a while.
+    async with agent_before_execute(client, settings, "node-old"):
+        handle = await start(settings, tmp_path, "open('out.txt', 'w').write('ok')\n")
+        result = await handle.result()
+    assert result.phase is Phase.SUCCEEDED and result.node_id == "node-old"
+    assert [o.path for o in result.outputs] == ["out.txt"]
+    assert result.attempts == 1  # no attempt was counted lost
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled == ["claim_node", "execute", "stage_inputs", "run_container",
+                         "collect_outputs"]  # fmt: skip
+    await assert_replays(handle)
 
 
 async def test_an_identical_run_is_answered_from_the_cache_without_a_node(

@@ -18,6 +18,7 @@ from ulid import ULID
 from rgrid.activities.leases import LeaseBook
 from rgrid.activities.node import NodeActivities, NodeIdentity
 from rgrid.errors import Failure
+from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest, Runtime
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.storage.base import cas_key
 from rgrid.infra.storage.local import LocalStorage
@@ -36,12 +37,14 @@ pytestmark = pytest.mark.integration
 class Node:
     """One node's activities, a claimed lease and a staged script."""
 
-    def __init__(self, tmp_path: Path, lease_ttl_s: int = 120) -> None:
+    def __init__(
+        self, tmp_path: Path, lease_ttl_s: int = 120, runtime: Runtime | None = None
+    ) -> None:
         self.storage = LocalStorage(tmp_path / "storage")
         self.activities = NodeActivities(
             node=NodeIdentity(node_id="activity-node"),
             book=LeaseBook(1),
-            runtime=ProcessRuntime(cache_dir=tmp_path / "cache"),
+            runtime=runtime or ProcessRuntime(cache_dir=tmp_path / "cache"),
             storage=self.storage,
             work_root=tmp_path / "leases",
             lease_ttl_s=lease_ttl_s,
@@ -144,21 +147,35 @@ async def test_a_lapsed_lease_under_a_live_run_is_kept_and_a_release_ends_it_wit
     assert node.processes() == []
 
 
-def counting_script(counter: Path, body: str = "") -> str:
-    """A script that leaves `out.txt` and adds a line to `counter` (outside its work dir)
-    each time it really runs."""
-    return (
-        f"with open({str(counter)!r}, 'a') as f:\n    f.write('ran\\n')\n"
-        f"{body}open('out.txt', 'w').write('result')\n"
-    )
+class CountingRuntime:
+    """The real process runtime, counting the scripts it really starts (a sandboxed
+    script cannot write outside its work dir to count itself)."""
+
+    def __init__(self, inner: ProcessRuntime) -> None:
+        self.inner, self.name, self.started = inner, inner.name, 0
+
+    @property
+    def isolation(self) -> str:
+        return self.inner.isolation
+
+    async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
+        self.started += 1
+        return await self.inner.run(request, sink)
+
+
+def counting_node(tmp_path: Path) -> tuple[Node, CountingRuntime]:
+    runtime = CountingRuntime(ProcessRuntime(cache_dir=tmp_path / "cache"))
+    return Node(tmp_path, runtime=runtime), runtime
+
+
+OUT = "open('out.txt', 'w').write('result')\n"
 
 
 async def test_execute_stages_runs_and_collects_and_a_repeat_ask_runs_nothing_again(
     tmp_path: Path,
 ) -> None:
-    node = Node(tmp_path)
-    counter = tmp_path / "ran.txt"
-    request = await node.claim(counting_script(counter))
+    node, runtime = counting_node(tmp_path)
+    request = await node.claim(OUT)
     first = await node.env.run(node.activities.execute, request)
     assert first.run.exit_code == 0
     assert [out.path for out in first.outputs.outputs] == ["out.txt"]  # not job.py
@@ -166,32 +183,31 @@ async def test_execute_stages_runs_and_collects_and_a_repeat_ask_runs_nothing_ag
     # same without running the script again, though the lease is released by now.
     again = await node.env.run(node.activities.execute, request)
     assert again == first
-    assert counter.read_text() == "ran\n"
+    assert runtime.started == 1
 
 
 async def test_a_second_execute_attempt_re_attaches_to_the_running_script(
     tmp_path: Path,
 ) -> None:
     # The first attempt timed out while its script ran on: the retry must follow that run.
-    node = Node(tmp_path)
-    counter = tmp_path / "ran.txt"
-    request = await node.claim(counting_script(counter, "import time\ntime.sleep(1.5)\n"))
+    node, runtime = counting_node(tmp_path)
+    request = await node.claim("import time\ntime.sleep(1.5)\n" + OUT)
     first = asyncio.create_task(node.env.run(node.activities.execute, request))
     async with asyncio.timeout(60):
         while not node.processes():
             await asyncio.sleep(0.05)
     second = await ActivityEnvironment().run(node.activities.execute, request)
     assert second.run.exit_code == 0 and (await first).run.exit_code == 0
-    assert counter.read_text() == "ran\n"
+    assert runtime.started == 1
     assert [out.path for out in second.outputs.outputs] == ["out.txt"]
 
 
 async def test_execute_names_a_missing_input_and_runs_nothing(tmp_path: Path) -> None:
-    node = Node(tmp_path)
+    node, runtime = counting_node(tmp_path)
     request = await node.claim("print('never')\n")
     missing = FileRef(name="data.csv", sha256="0" * 64, size=3)
     request.spec.inputs.append(missing)
     with pytest.raises(ApplicationError) as failed:
         await node.env.run(node.activities.execute, request)
     assert failed.value.non_retryable and failed.value.type == Failure.NOT_FOUND
-    assert node.processes() == []
+    assert runtime.started == 0
