@@ -1,6 +1,7 @@
-"""An execution's timeline from its workflow history: each activity (claim a node, stage
-inputs, run, collect outputs, …) with when it was scheduled, started and ended, its
-attempts and how it ended. The ledger keeps only the outcome; the history keeps the way."""
+"""An execution's timeline from its workflow history: each activity (claim a node, then
+execute: stage, run and collect; older runs show those three apart) with when it was
+scheduled, started and ended, its attempts and how it ended. The ledger keeps only the
+outcome; the history keeps the way."""
 
 from __future__ import annotations
 

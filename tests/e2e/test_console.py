@@ -166,7 +166,7 @@ def test_a_run_appears_in_the_list_and_its_page_shows_its_log_without_secrets(
     link[0].click()  # type: ignore[index]
     wait_for(browser, lambda d: marker in text_of(d, "#log"))
     assert "on stderr" in text_of(browser, "#log .err")
-    wait_for(browser, lambda d: "run_container" in text_of(d, "#timeline"))
+    wait_for(browser, lambda d: "execute" in text_of(d, "#timeline"))
     env = text_of(browser, "#env")
     assert "MODE=fast" in env and "API_TOKEN=••••••" in env
     assert "hunter2-secret" not in browser.page_source
