@@ -11,6 +11,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.types import MethodAsyncSingleParam
 
 with workflow.unsafe.imports_passed_through():
     from rgrid.activities.node import NodeActivities
@@ -87,19 +88,11 @@ class NodeSteps(ExecutionReports):
         self._status.phase = Phase.RUNNING
         self._status.started_at = workflow.now()
         await self._record()
-        done = await self._same_node(
-            spec,
-            lambda pickup: workflow.execute_activity_method(
-                NodeActivities.execute,
-                RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=pickup,
-                # Staging and collecting heartbeat too: this bounds them and the env build.
-                start_to_close_timeout=timedelta(seconds=spec.timeout_s + 3600),
-                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            ),
+        # Staging and collecting heartbeat too: the bound covers them and the env build.
+        done = await self._following_the_run(
+            NodeActivities.execute,
+            RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
+            timedelta(seconds=spec.timeout_s + 3600),
         )
         self._status.runtime = done.run.runtime
         return done.run, done.outputs
@@ -124,19 +117,11 @@ class NodeSteps(ExecutionReports):
         self._status.phase = Phase.RUNNING
         self._status.started_at = workflow.now()
         await self._record()
-        run = await self._same_node(
-            spec,
-            lambda pickup: workflow.execute_activity_method(
-                NodeActivities.run_container,
-                RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
-                task_queue=lease.queue,
-                schedule_to_start_timeout=pickup,
-                # The runtime enforces the script's own timeout; this bounds its env build.
-                start_to_close_timeout=timedelta(seconds=spec.timeout_s + 1800),
-                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            ),
+        # The runtime enforces the script's own timeout; the bound covers its env build.
+        run = await self._following_the_run(
+            NodeActivities.run_container,
+            RunContainerInput(lease=lease, execution_id=execution_id, spec=spec),
+            timedelta(seconds=spec.timeout_s + 1800),
         )
         self._status.runtime = run.runtime
         self._status.phase = Phase.COLLECTING
@@ -158,6 +143,30 @@ class NodeSteps(ExecutionReports):
             ),
         )
         return run, outputs
+
+    async def _following_the_run(
+        self,
+        step: MethodAsyncSingleParam[NodeActivities, RunContainerInput, T],
+        request: RunContainerInput,
+        start_to_close: timedelta,
+    ) -> T:
+        """A node step that follows the script's run (execute, run_container): it
+        heartbeats, is tried once per ask, is asked of the same node again on a timeout,
+        and a cancel waits until the node has killed the script."""
+        spec = request.spec
+        return await self._same_node(
+            spec,
+            lambda pickup: workflow.execute_activity_method(
+                step,
+                request,
+                task_queue=request.lease.queue,
+                schedule_to_start_timeout=pickup,
+                start_to_close_timeout=start_to_close,
+                heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            ),
+        )
 
     async def _node_failed(self, lease: NodeLease, err: ActivityError) -> None:
         """Raise what a node step's failure means for the attempt."""
