@@ -7,22 +7,25 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _prctl = _libc.prctl  # resolved before any fork: the child must only call it
 
 
-def die_with_parent() -> None:
-    """preexec_fn: SIGKILL this child when the thread that forked it dies. Async-signal
-    safe: one prctl call, nothing allocated. Kept across exec (not for setuid binaries)."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` exec'd through util-linux's setpriv, which sets the parent-death signal:
+    the child gets SIGKILL when the thread that forked it dies. Not a preexec_fn: Python
+    run between fork and exec in a threaded parent can deadlock the child before exec.
+    Without setpriv (not a Debian node), `argv` as it is: process groups still end it."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 def become_subreaper() -> None:

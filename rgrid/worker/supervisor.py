@@ -158,13 +158,12 @@ class Supervisor:
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         with spec.log.open("ab") as out:
             child.proc = subprocess.Popen(
-                spec.argv,
+                processes.dying_with_parent(spec.argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=spec.env,
                 start_new_session=True,  # its own group: stop() ends all it starts
-                preexec_fn=processes.die_with_parent,
             )
         ticks = processes.start_ticks(child.proc.pid) or 0
         if spec.spare_descendants:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,6 +234,56 @@ async def test_setsid_double_forked_child_is_gone_when_the_run_ends(any_node: No
         """
     )
     assert outcome.exit_code == 0, out
+    assert _alive_with(marker) == []
+
+
+# An agent that runs one script on a node like the test's, and says when it started.
+_AGENT = """
+import asyncio, sys
+from tests.integration.test_process_sandbox import _node
+
+async def main(param, script):
+    for node in _node(sandbox=param == "sandbox", cgroups=param != "fallback-no-cgroup"):
+        def sink(_stream, data):
+            sys.stdout.write(data.decode()); sys.stdout.flush()
+        await node.runtime.run(node.lease(script), sink)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_script_dies_with_its_agent(any_node: Node, request: pytest.FixtureRequest) -> None:
+    # kill -9 of the agent leaves nobody to end the run: the kernel must (before, a run
+    # that dropped root lost its parent-death signal with the uid and ran on unowned).
+    param = request.node.callspec.params["any_node"]
+    marker = f"rgrid-orphan-{ULID()}"
+    script = (
+        "import os; print('started', flush=True); "
+        f"os.execvp('sh', ['sh', '-c', 'sleep 300; : {marker}'])"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-c", _AGENT, param, script],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert agent.stdout is not None
+        for line in agent.stdout:
+            if b"started" in line:
+                break
+        for _ in range(50):
+            if _alive_with(marker):
+                break
+            time.sleep(0.1)
+        assert _alive_with(marker), "the script never ran"
+    finally:
+        agent.kill()
+        agent.wait()
+    for _ in range(50):
+        if not _alive_with(marker):
+            break
+        time.sleep(0.1)
     assert _alive_with(marker) == []
 
 

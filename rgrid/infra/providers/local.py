@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rgrid.config import Settings, node_environment
-from rgrid.infra.processes import die_with_parent
+from rgrid.infra.processes import dying_with_parent
 from rgrid.infra.providers import CreateNode, node_labels
 from rgrid.models.pool import ServerInfo
 
@@ -63,12 +63,11 @@ class LocalProvider:
         self._log_dir.mkdir(parents=True, exist_ok=True)
         log = (self._log_dir / f"agent-{node_id}.log").open("ab")
         process = subprocess.Popen(
-            argv,
+            dying_with_parent(argv),  # a pool's agents end with the worker that runs them
             env=env,
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # a pool's agents end with the worker that runs them
         )
         log.close()
         node_class = node_class or self._settings.node_class

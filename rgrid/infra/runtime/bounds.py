@@ -32,15 +32,6 @@ class RunCgroup:
     memory: Path | None = None  # the dir holding the memory controller's files
     version: int = 2
 
-    def attach(self) -> None:
-        """Move the calling process in; runs in the child before exec (plain syscalls)."""
-        for directory in self.dirs:
-            fd = os.open(str(directory / "cgroup.procs"), os.O_WRONLY)
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
-
     def oom_killed(self) -> bool:
         """True if the kernel killed a process of the run at the memory bound."""
         if self.memory is None:

@@ -1,29 +1,28 @@
-"""Starting, bounding and ending the processes of one process-runtime run, and the
-helpers that build its layers: what runs between fork and exec, who may reach what."""
+"""Starting, bounding and ending the processes of one process-runtime run (the tools its
+command is exec'd through to bound it, who may reach what), and the helpers that build
+its layers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
-import resource
+import shlex
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rgrid.errors import DependencyInstallError, UserInputError
+from rgrid.errors import DependencyInstallError, EnvironmentBroken, UserInputError
 from rgrid.infra.runtime import bounds
 from rgrid.infra.runtime.base import OutputSink, RunRequest
 from rgrid.infra.runtime.sandbox import NOBODY
 
 KILL_GRACE_S = 2.0
 PIDS_LIMIT = 256  # as the docker runtime's
-PR_SET_PDEATHSIG = 1
 ALLOW_UNSANDBOXED = "RGRID_ALLOW_UNSANDBOXED"
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def venv_home(venv: Path) -> Path | None:
@@ -84,33 +83,62 @@ def processes_of(uid: int) -> int:
     return count
 
 
-def child_setup(  # type: ignore[no-untyped-def]
-    request: RunRequest, cgroup: bounds.RunCgroup | None, drop_root: bool, nproc: int
-):
-    memory = request.resources.memory_mb * 1024 * 1024
-    cpu_seconds = int(request.timeout_s * max(request.resources.cpus, 1)) + 5
-    root = os.geteuid() == 0
+@dataclass(frozen=True)
+class Bounders:
+    """The util-linux tools a run's command is exec'd through: nothing of Python runs
+    between the agent's fork and the script's exec (a preexec_fn in the threaded agent can
+    deadlock the child before exec: a fork of the agent once hung there for good)."""
 
-    def apply() -> None:
-        # Runs in the child between fork and exec: only async-signal-safe work here.
-        # If the agent dies, the script dies with it instead of running on unowned.
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    sh: str
+    prlimit: str
+    setpriv: str
+
+    @classmethod
+    def find(cls) -> Bounders:
+        found = {name: shutil.which(name) for name in ("sh", "prlimit", "setpriv")}
+        missing = [name for name, path in found.items() if path is None]
+        if missing:
+            raise EnvironmentBroken(
+                f"this node lacks {', '.join(missing)}, which bound every run",
+                "install util-linux on the node",
+            )
+        return cls(**found)  # type: ignore[arg-type]
+
+    def wrap(
+        self,
+        argv: list[str],
+        request: RunRequest,
+        cgroup: bounds.RunCgroup | None,
+        drop_root: bool,
+        nproc: int,
+        sandboxed: bool,
+    ) -> list[str]:
+        """`argv` behind the steps that bound it, each exec'ing the next in the same pid."""
+        memory = request.resources.memory_mb * 1024 * 1024
+        cpu_seconds = int(request.timeout_s * max(request.resources.cpus, 1)) + 5
+        root = os.geteuid() == 0
+        wrapped: list[str] = []
         if cgroup is not None:
-            cgroup.attach()
-        else:
+            # Into the run's cgroup before anything of the run can fork.
+            moves = [f"echo $$ >{shlex.quote(str(d / 'cgroup.procs'))}" for d in cgroup.dirs]
+            wrapped += [self.sh, "-c", " && ".join([*moves, 'exec "$@"']), "rgrid-run"]
+        limits = ["--core=0:0", f"--cpu={cpu_seconds}:{cpu_seconds + 5}"]
+        if cgroup is None:
             # No cgroup: per-process bounds (the monitor counts the whole run's memory);
-            # RLIMIT_NPROC counts nobody's processes, so only once root is dropped.
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            # RLIMIT_NPROC counts nobody's processes, so only where root is dropped.
+            limits.append(f"--as={memory}:{memory}")
             if root:
-                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        if drop_root and root:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
-    return apply
+                limits.append(f"--nproc={nproc}:{nproc}")
+        wrapped += [self.prlimit, *limits, "--"]
+        if not sandboxed:
+            # bwrap's --die-with-parent does this in a sandbox. setpriv sets the death
+            # signal after it drops root, which would otherwise clear it.
+            wrapped += [self.setpriv, "--pdeathsig", "KILL"]
+            if drop_root and root:
+                ids = str(NOBODY)
+                wrapped += ["--reuid", ids, "--regid", ids, "--clear-groups"]
+            wrapped.append("--")
+        return [*wrapped, *argv]
 
 
 def read_status(fd: int) -> dict[str, object]:

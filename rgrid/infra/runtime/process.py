@@ -77,6 +77,7 @@ class ProcessRuntime:
         # rgrid's own dirs: never visible in a sandbox (masked where under a system dir).
         self._hide = [cache_dir.parent, *(hide or [])]
         self._bwrap, why = probe_bwrap() if sandbox else (None, "the sandbox is turned off")
+        self._bounders = child.Bounders.find()
         if allow_unsandboxed is None:
             allow_unsandboxed = os.environ.get(ALLOW_UNSANDBOXED, "") in ("1", "true", "yes")
         self._allow_unsandboxed = allow_unsandboxed
@@ -269,6 +270,7 @@ class ProcessRuntime:
             )
         else:
             argv = command.argv
+        argv = self._bounders.wrap(argv, request, cgroup, drop_root, nproc, self.sandboxed)
         started = time.monotonic()
         try:
             proc, exited = await child.start(
@@ -276,7 +278,6 @@ class ProcessRuntime:
                 cwd=request.work_dir,
                 env=env,
                 pass_fds=(status_w,),
-                preexec_fn=child.child_setup(request, cgroup, drop_root, nproc),
             )
         except OSError as exc:
             os.close(status_r)
