@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -69,6 +69,9 @@ class Watch(threading.Thread):
         while not self.stop.is_set():
             await asyncio.sleep(1.0)
             if self.batch_id is None:
+                # The CLI prints its id only at the end: ask Temporal (this stack's only batch).
+                async for execution in client.list_workflows("WorkflowType = 'BatchWorkflow'"):
+                    self.batch_id = execution.id
                 continue
             began = time.perf_counter()
             try:
@@ -84,10 +87,8 @@ class Watch(threading.Thread):
 def batch_id_of(root: Path) -> str | None:
     """The batch id `rgrid run --batch` wrote to its log, once it has."""
     log = root / "run.out"
-    for line in log.read_text().splitlines() if log.exists() else []:
-        if line.startswith("{"):
-            return str(json.loads(line).get("batch_id"))
-    return None
+    found = re.search(r'"batch_id":\s*"([^"]+)"', log.read_text() if log.exists() else "")
+    return found.group(1) if found else None
 
 
 async def largest_history(settings: Settings, batch_id: str) -> tuple[int, int, int]:
@@ -133,9 +134,7 @@ def main() -> None:
                  "--parallel", str(PARALLEL), "--no-watch", "--json", "--remote-only"],
                 cwd=root, stdout=out, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            while run.poll() is None:
-                watch.batch_id = watch.batch_id or batch_id_of(root)
-                time.sleep(0.5)
+            run.wait()
         wall_s = time.perf_counter() - began
         watch.stop.set()
         if run.returncode != 0:
