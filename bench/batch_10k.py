@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -84,11 +84,9 @@ class Watch(threading.Thread):
                 self.rss_at_tenth = rss_mb(self.pid)
 
 
-def batch_id_of(root: Path) -> str | None:
-    """The batch id `rgrid run --batch` wrote to its log, once it has."""
-    log = root / "run.out"
-    found = re.search(r'"batch_id":\s*"([^"]+)"', log.read_text() if log.exists() else "")
-    return found.group(1) if found else None
+def batch_id_of(root: Path) -> str:
+    """The batch id in the one JSON document `rgrid run --batch --json` printed at its end."""
+    return str(json.loads((root / "run.out").read_text())["batch_id"])
 
 
 async def largest_history(settings: Settings, batch_id: str) -> tuple[int, int, int]:
@@ -137,10 +135,10 @@ def main() -> None:
             run.wait()
         wall_s = time.perf_counter() - began
         watch.stop.set()
+        watch.join()  # its last query ends before the stack stops
         if run.returncode != 0:
             raise SystemExit(f"the batch failed: {run.stderr.read()[-2000:]}")  # type: ignore[union-attr]
         batch_id = batch_id_of(root)
-        assert batch_id is not None
         if control_pid(settings) != pid:
             raise SystemExit("the control worker restarted during the batch")
         peak = rss_mb(pid, "VmHWM")

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from ulid import ULID
 
 from rgrid.activities.node_files import walk_regular_files
+from rgrid.infra import processes
 from rgrid.infra.runtime.base import RunOutcome, RunRequest
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.runtime.sandbox import probe_bwrap
@@ -272,19 +272,12 @@ def test_script_dies_with_its_agent(any_node: Node, request: pytest.FixtureReque
         for line in agent.stdout:
             if b"started" in line:
                 break
-        for _ in range(50):
-            if _alive_with(marker):
-                break
-            time.sleep(0.1)
-        assert _alive_with(marker), "the script never ran"
+        started = processes.wait_gone(lambda: not _alive_with(marker), 5)
+        assert started, "the script never ran"
     finally:
         agent.kill()
         agent.wait()
-    for _ in range(50):
-        if not _alive_with(marker):
-            break
-        time.sleep(0.1)
-    assert _alive_with(marker) == []
+    assert processes.wait_gone(lambda: bool(_alive_with(marker)), 5)
 
 
 async def test_background_child_holding_stdout_does_not_keep_the_run_alive(

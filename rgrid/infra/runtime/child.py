@@ -134,7 +134,7 @@ class Bounders:
             # bwrap's --die-with-parent does this in a sandbox. setpriv sets the death
             # signal after it drops root, which would otherwise clear it.
             wrapped += [self.setpriv, "--pdeathsig", "KILL"]
-            if drop_root and root:
+            if drop_root:  # only ever asked of a root agent
                 ids = str(NOBODY)
                 wrapped += ["--reuid", ids, "--regid", ids, "--clear-groups"]
             wrapped.append("--")
