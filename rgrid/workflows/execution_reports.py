@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from rgrid import names
     from rgrid.activities.control import ControlActivities
     from rgrid.models.batch import ItemDone, ItemScriptDone
     from rgrid.models.control import RecordInput
@@ -38,7 +39,7 @@ class ExecutionReports:
         if not workflow.patched("report-script-done"):
             return  # histories recorded before this report existed
         signal = workflow.get_external_workflow_handle(parent.workflow_id).signal(
-            "item_script_done",
+            names.ITEM_SCRIPT_DONE,
             ItemScriptDone(
                 index=self._status.batch_item,
                 execution_id=self._status.execution_id,
@@ -70,7 +71,7 @@ class ExecutionReports:
         try:
             # By workflow id only: the batch may have continued as new since.
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "item_done", report
+                names.ITEM_DONE, report
             )
         except FailureError:
             workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)
