@@ -33,10 +33,6 @@ DESTROY_NODE = "destroy_node"
 SAVE_NODE = "save_node"
 REQUEST_CAPACITY = "request_capacity"
 
-# A batch's signals from its items (and, early, from the node that ran the item).
-ITEM_SCRIPT_DONE = "item_script_done"
-ITEM_DONE = "item_done"
-
 
 def shared_node_queue(node_class: str) -> str:
     """The queue every node of a class polls for claims while it has a free slot."""

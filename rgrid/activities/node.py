@@ -25,7 +25,6 @@ from rgrid.activities import node_files
 from rgrid.activities.heartbeats import heartbeating
 from rgrid.activities.leases import LeaseBook
 from rgrid.activities.runs import RunKeeper, settle
-from rgrid.activities.script_done import report_script_done
 from rgrid.errors import Failure, RgridError, as_application_error
 from rgrid.infra.codec import Keyring
 from rgrid.infra.logstore import LogChunkWriter
@@ -121,8 +120,9 @@ class NodeActivities:
 
     @activity.defn(name=names.EXECUTE)
     async def execute(self, request: RunContainerInput) -> ExecuteResult:
-        """Stage, run and collect as one task, one hop instead of three; idempotent by lease
-        id like its parts (a retry after an outage never runs the script twice)."""
+        """Stage, run and collect as one task, one hop instead of three. Idempotent by
+        lease id like its parts: a repeat ask re-attaches to the run, or gets what was
+        collected, so a retry after an outage never runs the script twice."""
         lease, spec = request.lease, request.spec
         if (done := self._runs.executed(lease.lease_id)) is not None:
             return done  # a repeat ask: the first answer was lost on its way
@@ -131,7 +131,6 @@ class NodeActivities:
                                        script=spec.script, inputs=spec.inputs)  # fmt: skip
             await heartbeating(self._stage_retried(staging), LOG_FLUSH_S)
         run = await self.run_container(request)
-        report_script_done(spec, request.execution_id, run)
         collected = await heartbeating(
             self._collect(CollectOutputsInput(lease=lease, execution_id=request.execution_id), run),
             LOG_FLUSH_S,

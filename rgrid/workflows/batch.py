@@ -118,7 +118,7 @@ class BatchWorkflow:
             started_at=state.started_at,
         )
 
-    @workflow.signal(name=names.ITEM_SCRIPT_DONE)
+    @workflow.signal(name="item_script_done")
     def item_script_done(self, report: ItemScriptDone) -> None:
         # Its script has ended: its place in the window is free while it collects.
         state = self._state
@@ -127,7 +127,7 @@ class BatchWorkflow:
             if report.failed and self._spec.fail_fast:
                 state.stopped = True
 
-    @workflow.signal(name=names.ITEM_DONE)
+    @workflow.signal(name="item_done")
     def item_done(self, report: ItemDone) -> None:
         state = self._state
         if state.running.get(report.index) == report.execution_id:

@@ -12,7 +12,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from rgrid import names
     from rgrid.activities.control import ControlActivities
     from rgrid.models.batch import ItemDone, ItemScriptDone
     from rgrid.models.control import RecordInput
@@ -39,7 +38,7 @@ class ExecutionReports:
         if not workflow.patched("report-script-done"):
             return  # histories recorded before this report existed
         signal = workflow.get_external_workflow_handle(parent.workflow_id).signal(
-            names.ITEM_SCRIPT_DONE,
+            "item_script_done",
             ItemScriptDone(
                 index=self._status.batch_item,
                 execution_id=self._status.execution_id,
@@ -71,7 +70,7 @@ class ExecutionReports:
         try:
             # By workflow id only: the batch may have continued as new since.
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                names.ITEM_DONE, report
+                "item_done", report
             )
         except FailureError:
             workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)

@@ -35,15 +35,10 @@ SCRIPT = """
 
 
 async def start_batch(
-    settings: Settings,
-    tmp_path: Path,
-    contents: list[str],
-    parallel: int,
-    fail_fast: bool = False,
-    script: str = SCRIPT,
+    settings: Settings, tmp_path: Path, contents: list[str], parallel: int, fail_fast: bool = False
 ) -> tuple[Session, WorkflowHandle[object, BatchProgress]]:
     # Not cacheable: these tests are about scheduling, and share items across tests.
-    (tmp_path / "job.py").write_text(textwrap.dedent(script) + "# rgrid: no-cache\n")
+    (tmp_path / "job.py").write_text(textwrap.dedent(SCRIPT) + "# rgrid: no-cache\n")
     data = tmp_path / "data"
     data.mkdir()
     for index, text in enumerate(contents):
@@ -136,26 +131,6 @@ async def test_fail_fast_starts_nothing_after_a_failure(
         final = await handle.result()
     assert final.stopped and final.failed == 1 and final.succeeded == 0
     assert len(await control.of_batch(handle.id)) == 1
-
-
-async def test_the_next_item_starts_while_the_last_one_collects(
-    client: Client, control: Ledger, settings: Settings, tmp_path: Path
-) -> None:
-    # Each item leaves 30 MB of outputs, which take a moment to hash and store.
-    big = "open('big.bin', 'wb').write(bytes(30 * 2**20))\n"
-    async with agent(client, settings, "batch-node", slots=1):
-        _, handle = await start_batch(settings, tmp_path, ["a", "b"], parallel=1, script=big)
-        final = await handle.result()
-    assert final.succeeded == 2
-    order = []
-    for event in (await handle.fetch_history()).events:
-        if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
-            order.append("start")
-        elif event.HasField("workflow_execution_signaled_event_attributes"):
-            order.append(event.workflow_execution_signaled_event_attributes.signal_name)
-    # The node said the first script had ended: the second item was started before the
-    # first one had collected its outputs and reported itself done.
-    assert order[:4] == ["start", "item_script_done", "start", "item_done"]
 
 
 async def test_set_parallel_changes_concurrency_live(
