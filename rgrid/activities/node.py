@@ -287,6 +287,7 @@ class NodeActivities:
     async def close(self) -> None:
         """Kill runs still going and release storage connections (the agent is stopping)."""
         await self._runs.close()
+        await self._runtime.close()
         await self._storage.aclose()
 
     def reap_expired(self) -> list[str]:

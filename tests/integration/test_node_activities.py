@@ -162,6 +162,9 @@ class CountingRuntime:
         self.started += 1
         return await self.inner.run(request, sink)
 
+    async def close(self) -> None:
+        await self.inner.close()
+
 
 def counting_node(tmp_path: Path) -> tuple[Node, CountingRuntime]:
     runtime = CountingRuntime(ProcessRuntime(cache_dir=tmp_path / "cache"))

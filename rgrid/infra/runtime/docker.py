@@ -27,6 +27,7 @@ from rgrid.images import NODE_SUFFIXES, check_image
 from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import OutputSink, RunOutcome, RunRequest
 from rgrid.infra.runtime.layers import LayerStore
+from rgrid.infra.runtime.netns import NetnsPool, delete
 
 log = structlog.get_logger()
 
@@ -84,6 +85,8 @@ class DockerRuntime:
         # Runs start from a layer's image id; a rebuild moves the tag to a new image and
         # the old one is deleted once no run holds it.
         self._layers = LayerStore(remove=_delete_image)
+        self._netns = NetnsPool(python_image)
+        self._removals: set[asyncio.Task[None]] = set()
 
     @property
     def layer_builds(self) -> int:
@@ -113,13 +116,19 @@ class DockerRuntime:
             except aiodocker.DockerError:
                 return False
 
+    async def close(self) -> None:
+        await asyncio.gather(*self._removals)
+        await self._netns.close()
+
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
         async with aiodocker.Docker() as docker, self._image_for(docker, request) as image:
             _open_work_dir(request.work_dir)
+            holder = self._netns.take() if request.network else None
             container = await docker.containers.create(
-                container_config(request, image),
+                container_config(request, image, holder),
                 name=f"rgrid-{request.execution_id}-{os.urandom(4).hex()}",
             )
+            exited = False
             try:
                 await container.start()
                 pumps = [
@@ -130,6 +139,7 @@ class DockerRuntime:
                     async with asyncio.timeout(request.timeout_s):
                         status = await container.wait(timeout=None)
                     await asyncio.gather(*pumps)
+                    exited = True
                     return RunOutcome(exit_code=int(status["StatusCode"]), runtime=self.name)
                 except TimeoutError:
                     with contextlib.suppress(aiodocker.DockerError):
@@ -139,9 +149,24 @@ class DockerRuntime:
                     for pump in pumps:
                         pump.cancel()
             finally:
-                # Also on cancellation: the container never outlives the run.
-                with contextlib.suppress(aiodocker.DockerError):
-                    await asyncio.shield(container.delete(force=True))
+                removal = asyncio.create_task(self._remove(container.id, holder, request.network))
+                self._removals.add(removal)
+                removal.add_done_callback(self._removals.discard)
+                # A script that exited has left its outputs in the work dir: its container
+                # goes after the run has answered (~50 ms here). One killed or cancelled
+                # is gone before the run returns, as is one on a layer (the layer's old
+                # image can be deleted only once no container uses it).
+                if not exited or request.requirements:
+                    await asyncio.shield(removal)
+
+    async def _remove(self, container_id: str, holder: str | None, refill: bool) -> None:
+        """Delete a run's container and its network holder, then make the next holder."""
+        async with aiodocker.Docker() as docker:
+            await delete(docker, container_id)
+            if holder is not None:
+                await delete(docker, holder)
+        if refill:
+            self._netns.fill()
 
     @contextlib.asynccontextmanager
     async def _image_for(self, docker: aiodocker.Docker, request: RunRequest) -> AsyncIterator[str]:
@@ -211,8 +236,10 @@ async def _delete_image(image_id: str) -> None:
             await docker.images.delete(image_id, noprune=False)
 
 
-def container_config(request: RunRequest, image: str) -> dict[str, Any]:
-    """The hardened container for one run."""
+def container_config(
+    request: RunRequest, image: str, netns_holder: str | None = None
+) -> dict[str, Any]:
+    """The hardened container for one run; with a holder, in that holder's network."""
     interpreter = "node" if request.script.endswith(NODE_SUFFIXES) else "python3"
     env = {
         "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
@@ -224,6 +251,9 @@ def container_config(request: RunRequest, image: str) -> dict[str, Any]:
         "RGRID_EXECUTION_ID": request.execution_id,
     }
     memory = request.resources.memory_mb * 1024 * 1024
+    network = "bridge" if request.network else "none"
+    if netns_holder is not None:
+        network = f"container:{netns_holder}"
     return {
         "Image": image,
         "Cmd": [interpreter, request.script, *request.args],
@@ -242,7 +272,7 @@ def container_config(request: RunRequest, image: str) -> dict[str, Any]:
             "Memory": memory,
             "MemorySwap": memory,  # no swap: the limit is the limit
             "NanoCpus": int(request.resources.cpus * 1_000_000_000),
-            "NetworkMode": "bridge" if request.network else "none",
+            "NetworkMode": network,
         },
     }
 

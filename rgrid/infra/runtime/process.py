@@ -103,6 +103,9 @@ class ProcessRuntime:
         """Versions of a layer key that runs hold now (for tests and status)."""
         return self._layers.held(key)
 
+    async def close(self) -> None:
+        """Nothing to let go of: nothing a run starts outlives it."""
+
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
         async with self._command(request) as command:
             return await self._spawn(request, sink, command)

@@ -30,6 +30,10 @@ class SelectingRuntime:
             return self._process.isolation
         return f"{self._docker.isolation}; otherwise {self._process.isolation}"
 
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
         runtime = await self._choose(request)
         return await runtime.run(request, sink)
