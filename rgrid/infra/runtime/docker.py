@@ -117,17 +117,21 @@ class DockerRuntime:
                 return False
 
     async def close(self) -> None:
-        await asyncio.gather(*self._removals)
+        await asyncio.gather(*self._removals, return_exceptions=True)
         await self._netns.close()
 
     async def run(self, request: RunRequest, sink: OutputSink) -> RunOutcome:
         async with aiodocker.Docker() as docker, self._image_for(docker, request) as image:
             _open_work_dir(request.work_dir)
             holder = self._netns.take() if request.network else None
-            container = await docker.containers.create(
-                container_config(request, image, holder),
-                name=f"rgrid-{request.execution_id}-{os.urandom(4).hex()}",
-            )
+            try:
+                container = await docker.containers.create(
+                    container_config(request, image, holder),
+                    name=f"rgrid-{request.execution_id}-{os.urandom(4).hex()}",
+                )
+            except BaseException:
+                await asyncio.shield(self._remove(None, holder, request.network))
+                raise
             exited = False
             try:
                 await container.start()
@@ -159,10 +163,11 @@ class DockerRuntime:
                 if not exited or request.requirements:
                     await asyncio.shield(removal)
 
-    async def _remove(self, container_id: str, holder: str | None, refill: bool) -> None:
+    async def _remove(self, container_id: str | None, holder: str | None, refill: bool) -> None:
         """Delete a run's container and its network holder, then make the next holder."""
         async with aiodocker.Docker() as docker:
-            await delete(docker, container_id)
+            if container_id is not None:
+                await delete(docker, container_id)
             if holder is not None:
                 await delete(docker, holder)
         if refill:
