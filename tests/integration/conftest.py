@@ -4,6 +4,7 @@ each other's work."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ from rgrid.client.codec_server import build_app
 from rgrid.config import Settings
 from rgrid.infra.codec import CodecKey, Keyring
 from rgrid.infra.ledger import Ledger
+from rgrid.infra.runtime.docker import docker_available
 from rgrid.infra.runtime.process import ProcessRuntime
 from rgrid.infra.storage import open_storage
 from rgrid.infra.storage.local import LocalStorage
@@ -36,6 +38,7 @@ from rgrid.worker.control import build_control_worker
 from rgrid.worker.dev import temporal_binary
 from rgrid.workflows import WORKFLOWS
 from tests.conftest import free_port
+from tests.docker_images import ensure_python_image
 
 # The session's codec keys: the client, the workers and every test's settings share them.
 CODEC_KEYS = Keyring([CodecKey.generate()])
@@ -124,6 +127,17 @@ async def agent_before_execute(
     async with claims, own:
         yield
     await node.close()
+
+
+@pytest.fixture(scope="session")
+async def docker_image() -> str:
+    """The Debian-built python base image on a real dockerd, or the test is skipped."""
+    if not await docker_available():
+        pytest.skip("no Docker daemon answers on this machine")
+    built = await asyncio.to_thread(ensure_python_image)
+    if built is None:
+        pytest.skip("cannot build a base image here (needs the docker CLI and mmdebstrap)")
+    return built
 
 
 HISTORIES = Path(__file__).parent.parent / "histories"

@@ -14,26 +14,16 @@ import pytest
 from rgrid.errors import DependencyInstallError, UserInputError
 from rgrid.infra.deps import layer_key
 from rgrid.infra.runtime.base import RunOutcome, RunRequest
-from rgrid.infra.runtime.docker import LAYER_REPOSITORY, DockerRuntime, docker_available
+from rgrid.infra.runtime.docker import LAYER_REPOSITORY, DockerRuntime
 from rgrid.models.execution import Resources
-from tests.docker_images import ensure_node_image, ensure_python_image
+from tests.docker_images import ensure_node_image
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def image() -> str:
-    if not await docker_available():
-        pytest.skip("no Docker daemon answers on this machine")
-    built = await asyncio.to_thread(ensure_python_image)
-    if built is None:
-        pytest.skip("cannot build a base image here (needs the docker CLI and mmdebstrap)")
-    return built
-
-
 @pytest.fixture
-async def runtime(image: str) -> AsyncIterator[DockerRuntime]:
-    made = DockerRuntime(image, image, Path("/etc/ssl/certs/ca-certificates.crt"))
+async def runtime(docker_image: str) -> AsyncIterator[DockerRuntime]:
+    made = DockerRuntime(docker_image, docker_image, Path("/etc/ssl/certs/ca-certificates.crt"))
     yield made
     await made.close()  # as its agent does when it stops: the network holders go
 
@@ -257,7 +247,7 @@ async def test_forty_no_cache_items_of_one_batch_build_the_layer_once(
 
 
 @pytest.fixture(scope="module")
-async def node_image(image: str) -> str:
+async def node_image(docker_image: str) -> str:
     built = await asyncio.to_thread(ensure_node_image)
     if built is None:
         pytest.skip("cannot build a Node.js image here (needs the docker CLI and mmdebstrap)")

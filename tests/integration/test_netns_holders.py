@@ -14,9 +14,8 @@ import aiodocker
 import pytest
 
 from rgrid.infra.runtime.base import RunRequest
-from rgrid.infra.runtime.docker import DockerRuntime, docker_available
+from rgrid.infra.runtime.docker import DockerRuntime
 from rgrid.infra.runtime.netns import OWNER_LABEL
-from tests.docker_images import ensure_python_image
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +25,6 @@ SCRIPT = """
     time.sleep(float(os.environ.get("HOLD_S", "0")))
     print(os.readlink("/proc/self/ns/net"), sorted(os.listdir("/sys/class/net")))
 """
-
-
-@pytest.fixture(scope="module")
-async def image() -> str:
-    if not await docker_available():
-        pytest.skip("no Docker daemon answers on this machine")
-    built = await asyncio.to_thread(ensure_python_image)
-    if built is None:
-        pytest.skip("cannot build a base image here (needs the docker CLI and mmdebstrap)")
-    return built
 
 
 async def holders(owner: str) -> list[str]:
@@ -78,9 +67,9 @@ async def run(
 
 
 async def test_runs_get_a_fresh_network_made_ahead_and_holders_end_with_the_runtime(
-    image: str, tmp_path: Path
+    docker_image: str, tmp_path: Path
 ) -> None:
-    runtime = DockerRuntime(image, image)
+    runtime = DockerRuntime(docker_image, docker_image)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     seen, taken = [], []
     for index in range(4):
@@ -107,16 +96,20 @@ async def test_runs_get_a_fresh_network_made_ahead_and_holders_end_with_the_runt
 
 
 async def test_holders_of_a_killed_agent_are_deleted_by_the_next(
-    image: str, tmp_path: Path
+    docker_image: str, tmp_path: Path
 ) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid no process has now: an agent killed with -9
     orphan_owner = f"{socket.gethostname()}:{dead.pid}"
     async with aiodocker.Docker() as docker:
         orphan = await docker.containers.run(
-            {"Image": image, "Cmd": ["sleep", "infinity"], "Labels": {OWNER_LABEL: orphan_owner}}
+            {
+                "Image": docker_image,
+                "Cmd": ["sleep", "infinity"],
+                "Labels": {OWNER_LABEL: orphan_owner},
+            }
         )
-    runtime = DockerRuntime(image, image)
+    runtime = DockerRuntime(docker_image, docker_image)
     await run(runtime, tmp_path, 0, network=True)  # its end makes holders: first, a sweep
     async with asyncio.timeout(30):
         while orphan.id in await holders(orphan_owner):
