@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import aiodocker
 import pytest
 
+from rgrid.infra.runtime import netns
 from rgrid.infra.runtime.base import RunRequest
 from rgrid.infra.runtime.docker import DockerRuntime
 from rgrid.infra.runtime.netns import OWNER_LABEL
@@ -70,7 +70,7 @@ async def test_runs_get_a_fresh_network_made_ahead_and_holders_end_with_the_runt
     docker_image: str, tmp_path: Path
 ) -> None:
     runtime = DockerRuntime(docker_image, docker_image)
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    owner = netns.owner(os.getpid())
     seen, taken = [], []
     for index in range(4):
         ready = set(await holders(owner))
@@ -98,9 +98,10 @@ async def test_runs_get_a_fresh_network_made_ahead_and_holders_end_with_the_runt
 async def test_holders_of_a_killed_agent_are_deleted_by_the_next(
     docker_image: str, tmp_path: Path
 ) -> None:
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # a pid no process has now: an agent killed with -9
-    orphan_owner = f"{socket.gethostname()}:{dead.pid}"
+    agent = subprocess.Popen(["sleep", "60"])
+    orphan_owner = netns.owner(agent.pid)
+    agent.kill()  # an agent killed with -9, its holder left behind
+    agent.wait()
     async with aiodocker.Docker() as docker:
         orphan = await docker.containers.run(
             {

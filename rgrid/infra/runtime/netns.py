@@ -4,8 +4,8 @@ Giving a container its bridge network (a veth pair, an address, the NAT rules) t
 170 ms of a trivial run's 350 ms here. A holder is a container that only sleeps, started
 with that network ahead of demand; a run joins its namespace (NetworkMode container:<id>)
 and the holder is deleted with the run, so no two runs ever share a namespace. Holders
-carry their agent's host and pid: an agent that starts deletes those of agents that died
-without deleting their own (kill -9). With no holder ready (the first run, runs closer
+carry their agent's host, pid and start time: an agent that starts deletes those of agents
+that died without deleting their own (kill -9). With no holder ready (the first run, runs closer
 together than holders are made, a daemon that cannot make them) a run makes its own
 network, as before.
 """
@@ -21,6 +21,8 @@ from typing import Any
 import aiodocker
 import structlog
 
+from rgrid.infra import processes
+
 log = structlog.get_logger()
 
 OWNER_LABEL = "rgrid.netns-owner"
@@ -34,7 +36,7 @@ class NetnsPool:
         self._image = image
         self._want = ready
         self._ready: list[str] = []
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._owner = owner(os.getpid())
         self._refill: asyncio.Task[None] | None = None
         self._swept = False
 
@@ -89,10 +91,11 @@ class NetnsPool:
         """Delete the holders of this host's agents that are no longer running."""
         host = socket.gethostname()
         for container in await docker.containers.list(all=True, filters={"label": [OWNER_LABEL]}):
-            owner = (container["Labels"] or {}).get(OWNER_LABEL, "")
-            owner_host, _, pid = owner.rpartition(":")
-            if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-                await delete(docker, container.id)
+            label = (container["Labels"] or {}).get(OWNER_LABEL, "")
+            parts = label.split(":")  # host, pid, start time: another host's are left alone
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+                if label != owner(int(parts[1])):  # that pid is gone, or another process
+                    await delete(docker, container.id)
 
 
 async def delete(docker: aiodocker.Docker, container_id: str) -> None:
@@ -100,11 +103,6 @@ async def delete(docker: aiodocker.Docker, container_id: str) -> None:
         await docker.containers.container(container_id).delete(force=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+def owner(pid: int) -> str:
+    """The owner label of a running process's holders: a reused pid is not the owner."""
+    return f"{socket.gethostname()}:{pid}:{processes.start_ticks(pid)}"
