@@ -25,12 +25,12 @@ from rgrid.activities import node_files
 from rgrid.activities.heartbeats import heartbeating
 from rgrid.activities.leases import LeaseBook
 from rgrid.activities.runs import RunKeeper, settle
+from rgrid.activities.secrets import open_secrets
 from rgrid.errors import Failure, RgridError, as_application_error
 from rgrid.infra.codec import Keyring
 from rgrid.infra.logstore import LogChunkWriter
 from rgrid.infra.runtime import RunRequest, Runtime
 from rgrid.infra.storage.base import Storage
-from rgrid.models.execution import ExecutionSpec
 from rgrid.models.node import (
     Ack,
     ClaimNodeInput,
@@ -161,7 +161,7 @@ class NodeActivities:
         now = datetime.now(UTC)
         kept = self._runs.get(lease.lease_id)
         if kept is None:
-            secrets = self._open_secrets(request.spec)
+            secrets = open_secrets(self._keyring, request.spec)
             logs = LogChunkWriter(
                 self._storage, request.execution_id, lease.attempt, redact=secrets.values()
             )
@@ -249,10 +249,17 @@ class NodeActivities:
     async def _collect(
         self, request: CollectOutputsInput, run: RunResult | None = None
     ) -> CollectOutputsResult:
-        """Collect, keeping the answer (and execute's `run`) for a repeat ask."""
+        """Collect once, keeping the answer (and execute's `run`) for a repeat ask."""
         taken = self._runs.collected(request.lease.lease_id)
         if taken is not None:
             return taken  # a repeat ask: the first answer was lost on its way
+        return await self._runs.collect_once(
+            request.lease.lease_id, lambda: self._collect_now(request, run)
+        )
+
+    async def _collect_now(
+        self, request: CollectOutputsInput, run: RunResult | None
+    ) -> CollectOutputsResult:
         work = self.work_dir(request.lease)
         staged = self._inputs.get(request.lease.lease_id, {})
         async with self._held(request.lease):
@@ -267,22 +274,6 @@ class NodeActivities:
     async def release_node(self, request: ReleaseNodeInput) -> Ack:
         await settle(self._release(request.lease.lease_id))
         return Ack()
-
-    def _open_secrets(self, spec: ExecutionSpec) -> dict[str, str]:
-        if not spec.secrets:
-            return {}
-        try:
-            if self._keyring is None:
-                raise ValueError("this node has no codec keys")
-            return {name: self._keyring.unseal(name, v) for name, v in spec.secrets.items()}
-        except ValueError as exc:
-            # Not retried: another attempt on this node would fail the same way.
-            raise ApplicationError(
-                f"cannot open the run's secrets: {exc}; give the node the codec keys "
-                "(RGRID_CODEC_KEY)",
-                type=Failure.NODE_ERROR,
-                non_retryable=True,
-            ) from exc
 
     async def close(self) -> None:
         """Kill runs still going and release storage connections (the agent is stopping)."""

@@ -31,15 +31,15 @@ async def collect(
     """Upload every regular file in the work dir that is not a staged file unchanged
     (`staged`: name -> sha256)."""
     result = CollectOutputsResult()
-    uploads = []
+    uploads: list[tuple[str, Path]] = []  # made into coroutines only once all are known
     for path, rel in walk_regular_files(work, result.skipped):
         digest = await asyncio.to_thread(sha256_file, path)
         if staged.get(rel) == digest:
             continue  # an input or the script, unchanged
         key = output_prefix(execution_id) + rel
-        uploads.append(storage.put_file(key, path))
+        uploads.append((key, path))
         result.outputs.append(OutputFile(path=rel, size=path.stat().st_size, sha256=digest))
-    await asyncio.gather(*uploads)
+    await asyncio.gather(*(storage.put_file(key, path) for key, path in uploads))
     return result
 
 

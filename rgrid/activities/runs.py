@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ class RunKeeper:
         # Collected results outlive their lease a while: a collect whose answer was lost
         # (Temporal away) is asked again and must not find the lease gone.
         self._collected: dict[str, Collected] = {}
+        self._collecting: dict[str, asyncio.Task[CollectOutputsResult]] = {}
 
     def get(self, lease_id: str) -> KeptRun | None:
         """The run of this lease, alive or finished, if the node still has it."""
@@ -96,6 +97,28 @@ class RunKeeper:
         if entry is None or entry.run is None:
             return None
         return ExecuteResult(run=entry.run, outputs=entry.outputs)
+
+    async def collect_once(
+        self,
+        lease_id: str,
+        collect: Callable[[], Coroutine[Any, Any, CollectOutputsResult]],
+    ) -> CollectOutputsResult:
+        """Run the lease's collect, or join the one under way. An attempt that timed out
+        while collecting goes on in this process; its retry must wait for that collect,
+        not race it over the work dir the first one deletes when it is done. Shielded: a
+        cancelled attempt leaves the collect running for the next one."""
+        task = self._collecting.get(lease_id)
+        if task is None:
+            task = asyncio.create_task(collect())
+            self._collecting[lease_id] = task
+
+            def finished(done: asyncio.Task[CollectOutputsResult]) -> None:
+                self._collecting.pop(lease_id, None)
+                if not done.cancelled():
+                    done.exception()  # retrieved: a collect nobody awaits any more is no warning
+
+            task.add_done_callback(finished)
+        return await asyncio.shield(task)
 
     def remember_collected(
         self,

@@ -192,17 +192,20 @@ async def test_execute_stages_runs_and_collects_and_a_repeat_ask_runs_nothing_ag
 async def test_a_second_execute_attempt_re_attaches_to_the_running_script(
     tmp_path: Path,
 ) -> None:
-    # The first attempt timed out while its script ran on: the retry must follow that run.
+    # The first attempt timed out while its script ran on: the retry must follow that run,
+    # and both collect it as one; many outputs make the two collects overlap.
     node, runtime = counting_node(tmp_path)
-    request = await node.claim("import time\ntime.sleep(1.5)\n" + OUT)
+    many = "for i in range(300):\n    open(f'out{i:03}.txt', 'w').write('x' * 20000)\n"
+    request = await node.claim("import time\ntime.sleep(1.5)\n" + many)
     first = asyncio.create_task(node.env.run(node.activities.execute, request))
     async with asyncio.timeout(60):
         while not node.processes():
             await asyncio.sleep(0.05)
     second = await ActivityEnvironment().run(node.activities.execute, request)
-    assert second.run.exit_code == 0 and (await first).run.exit_code == 0
+    assert second.run.exit_code == 0
+    assert (await first).outputs == second.outputs
     assert runtime.started == 1
-    assert [out.path for out in second.outputs.outputs] == ["out.txt"]
+    assert [out.path for out in second.outputs.outputs] == [f"out{i:03}.txt" for i in range(300)]
 
 
 async def test_execute_names_a_missing_input_and_runs_nothing(tmp_path: Path) -> None:
