@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from rgrid.models.execution import ExecutionSpec, FileRef, Phase
+from rgrid.models.execution import ExecutionSpec, ExecutionStatus, FileRef, Phase
 
 
 class BatchItem(BaseModel):
@@ -67,6 +67,20 @@ class ItemDone(BaseModel):
     exit_code: int | None = None
     cost_microns: int = 0
     cached: bool = False
+
+    @classmethod
+    def of(cls, status: ExecutionStatus) -> ItemDone:
+        """The report of a batch's child that has this status."""
+        if status.batch_item is None:
+            raise ValueError(f"{status.execution_id} is not a batch item")
+        return cls(
+            index=status.batch_item,
+            execution_id=status.execution_id,
+            phase=status.phase,
+            exit_code=status.exit_code,
+            cost_microns=status.cost_microns,
+            cached=status.cached,
+        )
 
 
 class ItemScriptDone(BaseModel):

@@ -77,6 +77,9 @@ class ExecutionSpec(BaseModel):
     heartbeat_timeout_s: int = 30
     batch_id: str | None = None
     batch_item: int | None = None
+    # The batch awaits this child's result instead of an `item_done` signal, until it
+    # continues as new and asks for the signal (ExecutionWorkflow.report_by_signal).
+    batch_awaits_result: bool = False
     cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
     no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
     pool_id: str | None = None  # the NodePoolWorkflow to wake while waiting for a slot

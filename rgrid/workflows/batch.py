@@ -1,9 +1,11 @@
 """BatchWorkflow: one child ExecutionWorkflow per input file, at most `parallel` at once.
 
-After Temporal's sliding-window batch sample: children report their end by signal to the
-batch's workflow id (duplicates are ignored), and the batch continues as new every
-`page_size` children so a 10,000-file batch keeps a bounded history. Items live in a
-manifest in storage, read a page at a time; only indices and counts are carried along.
+After Temporal's sliding-window batch sample: the batch continues as new every `page_size`
+children so a 10,000-file batch keeps a bounded history. It awaits the results of the
+children it started (ITEM_RESULTS); before it continues as new, those still running are
+asked to report their end by signal to the batch's workflow id instead, as every child did
+before ITEM_RESULTS (duplicates are ignored). Items live in a manifest in storage, read a
+page at a time; only indices and counts are carried along.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, CancelledError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from rgrid import names
@@ -33,9 +35,13 @@ with workflow.unsafe.imports_passed_through():
         SetParallelInput,
     )
     from rgrid.models.control import LoadItemsInput
-    from rgrid.models.execution import ExecutionSpec, Phase
+    from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
     from rgrid.workflows import visibility
     from rgrid.workflows.admission import refusal as admission_refusal
+
+# Children report by their result, not a signal: per item one workflow task and five
+# history events fewer in the child, the same number in the batch.
+ITEM_RESULTS = "item-results"
 
 
 @workflow.defn(name="BatchWorkflow")
@@ -50,6 +56,8 @@ class BatchWorkflow:
         self._started_this_run = 0
         self._starts: list[asyncio.Future[None]] = []
         self._visible = False  # children get summaries (histories from before: none)
+        self._by_result = False  # ITEM_RESULTS
+        self._awaited: dict[str, asyncio.Future[None]] = {}  # execution id -> its result
 
     @workflow.run
     async def run(self, request: BatchInput) -> BatchProgress:
@@ -58,6 +66,7 @@ class BatchWorkflow:
         # the next workflow task, where a replay no longer sees it (a nondeterminism error).
         concurrent_starts = workflow.patched("concurrent-child-starts")
         self._visible = workflow.patched(visibility.VISIBLE)
+        self._by_result = workflow.patched(ITEM_RESULTS)
         if self._visible:
             visibility.upsert_batch(spec)
         # A batch started (or started again to retry its failed items) is admitted once;
@@ -76,6 +85,7 @@ class BatchWorkflow:
                 if self._started_this_run >= spec.page_size:
                     # Starts and handlers must finish first, or their effect would be lost.
                     await asyncio.gather(*self._starts)
+                    await self._hand_over_reports()
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(BatchInput(spec=spec, state=self._state))
                 start = await self._start_next()
@@ -233,16 +243,17 @@ class BatchWorkflow:
                 "inputs": [*spec.template.inputs, item.input],
                 "batch_id": workflow.info().workflow_id,
                 "batch_item": index,
+                "batch_awaits_result": self._by_result,
             }
         )
         state.running[index] = execution_id
         self._started_this_run += 1
         self._show()
-        return self._start_child(child, execution_id)
+        return self._start_child(child, execution_id, index)
 
-    async def _start_child(self, child: ExecutionSpec, execution_id: str) -> None:
+    async def _start_child(self, child: ExecutionSpec, execution_id: str, index: int) -> None:
         try:
-            await workflow.start_child_workflow(
+            handle = await workflow.start_child_workflow(
                 "ExecutionWorkflow",
                 child,
                 id=execution_id,
@@ -252,10 +263,45 @@ class BatchWorkflow:
                 # All of them: the child need not set them itself (one command less).
                 search_attributes=visibility.run_attributes(child),
                 static_summary=visibility.run_summary(child) if self._visible else None,
+                result_type=ExecutionStatus,
             )
         except FailureError:
             # Already started (a retried start after a worker crash): its report will come.
             workflow.logger.warning("child %s was already started", execution_id)
+            return
+        if self._by_result:
+            self._awaited[execution_id] = asyncio.ensure_future(self._take_result(handle, index))
+
+    async def _take_result(
+        self, handle: workflow.ChildWorkflowHandle[Any, ExecutionStatus], index: int
+    ) -> None:
+        """The child's end, from its result: the item_done it would have signalled."""
+        try:
+            report = ItemDone.of(await handle)
+        except ChildWorkflowError as err:
+            # Failed (the status rides in the error's details), or cancelled or terminated.
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                report = ItemDone.of(ExecutionStatus.model_validate(cause.details[0]))
+            else:
+                phase = Phase.CANCELLED if isinstance(cause, CancelledError) else Phase.FAILED
+                report = ItemDone(index=index, execution_id=handle.id, phase=phase)
+        self.item_done(report)
+
+    async def _hand_over_reports(self) -> None:
+        """Before continuing as new: the next run cannot await this run's children, so each
+        one still running is asked to report by signal. The signal fails only for a child
+        that has ended, whose result then comes to this run."""
+
+        async def hand_over(execution_id: str, result: asyncio.Future[None]) -> None:
+            try:
+                await workflow.get_external_workflow_handle(execution_id).signal("report_by_signal")
+            except FailureError:
+                await result
+
+        await asyncio.gather(
+            *(hand_over(e, result) for e, result in self._awaited.items() if not result.done())
+        )
 
     async def _item(self, index: int) -> BatchItem:
         """The item, loading the page it starts when it is not cached."""

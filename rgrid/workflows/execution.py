@@ -46,6 +46,8 @@ class ExecutionWorkflow(ClaimSteps, NodeSteps):
         self._cancel_is_cancel = False
         self._no_node_fails = False
         self._one_step = False
+        self._batch_awaits_result = False
+        self._report_asked = False  # the batch asked for its item_done signal after all
 
     @workflow.query(name="status")
     def status(self) -> ExecutionStatus:
@@ -57,6 +59,11 @@ class ExecutionWorkflow(ClaimSteps, NodeSteps):
         if self._visible:
             visibility.upsert_tags(self._status.tags)
 
+    @workflow.signal(name="report_by_signal")
+    def report_by_signal(self) -> None:
+        # From the batch before it continues as new: its next run cannot await this one.
+        self._report_asked = True
+
     @workflow.signal(name="no_capacity")
     def no_capacity(self, request: NoCapacity) -> None:
         # From the node pool (no node exists or can be made) or the embedded stack's
@@ -66,6 +73,8 @@ class ExecutionWorkflow(ClaimSteps, NodeSteps):
     @workflow.run
     async def run(self, spec: ExecutionSpec) -> ExecutionStatus:
         info = workflow.info()
+        # Input, not a patch: a batch from before it awaited results starts children without.
+        self._batch_awaits_result = spec.batch_awaits_result
         self._status = ExecutionStatus(
             execution_id=info.workflow_id,
             script=spec.script.name,

@@ -27,6 +27,8 @@ class ExecutionReports:
 
     _status: ExecutionStatus
     _pending_signals: list[asyncio.Future[None]]
+    _batch_awaits_result: bool
+    _report_asked: bool  # the batch wants the signal after all (it continues as new)
 
     def _report_script_done(self, failed: bool) -> None:
         """Tell the batch the script has ended, so it can start the next item while this
@@ -59,18 +61,12 @@ class ExecutionReports:
             return
         # A report the batch could not take is no reason to fail this execution.
         await asyncio.gather(*self._pending_signals, return_exceptions=True)
-        report = ItemDone(
-            index=self._status.batch_item,
-            execution_id=self._status.execution_id,
-            phase=self._status.phase,
-            exit_code=self._status.exit_code,
-            cost_microns=self._status.cost_microns,
-            cached=self._status.cached,
-        )
+        if self._batch_awaits_result and not self._report_asked:
+            return  # the batch reads how it ended from this workflow's result
         try:
             # By workflow id only: the batch may have continued as new since.
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(
-                "item_done", report
+                "item_done", ItemDone.of(self._status)
             )
         except FailureError:
             workflow.logger.warning("batch %s is gone; report dropped", parent.workflow_id)

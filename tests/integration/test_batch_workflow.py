@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from rgrid.client import batch, submit
@@ -64,22 +65,32 @@ async def wait_progress(handle: WorkflowHandle[object, BatchProgress], done: Any
 
 async def batch_events(handle: WorkflowHandle[object, BatchProgress]) -> list[tuple[str, object]]:
     """The batch's history as the events that decide its window, in order: ("start", None)
-    for each child started, ("ended", index) when an item's script ended or it was done,
-    and ("signal", name) for the user's signals."""
+    for each child started, ("ended", execution id) when an item's script ended or it was
+    done (by its signal or its result), and ("signal", name) for the user's signals."""
     found: list[tuple[str, object]] = []
     for event in (await handle.fetch_history()).events:
         if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
             found.append(("start", None))
+        elif ended := child_ended(event):
+            found.append(("ended", ended))
         elif event.HasField("workflow_execution_signaled_event_attributes"):
             signaled = event.workflow_execution_signaled_event_attributes
             if signaled.signal_name in ("item_script_done", "item_done"):
                 # Payloads are sealed by the codec: decoded as a client would.
                 (report,) = await handle._client.data_converter.decode([signaled.input.payloads[0]])
-                index = report["index"]
-                found.append(("ended", index))
+                found.append(("ended", report["execution_id"]))
             else:
                 found.append(("signal", signaled.signal_name))
     return found
+
+
+def child_ended(event: HistoryEvent) -> str | None:
+    """The workflow id of the child whose end this event records in its parent."""
+    for kind in ("completed", "failed", "canceled", "terminated"):
+        field = f"child_workflow_execution_{kind}_event_attributes"
+        if event.HasField(field):
+            return str(getattr(event, field).workflow_execution.workflow_id)
+    return None
 
 
 def running_at_each_start(events: list[tuple[str, object]]) -> list[tuple[int, list[str]]]:
@@ -195,16 +206,44 @@ async def test_continue_as_new_keeps_counts_across_runs(
     client: Client, control: Ledger, settings: Settings, tmp_path: Path
 ) -> None:
     settings.batch_page_size = 2
-    contents = ["0", "0", "fail", "0", "0", "0", "0"]
+    # Item 1 runs on while the batch continues as new after items 0 and 1 started.
+    contents = ["0", "3", "fail", "0", "0", "0", "0"]
     async with agent(client, settings, "batch-node", slots=2):
         _, handle = await start_batch(settings, tmp_path, contents, parallel=2)
         final = await handle.result()
     assert (final.total, final.succeeded, final.failed) == (7, 6, 1)
     runs = [execution async for execution in client.list_workflows(f"WorkflowId = '{handle.id}'")]
     assert len(runs) >= 3  # continued as new at least twice
+    # The first run could not await it any more: it was asked for its report by signal,
+    # and the batch's next run counted it once, above.
+    straddling = client.get_workflow_handle(f"exec-{handle.id.removeprefix('batch-')}-1")
+    told = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in (await straddling.fetch_history()).events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert told == ["report_by_signal"]
     await record_history(handle, "batch_after_continue_as_new")
     child = client.get_workflow_handle(f"exec-{handle.id.removeprefix('batch-')}-2")
     await record_history(child, "batch_item_failed")
+
+
+async def test_a_terminated_item_counts_as_failed_and_the_batch_ends(
+    client: Client, control: Ledger, settings: Settings, tmp_path: Path
+) -> None:
+    # Terminated (`temporal workflow terminate`), a child reports nothing itself.
+    async with agent(client, settings, "batch-node", slots=2):
+        _, handle = await start_batch(settings, tmp_path, ["30", "0", "0"], parallel=2)
+        first = client.get_workflow_handle(f"exec-{handle.id.removeprefix('batch-')}-0")
+        async with asyncio.timeout(60):  # its script is running
+            while (0, Phase.RUNNING) not in [
+                (r.batch_item, r.phase) for r in await control.of_batch(handle.id)
+            ]:
+                await asyncio.sleep(0.1)
+        await first.terminate("by hand")
+        async with asyncio.timeout(60):
+            final = await handle.result()
+    assert (final.succeeded, final.failed, final.queued, final.running) == (2, 1, 0, 0)
 
 
 async def test_retry_failed_reruns_only_failed_items_in_the_same_batch(
