@@ -106,4 +106,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    code = asyncio.run(main())
+    # Skip interpreter finalization: temporalio's Rust runtime threads can crash a
+    # short-lived client process there (temporalio/sdk-python#300).
+    sys.stdout.flush()
+    os._exit(code)
