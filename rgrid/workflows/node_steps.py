@@ -26,15 +26,20 @@ SAME_NODE_RETRIES = 3
 SAME_NODE_MAX_TRIES = 10
 
 
+def repeat_pickup(heartbeat_timeout_s: int) -> timedelta:
+    """How long a step asked of the same node again may wait to be picked up: a node
+    back from an outage polls again within seconds; a dead one never does."""
+    return timedelta(seconds=max(10, 2 * heartbeat_timeout_s))
+
+
 async def on_same_node(step: Callable[[timedelta], Awaitable[T]], heartbeat_timeout_s: int) -> T:
     """`step(schedule_to_start)` until it answers; a timeout asks the same node again."""
     unpicked = 0  # schedule-to-start timeouts: the node did not poll
     tries = 0
-    # A node back from an outage polls again within seconds; a dead one never does.
-    repeat_pickup = timedelta(seconds=max(10, 2 * heartbeat_timeout_s))
+    again = repeat_pickup(heartbeat_timeout_s)
     while True:
         try:
-            return await step(repeat_pickup if tries else NODE_PICKUP)
+            return await step(again if tries else NODE_PICKUP)
         except ActivityError as err:
             cause = err.cause
             if not isinstance(cause, TimeoutError):

@@ -22,6 +22,7 @@ from rgrid.config import Settings
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.providers.local import LocalProvider
 from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.workflows.node_steps import SAME_NODE_RETRIES, repeat_pickup
 from tests.integration.conftest import (
     agent,
     agent_before_execute,
@@ -239,8 +240,12 @@ async def test_a_run_that_loses_every_node_it_may_try_fails_naming_the_losses(
     try:
         handle = await start(settings, tmp_path, "import time; time.sleep(300)\n")
         killed = []
+        # A killed node is given up on after its heartbeat timeout and one more pickup
+        # than SAME_NODE_RETRIES (node_steps.py): ~45 s here, more on a loaded machine.
+        hb = settings.heartbeat_timeout_s
+        given_up_s = hb + (SAME_NODE_RETRIES + 1) * repeat_pickup(hb).total_seconds()
         for _ in range(2):  # kill -9 the node it runs on, each time it starts somewhere new
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(given_up_s + 45):
                 while True:
                     status = await wait_for_phase(handle, Phase.RUNNING)
                     if status.node_id not in killed:
