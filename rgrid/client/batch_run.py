@@ -148,9 +148,24 @@ async def _follow(
     reported = {e.execution_id for e in await ledger.of_batch(batch_id) if e.phase.terminal}
     seen: dict[str, set[str]] = {}  # execution id -> log chunks shown
 
+    ended_before = -1
+
+    async def news(progress: BatchProgress) -> list[ExecutionStatus]:
+        """The executions to look at: with output, all (running ones stream theirs); else
+        those that ended since, read only when the batch's count of ended items moved (it
+        counts an item after its row is final, and the last call comes with `done`)."""
+        nonlocal ended_before
+        if events.wants_output:
+            return await ledger.of_batch(batch_id)
+        ended = progress.succeeded + progress.failed + progress.cached
+        if ended == ended_before and not progress.done:
+            return []
+        ended_before = ended
+        return await ledger.ended_of_batch(batch_id, reported)
+
     async def report(progress: BatchProgress) -> None:
         events.progress(progress)
-        for execution in await ledger.of_batch(batch_id):
+        for execution in await news(progress):
             if execution.execution_id in reported or execution.batch_item is None:
                 continue
             name = names.get(execution.batch_item, "?")

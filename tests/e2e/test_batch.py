@@ -38,6 +38,17 @@ def test_outputs_land_per_input_and_failures_are_summarised(cli: Cli, work: Path
     assert (work / "outputs" / "c" / "upper.txt").read_text() == "GAMMA"
     assert not (work / "outputs" / "b").exists()
     assert "2 ok · 1 failed" in result.stderr
+    # Without a terminal, each item's end is told once, as it ends.
+    ended = sorted(
+        line.split()[:2]
+        for line in result.stderr.splitlines()
+        if line.startswith(("succeeded ", "failed "))
+    )
+    assert ended == [
+        ["failed", "data/b.txt"],
+        ["succeeded", "data/a.txt"],
+        ["succeeded", "data/sub/c.txt"],
+    ], result.stderr
     summary = result.stderr[result.stderr.index("1 failed\n") :]
     # The failures table: the input, its exit code and its last stderr line, on one row.
     row = next(line for line in summary.splitlines() if "data/b.txt" in line)

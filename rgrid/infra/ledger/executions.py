@@ -6,7 +6,7 @@ to a running phase.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import select as sa_select
@@ -18,6 +18,8 @@ from rgrid.infra.ledger.base import LedgerPart
 from rgrid.infra.ledger.tables import ExecutionRow, as_utc, execution_values
 from rgrid.models.execution import ExecutionStatus, Phase
 from rgrid.models.money import RunRecord
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def phases_before(phase: Phase) -> set[Phase]:
@@ -110,6 +112,26 @@ class ExecutionRows(LedgerPart):
         async with AsyncSession(self.engine) as session:
             rows = (await session.exec(query)).all()
         return [row.to_status() for row in rows]
+
+    async def ended_of_batch(self, batch_id: str, known: set[str]) -> list[ExecutionStatus]:
+        """A batch's ended executions other than `known`, oldest first: what a follower has
+        not seen yet. Reads one column of each ended row, and whole rows only for the news,
+        so following a 10,000-item batch is not quadratic in its rows."""
+        table = ExecutionRow.__table__  # type: ignore[attr-defined]
+        ended = sa_select(table.c.id).where(
+            table.c.batch_id == batch_id,
+            table.c.phase.in_([phase.value for phase in Phase if phase.terminal]),
+        )
+        async with self.engine.connect() as conn:
+            news = [row.id for row in await conn.execute(ended) if row.id not in known]
+        found: list[ExecutionStatus] = []
+        async with AsyncSession(self.engine) as session:
+            for start in range(0, len(news), 500):  # within any database's bound parameters
+                query = select(ExecutionRow).where(
+                    col(ExecutionRow.id).in_(news[start : start + 500])
+                )
+                found.extend(row.to_status() for row in (await session.exec(query)).all())
+        return sorted(found, key=lambda status: status.created_at or EPOCH)
 
     # What accounting reads: plain tuples of a few columns.
 
