@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import glob
 import json
 import os
@@ -25,6 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +39,7 @@ PARALLEL = 8
 
 
 def cpu_s(pid: int) -> tuple[float, float]:
-    """A process's own CPU seconds and those of its reaped children (an agent's scripts)."""
+    """A process's own CPU seconds and those of its reaped children."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
@@ -52,6 +54,31 @@ def stack_pids(settings: Settings) -> dict[str, int]:
     return pids
 
 
+class ForkedCommands:
+    """The CPU of the commands the command server forks (the `rgrid run` below runs in
+    one): the server ignores SIGCHLD, so the kernel adds none of it to the server's
+    reaped time. Sampled from /proc every 20 ms while they run (at most one sample lost)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.seen: dict[int, float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(0.02):
+            for children in Path(f"/proc/{self.server_pid}/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    with contextlib.suppress(OSError):  # it ended between list and read
+                        self.seen[int(pid)] = cpu_s(int(pid))[0]
+
+    def stop(self) -> float:
+        self.stopped.set()
+        self.thread.join()
+        return sum(self.seen.values())
+
+
 class Batch:
     """One timed `rgrid run --batch`: wall time, CPU seconds per process, its id."""
 
@@ -59,6 +86,7 @@ class Batch:
         pids = stack_pids(settings)
         before = {name: cpu_s(pid) for name, pid in pids.items()}
         cli_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        forked = ForkedCommands(pids["command-server"])
         began = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "rgrid", "run", script, "--batch", pattern,
@@ -71,15 +99,14 @@ class Batch:
         cli_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.cpu = {"rgrid run": cli_after.ru_utime + cli_after.ru_stime
                     - cli_before.ru_utime - cli_before.ru_stime}  # fmt: skip
+        self.cpu["its command"] = forked.stop()
+        # What the stack's processes reaped is the scripts: an agent reaps what it starts,
+        # and the supervisor (a subreaper) what a sandbox left to be reparented.
         self.scripts_cpu = 0.0
-        self.cpu["its command"] = 0.0  # what the command server forked for `rgrid run`
         for name, pid in pids.items():
             own, reaped = cpu_s(pid)
             self.cpu[name] = own - before[name][0]
-            if name.startswith("agent"):  # what it reaped: the scripts
-                self.scripts_cpu += reaped - before[name][1]
-            else:  # the forked command, reaped by the command server or (as its subreaper)
-                self.cpu["its command"] += reaped - before[name][1]  # the supervisor
+            self.scripts_cpu += reaped - before[name][1]
         self.batch_id = str(json.loads(done.stdout)["batch_id"])
 
     def report(self, settings: Settings, items: int) -> None:
