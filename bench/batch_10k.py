@@ -6,8 +6,10 @@ memory stays flat, its histories stay bounded and its progress query stays cheap
 
 Prints wall time, items per second, the control worker's peak RSS (goal < 400 MB) and its
 RSS after the first tenth of the items (flat memory: the two stay close), the largest
-history (every run of the batch, and a sample of its items' workflows), and the median
-time of a `progress` query asked while the batch ran.
+history (every run of the batch, and a sample of its items' workflows), the median
+time of a `progress` query asked while the batch ran, and the CPU the CLI following the
+batch used (it reads only newly ended items: reading every row each poll grew with the
+square of the batch).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from commands import RGRID, temporary_stack
+from commands import RGRID, ForkedCommands, temporary_stack
 
 from rgrid import names
 from rgrid.client.stack import read_children
@@ -41,13 +44,13 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     raise SystemExit(f"no {field} for pid {pid}")
 
 
-def control_pid(settings: Settings) -> int:
+def child_pid(settings: Settings, name: str) -> int:
     record = read_children(settings)
     assert record is not None
     for child in record.children:
-        if child.name == "control" and child.process is not None:
+        if child.name == name and child.process is not None:
             return child.process.pid
-    raise SystemExit("the stack has no control worker")
+    raise SystemExit(f"the stack has no {name}")
 
 
 class Watch(threading.Thread):
@@ -121,10 +124,12 @@ def main() -> None:
         for index in range(args.items):
             (data / f"item{index:05d}.txt").write_text(str(index))
         (root / "trivial.py").write_text("print('ok')\n")
-        pid = control_pid(settings)
+        pid = child_pid(settings, "control")
         rss_before = rss_mb(pid)
         watch = Watch(settings, pid, args.items)
         watch.start()
+        # The follower: the `rgrid run` below and the command it has the command server fork.
+        forked = ForkedCommands(child_pid(settings, "command-server"))
         began = time.perf_counter()
         with (root / "run.out").open("w") as out:
             run = subprocess.Popen(
@@ -134,12 +139,14 @@ def main() -> None:
             )  # fmt: skip
             run.wait()
         wall_s = time.perf_counter() - began
+        thin = resource.getrusage(resource.RUSAGE_CHILDREN)
+        follower_s = forked.stop() + thin.ru_utime + thin.ru_stime
         watch.stop.set()
         watch.join()  # its last query ends before the stack stops
         if run.returncode != 0:
             raise SystemExit(f"the batch failed: {run.stderr.read()[-2000:]}")  # type: ignore[union-attr]
         batch_id = batch_id_of(root)
-        if control_pid(settings) != pid:
+        if child_pid(settings, "control") != pid:
             raise SystemExit("the control worker restarted during the batch")
         peak = rss_mb(pid, "VmHWM")
         batch_events, item_events, runs = asyncio.run(largest_history(settings, batch_id))
@@ -148,6 +155,8 @@ def main() -> None:
         tenth = watch.rss_at_tenth or 0
         print(f"  control worker RSS: {rss_before:.0f} MB idle, {tenth:.0f} MB at a tenth,"
               f" peak {peak:.0f} MB (goal < 400)")  # fmt: skip
+        print(f"  the follower (`rgrid run` and its forked command): {follower_s:.1f} s of CPU,"
+              f" {follower_s / args.items * 1000:.1f} ms per item")  # fmt: skip
         print(f"  largest history: {batch_events} events (the batch, {runs} runs), "
               f"{item_events} (an item, of {SAMPLED_ITEMS} sampled)")  # fmt: skip
         if watch.query_ms:

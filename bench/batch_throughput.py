@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import glob
 import json
 import os
@@ -26,9 +25,10 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from commands import ForkedCommands, cpu_s
 
 from rgrid import names
 from rgrid.client.stack import read_children, read_stack, start_stack, stop_stack
@@ -38,13 +38,6 @@ from rgrid.infra.temporal import connect
 PARALLEL = 8
 
 
-def cpu_s(pid: int) -> tuple[float, float]:
-    """A process's own CPU seconds and those of its reaped children."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
 def stack_pids(settings: Settings) -> dict[str, int]:
     """The stack's processes by name: its supervisor and each child."""
     info, record = read_stack(settings), read_children(settings)
@@ -52,31 +45,6 @@ def stack_pids(settings: Settings) -> dict[str, int]:
     pids = {"supervisor": info.pid}
     pids.update({c.name: c.process.pid for c in record.children if c.process is not None})
     return pids
-
-
-class ForkedCommands:
-    """The CPU of the commands the command server forks (the `rgrid run` below runs in
-    one): the server ignores SIGCHLD, so the kernel adds none of it to the server's
-    reaped time. Sampled from /proc every 20 ms while they run (at most one sample lost)."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.server_pid = server_pid
-        self.seen: dict[int, float] = {}
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-
-    def _sample(self) -> None:
-        while not self.stopped.wait(0.02):
-            for children in Path(f"/proc/{self.server_pid}/task").glob("*/children"):
-                for pid in children.read_text().split():
-                    with contextlib.suppress(OSError):  # it ended between list and read
-                        self.seen[int(pid)] = cpu_s(int(pid))[0]
-
-    def stop(self) -> float:
-        self.stopped.set()
-        self.thread.join()
-        return sum(self.seen.values())
 
 
 class Batch:

@@ -1,5 +1,5 @@
-"""What the command-line benchmarks share: the `rgrid` a user types, a timed run, and a
-throwaway embedded stack."""
+"""What the command-line benchmarks share: the `rgrid` a user types, a timed run, a
+throwaway embedded stack, and the CPU time of processes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,3 +44,35 @@ def temporary_stack(port: int, **env: str) -> Iterator[Path]:
             yield root
         finally:
             stop_stack(settings)
+
+
+def cpu_s(pid: int) -> tuple[float, float]:
+    """A process's own CPU seconds and those of its reaped children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+class ForkedCommands:
+    """The CPU of the commands the command server forks (the `rgrid run` below runs in
+    one): the server ignores SIGCHLD, so the kernel adds none of it to the server's
+    reaped time. Sampled from /proc every 20 ms while they run (at most one sample lost)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.seen: dict[int, float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(0.02):
+            for children in Path(f"/proc/{self.server_pid}/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    with contextlib.suppress(OSError):  # it ended between list and read
+                        self.seen[int(pid)] = cpu_s(int(pid))[0]
+
+    def stop(self) -> float:
+        self.stopped.set()
+        self.thread.join()
+        return sum(self.seen.values())
