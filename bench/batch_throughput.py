@@ -9,8 +9,9 @@ side by side in one script.
 (rgrid items/s over xargs items/s; goal >= 0.85).
 `trivial`: N items that only print, parallel 8; prints rgrid's orchestration overhead
 per item: (rgrid wall time - xargs wall time) / N (goal <= 60 ms).
-Both print the CPU seconds per item of each process (the `rgrid run` CLI, the stack's
-supervisor, Temporal, the control worker, the agent; the scripts apart) and the history
+Both print the CPU seconds per item of each process (the `rgrid run` CLI and the command
+the command server forked for it, the stack's supervisor, Temporal, the control worker,
+the agent; the scripts, reaped by the agent or the supervisor, apart) and the history
 events per item (the batch's runs and its items' workflows).
 """
 

@@ -54,9 +54,10 @@ def cpu_s(pid: int) -> tuple[float, float]:
 
 
 class ForkedCommands:
-    """The CPU of the commands the command server forks (the `rgrid run` below runs in
-    one): the server ignores SIGCHLD, so the kernel adds none of it to the server's
-    reaped time. Sampled from /proc every 20 ms while they run (at most one sample lost)."""
+    """The CPU of the commands the command server forks (an `rgrid …` started while the
+    stack is up runs in one): the server ignores SIGCHLD, so the kernel adds none of it
+    to the server's reaped time. Sampled from /proc every 20 ms while they run (each one
+    loses at most its last 20 ms)."""
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
