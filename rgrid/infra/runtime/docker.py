@@ -55,8 +55,9 @@ async def docker_problem() -> str | None:
     try:
         async with aiodocker.Docker() as docker:
             await docker.version()
-    # Any failure means no daemon: with no socket at all aiodocker raises AssertionError.
-    except Exception as exc:
+    except AssertionError:  # aiodocker's bare assert when it found no address to try
+        return "no socket at /var/run/docker.sock and DOCKER_HOST is unset; start dockerd"
+    except Exception as exc:  # any other failure also means no daemon to use
         return f"{type(exc).__name__}: {exc}".rstrip(": ")
     return None
 
