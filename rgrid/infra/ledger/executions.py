@@ -16,10 +16,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from rgrid.errors import NotFoundError
 from rgrid.infra.ledger.base import LedgerPart
 from rgrid.infra.ledger.tables import ExecutionRow, as_utc, execution_values
-from rgrid.models.execution import ExecutionStatus, Phase
+from rgrid.models.execution import TERMINAL_PHASES, ExecutionStatus, Phase
 from rgrid.models.money import RunRecord
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ENDED = sorted(phase.value for phase in TERMINAL_PHASES)  # the phase column's terminal values
 
 
 def phases_before(phase: Phase) -> set[Phase]:
@@ -81,10 +82,9 @@ class ExecutionRows(LedgerPart):
 
     async def live(self) -> list[ExecutionStatus]:
         """Executions that have not ended, oldest first."""
-        ended = [phase.value for phase in Phase if phase.terminal]
         query = (
             select(ExecutionRow)
-            .where(col(ExecutionRow.phase).not_in(ended))
+            .where(col(ExecutionRow.phase).not_in(ENDED))
             .order_by(col(ExecutionRow.created_at), col(ExecutionRow.id))
         )
         async with AsyncSession(self.engine) as session:
@@ -117,15 +117,12 @@ class ExecutionRows(LedgerPart):
         """A batch's ended executions other than `known`, oldest first: what a follower has
         not seen yet. Reads one column of each ended row, and whole rows only for the news,
         so following a 10,000-item batch is not quadratic in its rows."""
-        table = ExecutionRow.__table__  # type: ignore[attr-defined]
-        ended = sa_select(table.c.id).where(
-            table.c.batch_id == batch_id,
-            table.c.phase.in_([phase.value for phase in Phase if phase.terminal]),
+        ended = select(ExecutionRow.id).where(
+            ExecutionRow.batch_id == batch_id, col(ExecutionRow.phase).in_(ENDED)
         )
-        async with self.engine.connect() as conn:
-            news = [row.id for row in await conn.execute(ended) if row.id not in known]
         found: list[ExecutionStatus] = []
         async with AsyncSession(self.engine) as session:
+            news = [id_ for id_ in (await session.exec(ended)).all() if id_ not in known]
             for start in range(0, len(news), 500):  # within any database's bound parameters
                 query = select(ExecutionRow).where(
                     col(ExecutionRow.id).in_(news[start : start + 500])
