@@ -42,7 +42,8 @@ class ExecutionRows(LedgerPart):
         await self._upsert(
             ExecutionRow,
             execution_values(status),
-            where=col(ExecutionRow.phase).in_([p.value for p in phases_before(status.phase)]),
+            lambda: col(ExecutionRow.phase).in_([p.value for p in phases_before(status.phase)]),
+            where_key=status.phase,
         )
 
     async def get(self, execution_id: str) -> ExecutionStatus:
