@@ -7,7 +7,6 @@ BatchResult it gets back, for humans or as JSON, from that one model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -19,10 +18,6 @@ from rgrid.errors import UserInputError
 from rgrid.infra.logstore import LogRecord, read_new_records
 from rgrid.models.batch import BatchItem, BatchProgress
 from rgrid.models.execution import ExecutionStatus, Phase
-
-# How much older than the oldest live row of a batch a row may be and still end later:
-# one whose first write was held up (its workflow's now() is its creation time).
-FLOOR_MARGIN = timedelta(minutes=5)
 
 
 class BatchEvents(Protocol):
@@ -154,29 +149,19 @@ async def _follow(
     seen: dict[str, set[str]] = {}  # execution id -> log chunks shown
 
     ended_before = -1
-    since: datetime | None = None
 
     async def news(progress: BatchProgress) -> list[ExecutionStatus]:
         """The executions to look at: with output, all (running ones stream theirs); else
         those that ended since, read only when the batch's count of ended items moved (it
         counts an item after its row is final, and the last call comes with `done`)."""
-        nonlocal ended_before, since
+        nonlocal ended_before
         if events.wants_output:
             return await ledger.of_batch(batch_id)
         ended = progress.succeeded + progress.failed + progress.cached
         if ended == ended_before and not progress.done:
             return []
         ended_before = ended
-        if progress.done:  # every row once more: what a floor missed is reported now
-            return await ledger.ended_of_batch(batch_id, reported)
-        # Rows that end later were live now or are made later: only those created after
-        # the oldest live one (less a margin for a row written late) are read next time,
-        # so following a 10,000-item batch is linear in its rows.
-        floor = await ledger.oldest_live_of_batch(batch_id)
-        found = await ledger.ended_of_batch(batch_id, reported, since)
-        if floor is not None:
-            since = floor - FLOOR_MARGIN
-        return found
+        return await ledger.ended_of_batch(batch_id, reported)
 
     async def report(progress: BatchProgress) -> None:
         events.progress(progress)

@@ -187,40 +187,6 @@ async def test_a_late_running_event_never_reopens_a_finished_execution(ledger: L
     assert (await ledger.get("e")).phase is Phase.SUCCEEDED
 
 
-async def test_a_follower_reads_only_the_rows_that_ended_since_the_oldest_live_one(
-    ledger: Ledger,
-) -> None:
-    start = datetime(2026, 12, 1, 12, tzinfo=UTC)
-
-    async def item(index: int, phase: Phase, batch_id: str = "b") -> None:
-        await ledger.upsert(
-            ExecutionStatus(
-                execution_id=f"{batch_id}-{index}",
-                phase=phase,
-                batch_id=batch_id,
-                batch_item=index,
-                created_at=start + timedelta(seconds=index),
-            )
-        )
-
-    for index in range(5):
-        await item(index, Phase.SUCCEEDED)
-    await item(5, Phase.RUNNING)
-    await item(6, Phase.QUEUED)
-    await item(7, Phase.FAILED)
-    await item(0, Phase.RUNNING, batch_id="other")  # older, live, of another batch
-
-    assert await ledger.oldest_live_of_batch("b") == start + timedelta(seconds=5)
-    since = start + timedelta(seconds=3)
-    news = await ledger.ended_of_batch("b", known={"b-4"}, since=since)
-    assert [e.execution_id for e in news] == ["b-3", "b-7"]  # oldest first, known left out
-    everything = await ledger.ended_of_batch("b", known=set())
-    assert [e.execution_id for e in everything] == [f"b-{i}" for i in (0, 1, 2, 3, 4, 7)]
-    await item(5, Phase.SUCCEEDED)
-    await item(6, Phase.CANCELLED)
-    assert await ledger.oldest_live_of_batch("b") is None
-
-
 async def test_cache_entries_are_stored_found_and_dropped(ledger: Ledger, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "storage")
     cache = ResultCache(ledger, storage, timedelta(days=30))
