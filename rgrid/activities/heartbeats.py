@@ -18,8 +18,9 @@ async def heartbeating(step: Awaitable[T], every_s: float) -> T:
     task = asyncio.ensure_future(step)
     try:
         while not task.done():
-            await asyncio.wait({task}, timeout=every_s)
-            activity.heartbeat()
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+            if not done:  # a step that ended says so by the activity's own end
+                activity.heartbeat()
     finally:
         if not task.done():
             task.cancel()

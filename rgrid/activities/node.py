@@ -172,10 +172,12 @@ class NodeActivities:
         self._runs.attach(kept, now)
         try:
             while not kept.task.done():
-                await asyncio.wait({kept.task}, timeout=LOG_FLUSH_S)
+                done, _ = await asyncio.wait({kept.task}, timeout=LOG_FLUSH_S)
                 self._renew(lease)
-                # Heartbeats carry progress and deliver cancellation.
-                activity.heartbeat(kept.logs.next_seq)
+                # Heartbeats carry progress and deliver cancellation. Not one after the
+                # end: a short run's only heartbeat was a server write per run for nothing.
+                if not done:
+                    activity.heartbeat(kept.logs.next_seq)
         except asyncio.CancelledError:
             details = activity.cancellation_details()
             if details is not None and details.cancel_requested:
