@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from commands import RGRID, ForkedCommands, temporary_stack
+from commands import RGRID, ForkedCommands, rss_mb, temporary_stack
 
 from rgrid import names
 from rgrid.client.stack import read_children
@@ -35,13 +35,6 @@ from rgrid.infra.temporal import connect
 
 PARALLEL = 8
 SAMPLED_ITEMS = 200  # items' histories read for the largest size (they share one shape)
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit(f"no {field} for pid {pid}")
 
 
 def child_pid(settings: Settings, name: str) -> int:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from commands import ForkedCommands, cpu_s
+from commands import ForkedCommands, cpu_s, rss_mb
 
 from rgrid import names
 from rgrid.client.stack import read_children, read_stack, start_stack, stop_stack
@@ -76,6 +76,7 @@ class Batch:
             own, reaped = cpu_s(pid)
             self.cpu[name] = own - before[name][0]
             self.scripts_cpu += reaped - before[name][1]
+        self.peak_rss = {name: rss_mb(pids[name], "VmHWM") for name in ("temporal", "control")}
         self.batch_id = str(json.loads(done.stdout)["batch_id"])
 
     def report(self, settings: Settings, items: int) -> None:
@@ -84,6 +85,8 @@ class Batch:
         print(f"  CPU ms per item: {shown}")
         print(f"    all rgrid processes and Temporal: {sum(per_item.values()):.0f} ms"
               f" (goal <= 50); the scripts: {self.scripts_cpu / items * 1000:.0f} ms")  # fmt: skip
+        rss = ", ".join(f"{name} {mb:.0f}" for name, mb in self.peak_rss.items())
+        print(f"  peak RSS MB so far: {rss}")
         events, largest = asyncio.run(history_events(settings, self.batch_id))
         print(f"  history events per item: {events / items:.1f} (largest history {largest})")
 

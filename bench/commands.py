@@ -53,6 +53,14 @@ def cpu_s(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (VmRSS) or at its peak so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no {field} for pid {pid}")
+
+
 class ForkedCommands:
     """The CPU of the commands the command server forks (an `rgrid …` started while the
     stack is up runs in one): the server ignores SIGCHLD, so the kernel adds none of it

@@ -107,6 +107,14 @@ def dev_server_argv(settings: Settings) -> list[str]:
     return argv
 
 
+def dev_server_env() -> dict[str, str]:
+    """The dev server's environment. Go's collector took ~11% of its CPU in a batch of
+    trivial items; collecting at 5x the live heap (GOGC=400, not 2x) takes about a quarter
+    of that; the soft limit bounds the heap (peak RSS 400-500 MB here, against ~270).
+    Values the user set are kept."""
+    return {"GOGC": "400", "GOMEMLIMIT": "768MiB", **os.environ}
+
+
 class StackProbes:
     """How the supervisor tells each child works: Temporal answers, the control worker's
     health port says 200, an agent has written its state file (it polls), the command
@@ -183,6 +191,7 @@ def stack_children(settings: Settings, probes: StackProbes, health_port: int) ->
             "temporal",
             dev_server_argv(settings),
             dev / "temporal.log",
+            env=dev_server_env(),
             probe=probes.temporal,
         ),
         ChildSpec(
