@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import tempfile
 import time
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from rgrid.infra.ledger import Ledger
 from rgrid.infra.ledger.tables import execution_values
@@ -48,17 +49,22 @@ def statuses(rows: int, run: int) -> list[ExecutionStatus]:
     ]
 
 
-async def plain_upsert(ledger: Ledger, status: ExecutionStatus) -> None:
-    """The same row as one fixed statement: the driver's and the database's share."""
-    values = execution_values(status)
-    columns = ", ".join(values)
-    updates = ", ".join(f"{key} = excluded.{key}" for key in values if key != "id")
-    sql = text(
-        f"INSERT INTO executions ({columns}) VALUES ({', '.join(':' + k for k in values)}) "
+@functools.cache
+def plain_statement(columns: tuple[str, ...]) -> TextClause:
+    """One fixed text statement per set of columns, built once like the ledger's own."""
+    updates = ", ".join(f"{key} = excluded.{key}" for key in columns if key != "id")
+    return text(
+        f"INSERT INTO executions ({', '.join(columns)}) "
+        f"VALUES ({', '.join(':' + key for key in columns)}) "
         f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE executions.phase != 'succeeded'"
     )
+
+
+async def plain_upsert(ledger: Ledger, status: ExecutionStatus) -> None:
+    """The same row through one fixed statement: the driver's and the database's share."""
+    values = execution_values(status)
     async with ledger.engine.begin() as conn:
-        await conn.execute(sql, values)
+        await conn.execute(plain_statement(tuple(values)), values)
 
 
 async def cpu_ms_per_write(
