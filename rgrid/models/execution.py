@@ -49,6 +49,11 @@ class Resources(BaseModel):
     memory_mb: int = 1024
 
 
+# 3: ExecutionWorkflow's shape 2 (one execute step, and every patch before it) asked of
+# the spec instead of workflow.patched.
+SHAPE = 3
+
+
 class ExecutionSpec(BaseModel):
     """Everything a node needs to run one script once."""
 
@@ -80,6 +85,13 @@ class ExecutionSpec(BaseModel):
     # The batch awaits this child's result instead of an `item_done` signal, until it
     # continues as new and asks for the signal (ExecutionWorkflow.report_by_signal).
     batch_awaits_result: bool = False
+    # The ExecutionWorkflow shape it was built for (SHAPE): up to it the workflow applies
+    # every change without asking workflow.patched, whose marker and TemporalChangeVersion
+    # upsert cost a run two history events and a visibility write. Set only by a batch for
+    # its children: the batch runs on the control worker, which is as new as the one that
+    # will run the child. A client may be newer than the workers: an old worker would ask
+    # the patch and write its marker, which a newer worker's replay then refuses.
+    shape: int | None = None
     cacheable: bool = True  # False: the script says `# rgrid: no-cache` (side effects)
     no_cache: bool = False  # --no-cache: skip the lookup, rebuild layers, refresh the entry
     pool_id: str | None = None  # the NodePoolWorkflow to wake while waiting for a slot

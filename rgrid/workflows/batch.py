@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SetParallelInput,
     )
     from rgrid.models.control import LoadItemsInput
-    from rgrid.models.execution import ExecutionSpec, ExecutionStatus, Phase
+    from rgrid.models.execution import SHAPE, ExecutionSpec, ExecutionStatus, Phase
     from rgrid.workflows import visibility
     from rgrid.workflows.admission import refusal as admission_refusal
 
@@ -244,6 +244,7 @@ class BatchWorkflow:
                 "batch_id": workflow.info().workflow_id,
                 "batch_item": index,
                 "batch_awaits_result": self._by_result,
+                "shape": SHAPE,  # the child asks no patch: two events fewer per item
             }
         )
         state.running[index] = execution_id

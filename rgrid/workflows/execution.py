@@ -89,7 +89,8 @@ class ExecutionWorkflow(ClaimSteps, NodeSteps):
         )
         # Patches are asked before any local activity: asked after one, the marker can land
         # in the next workflow task, where a replay no longer sees it.
-        self._one_step = workflow.patched(SHAPE_2)
+        # A batch's child says its shape in its spec, and asks no patch (no marker).
+        self._one_step = (spec.shape or 0) >= 3 or workflow.patched(SHAPE_2)
         if self._one_step:
             self._pool_demand = spec.pool_id is not None
             self._claim_priority = self._visible = True

@@ -225,6 +225,14 @@ async def test_continue_as_new_keeps_counts_across_runs(
     assert told == ["report_by_signal"]
     await record_history(handle, "batch_after_continue_as_new")
     child = client.get_workflow_handle(f"exec-{handle.id.removeprefix('batch-')}-2")
+    # Its spec gives its shape: no patch marker and no TemporalChangeVersion upsert.
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in (await child.fetch_history()).events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    assert markers and "core_patch" not in markers
+    await assert_replays(child)
     await record_history(child, "batch_item_failed")
 
 
