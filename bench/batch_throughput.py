@@ -11,8 +11,11 @@ side by side in one script.
 per item: (rgrid wall time - xargs wall time) / N (goal <= 60 ms).
 Both print the CPU seconds per item of each process (the `rgrid run` CLI and the command
 the command server forked for it, the stack's supervisor, Temporal, the control worker,
-the agent; the scripts, reaped by the agent or the supervisor, apart) and the history
-events per item (the batch's runs and its items' workflows).
+the agent; the scripts, reaped by the agent or the supervisor, apart), the history
+events per item (the batch's runs and its items' workflows), and where an item's time
+goes (medians from the events' times: its start to its claim on a node, to its execute
+step, the execute step with the script in it, the wind-down, and the batch's part
+between one item's end and the next one's start).
 """
 
 from __future__ import annotations
@@ -23,13 +26,17 @@ import glob
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from commands import ForkedCommands, cpu_s, rss_mb
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 
 from rgrid import names
 from rgrid.client.stack import read_children, read_stack, start_stack, stop_stack
@@ -87,22 +94,72 @@ class Batch:
               f" (goal <= 50); the scripts: {self.scripts_cpu / items * 1000:.0f} ms")  # fmt: skip
         rss = ", ".join(f"{name} {mb:.0f}" for name, mb in self.peak_rss.items())
         print(f"  peak RSS MB so far: {rss}")
-        events, largest = asyncio.run(history_events(settings, self.batch_id))
-        print(f"  history events per item: {events / items:.1f} (largest history {largest})")
+        asyncio.run(histories(settings, self.batch_id)).report(items)
 
 
-async def history_events(settings: Settings, batch_id: str) -> tuple[int, int]:
-    """Events in every history of the batch (each of its runs, each item's workflow), and
-    the largest history's size."""
+class Histories:
+    """Every history of a batch (each of its runs, each item's workflow): their sizes, and
+    where an item's time went, from its events' times."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.gaps: dict[str, list[float]] = {name: [] for name in (*ITEM_GAPS, BATCH_GAP)}
+
+    def add(self, events: Sequence[HistoryEvent], is_item: bool) -> None:
+        self.sizes.append(len(events))
+        if is_item:
+            self._item_gaps(events)
+        else:
+            self._batch_gaps(events)
+
+    def _item_gaps(self, events: Sequence[HistoryEvent]) -> None:
+        started = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
+        ended = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+        if len(started) != 2 or len(ended) != 2:
+            return  # not the usual claim then execute (a retry, a cache hit)
+        times = [_ms(e) for e in (events[0], started[0], started[1], ended[1], events[-1])]
+        for name, begin, end in zip(ITEM_GAPS, times, times[1:], strict=False):
+            self.gaps[name].append(end - begin)
+
+    def _batch_gaps(self, events: Sequence[HistoryEvent]) -> None:
+        # A child's end to the start of the one that takes its place in the window.
+        ended: float | None = None
+        for event in events:
+            if event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+                ended = _ms(event) if ended is None else ended
+            elif event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+                if ended is not None:
+                    self.gaps[BATCH_GAP].append(_ms(event) - ended)
+                ended = None
+
+    def report(self, items: int) -> None:
+        print(f"  history events per item: {sum(self.sizes) / items:.1f}"
+              f" (largest history {max(self.sizes, default=0)})")  # fmt: skip
+        shown = ", ".join(
+            f"{name} {statistics.median(gaps):.0f}" for name, gaps in self.gaps.items() if gaps
+        )
+        print(f"  an item's time, median ms: {shown}")
+
+
+# An item's workflow from its start to its end, and the batch's part between two items.
+ITEM_GAPS = ("start -> claimed", "claimed -> running", "execute", "executed -> closed")
+BATCH_GAP = "closed -> next started"
+
+
+def _ms(event: HistoryEvent) -> float:
+    return event.event_time.ToNanoseconds() / 1e6
+
+
+async def histories(settings: Settings, batch_id: str) -> Histories:
     client = await connect(settings)
     query = f"WorkflowId = '{batch_id}' OR {names.BATCH_ID_ATTRIBUTE.name} = '{batch_id}'"
-    sizes = []
+    found = Histories()
     async for execution in client.list_workflows(query):
         history = await client.get_workflow_handle(
             execution.id, run_id=execution.run_id
         ).fetch_history()
-        sizes.append(len(history.events))
-    return sum(sizes), max(sizes, default=0)
+        found.add(history.events, is_item=execution.id != batch_id)
+    return found
 
 
 def xargs_batch(root: Path, python: str, script: str, files: list[Path]) -> float:
