@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
+import itertools
 import json
 import os
 import resource
@@ -97,6 +98,15 @@ class Batch:
         asyncio.run(histories(settings, self.batch_id)).report(items)
 
 
+# An item's workflow from its start to its end, and the batch's part between two items.
+ITEM_GAPS = ("start -> claimed", "claimed -> running", "execute", "executed -> closed")
+BATCH_GAP = "closed -> next started"
+
+
+def _ms(event: HistoryEvent) -> float:
+    return event.event_time.ToNanoseconds() / 1e6
+
+
 class Histories:
     """Every history of a batch (each of its runs, each item's workflow): their sizes, and
     where an item's time went, from its events' times."""
@@ -118,7 +128,7 @@ class Histories:
         if len(started) != 2 or len(ended) != 2:
             return  # not the usual claim then execute (a retry, a cache hit)
         times = [_ms(e) for e in (events[0], started[0], started[1], ended[1], events[-1])]
-        for name, begin, end in zip(ITEM_GAPS, times, times[1:], strict=False):
+        for name, (begin, end) in zip(ITEM_GAPS, itertools.pairwise(times), strict=True):
             self.gaps[name].append(end - begin)
 
     def _batch_gaps(self, events: Sequence[HistoryEvent]) -> None:
@@ -141,16 +151,8 @@ class Histories:
         print(f"  an item's time, median ms: {shown}")
 
 
-# An item's workflow from its start to its end, and the batch's part between two items.
-ITEM_GAPS = ("start -> claimed", "claimed -> running", "execute", "executed -> closed")
-BATCH_GAP = "closed -> next started"
-
-
-def _ms(event: HistoryEvent) -> float:
-    return event.event_time.ToNanoseconds() / 1e6
-
-
 async def histories(settings: Settings, batch_id: str) -> Histories:
+    """Every history of the batch: each of its runs, each item's workflow."""
     client = await connect(settings)
     query = f"WorkflowId = '{batch_id}' OR {names.BATCH_ID_ATTRIBUTE.name} = '{batch_id}'"
     found = Histories()
